@@ -1,0 +1,332 @@
+//! The controller ↔ proxy contract: a versioned, self-contained description of
+//! everything the proxy needs to know about the world.
+//!
+//! The controller (or standalone mode) builds a [`Snapshot`] from Kubernetes resources
+//! and hands it to proxies as JSON (file, Redis key, or in-process channel). The proxy
+//! never talks to Kubernetes. Secrets never travel in plaintext here: client secrets and
+//! provision keys are carried as lowercase hex SHA-256 digests.
+//!
+//! Serialization is deterministic (vectors, not maps; the producer sorts them) so that
+//! identical input yields byte-identical JSON and publishers can skip no-op updates.
+
+use serde::{Deserialize, Serialize};
+
+/// Current snapshot format version. A proxy refuses snapshots with a different
+/// major `format` so that an old proxy never half-understands a new controller.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// The whole configuration of the data plane at one point in time.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub struct Snapshot {
+    /// Format version of this document; must equal [`FORMAT_VERSION`].
+    #[serde(default = "default_format")]
+    pub format: u32,
+    /// Opaque revision chosen by the producer (the controller uses a content hash).
+    /// Proxies log it and expose it on `/readyz`; it has no other meaning.
+    #[serde(default)]
+    pub revision: String,
+    /// Protected (or plain) routes, in the producer's deterministic order.
+    #[serde(default)]
+    pub routes: Vec<Route>,
+    /// Consumers that own OAuth2 clients or act as anonymous consumers.
+    #[serde(default)]
+    pub consumers: Vec<Consumer>,
+    /// Registered OAuth2 client applications.
+    #[serde(default)]
+    pub clients: Vec<OAuth2Client>,
+}
+
+fn default_format() -> u32 {
+    FORMAT_VERSION
+}
+
+/// One route: where requests match and where they go.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub struct Route {
+    /// Stable unique identifier, `namespace/name` for routes from Kubernetes.
+    /// Tokens and codes are bound to this id (unless `global_credentials`).
+    pub id: String,
+    /// Host names this route answers for. Exact names (`api.example.com`) or a single
+    /// leading wildcard label (`*.example.com`, matching exactly one extra label).
+    /// Empty means any host. Compared case-insensitively, port ignored.
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    /// Path prefixes (each starting with `/`). The longest matching prefix across all
+    /// routes wins; a prefix matches on segment boundaries (`/api` matches `/api` and
+    /// `/api/x`, not `/apix`). Empty means `/`.
+    #[serde(default)]
+    pub paths: Vec<String>,
+    /// Remove the matched path prefix before proxying upstream.
+    #[serde(default)]
+    pub strip_path: bool,
+    /// Send the client's `Host` header upstream instead of the upstream's own.
+    #[serde(default)]
+    pub preserve_host: bool,
+    /// Where matched requests are proxied.
+    pub upstream: Upstream,
+    /// OAuth2 protection; `None` means the route is a plain reverse-proxy route.
+    #[serde(default)]
+    pub oauth2: Option<RouteOAuth2>,
+}
+
+/// The upstream of a route: a set of equivalent endpoints, used round robin.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub struct Upstream {
+    /// Base URLs such as `http://10.0.0.7:8080` or `http://127.0.0.1:9000/base`.
+    /// A path in the URL is prepended to the (possibly stripped) request path.
+    /// Empty means "no endpoint available": the proxy answers 503 until one appears.
+    #[serde(default)]
+    pub endpoints: Vec<String>,
+    /// Time allowed to establish a TCP connection to an endpoint; 502 when exceeded.
+    #[serde(default = "default_connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+    /// Time allowed for the upstream to send response headers; 504 when exceeded.
+    #[serde(default = "default_response_timeout_ms")]
+    pub response_timeout_ms: u64,
+}
+
+fn default_connect_timeout_ms() -> u64 {
+    5_000
+}
+fn default_response_timeout_ms() -> u64 {
+    60_000
+}
+
+/// PKCE enforcement, as Kong's `pkce` setting.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PkceMode {
+    /// Never required (a code issued with a challenge still needs its verifier).
+    None,
+    /// Required for public clients only.
+    #[default]
+    Lax,
+    /// Required for every client.
+    Strict,
+}
+
+/// OAuth2 settings of one route (Kong `oauth2` plugin config, plus `rules`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub struct RouteOAuth2 {
+    /// Scopes a client may request on this route. Empty means scopes are not used.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// Reject authorization/token requests that name no scope.
+    #[serde(default)]
+    pub mandatory_scope: bool,
+    /// Access token lifetime in seconds; 0 = never expires and no refresh token.
+    #[serde(default = "default_token_expiration")]
+    pub token_expiration: u64,
+    /// Refresh token lifetime in seconds; 0 = never expires.
+    #[serde(default = "default_refresh_token_ttl")]
+    pub refresh_token_ttl: u64,
+    /// Authorization code lifetime in seconds.
+    #[serde(default = "default_code_ttl")]
+    pub code_ttl: u64,
+    /// Keep the refresh token on refresh instead of rotating it.
+    #[serde(default)]
+    pub reuse_refresh_token: bool,
+    /// Authorization code grant (`response_type=code`).
+    #[serde(default = "yes")]
+    pub enable_authorization_code: bool,
+    /// Client credentials grant.
+    #[serde(default)]
+    pub enable_client_credentials: bool,
+    /// Resource owner password grant (the login app checked the password).
+    #[serde(default)]
+    pub enable_password_grant: bool,
+    /// Implicit grant (`response_type=token`).
+    #[serde(default)]
+    pub enable_implicit_grant: bool,
+    /// PKCE mode.
+    #[serde(default)]
+    pub pkce: PkceMode,
+    /// Hex SHA-256 of the provision key the login app presents; `None` means no
+    /// provision key is configured and authorize/password grants are refused.
+    #[serde(default)]
+    pub provision_key_sha256: Option<String>,
+    /// Remove the token from header, query and form body before proxying.
+    #[serde(default)]
+    pub hide_credentials: bool,
+    /// Accept plain HTTP when a trusted proxy says `X-Forwarded-Proto: https`.
+    #[serde(default)]
+    pub accept_http_if_already_terminated: bool,
+    /// Consumer id used when no token is presented (request passes as anonymous).
+    #[serde(default)]
+    pub anonymous_consumer: Option<String>,
+    /// Tokens issued here are valid on every route that also sets this flag.
+    #[serde(default)]
+    pub global_credentials: bool,
+    /// Header the bearer token is read from (lowercase).
+    #[serde(default = "default_auth_header")]
+    pub auth_header_name: String,
+    /// Realm in `WWW-Authenticate` challenges.
+    #[serde(default = "default_realm")]
+    pub realm: String,
+    /// Scope rules enforced at the gateway, first match (longest path) wins.
+    #[serde(default)]
+    pub rules: Vec<ScopeRule>,
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_token_expiration() -> u64 {
+    7_200
+}
+fn default_refresh_token_ttl() -> u64 {
+    1_209_600
+}
+fn default_code_ttl() -> u64 {
+    60
+}
+fn default_auth_header() -> String {
+    "authorization".to_owned()
+}
+fn default_realm() -> String {
+    "service".to_owned()
+}
+
+impl Default for RouteOAuth2 {
+    fn default() -> Self {
+        // Round-tripping an empty object applies every serde default in one place.
+        serde_json::from_str("{}").expect("every RouteOAuth2 field has a serde default")
+    }
+}
+
+/// A gateway-enforced scope requirement.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub struct ScopeRule {
+    /// Path prefix relative to the matched route path (`/stepcounts` under route
+    /// `/stepon` covers `/stepon/stepcounts/...`). Segment-boundary match.
+    pub path: String,
+    /// Upper-case HTTP methods the rule applies to; empty means every method.
+    #[serde(default)]
+    pub methods: Vec<String>,
+    /// Every one of these scopes must have been granted to the token.
+    pub required_scopes: Vec<String>,
+}
+
+/// Who owns client applications (a Kong consumer).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub struct Consumer {
+    /// Stable identifier sent upstream as `X-Consumer-ID` (the Kubernetes UID, or
+    /// `namespace/name` in standalone mode).
+    pub id: String,
+    /// `X-Consumer-Username`.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// `X-Consumer-Custom-ID`.
+    #[serde(default)]
+    pub custom_id: Option<String>,
+}
+
+/// Confidential clients authenticate with a secret; public ones cannot keep one.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientType {
+    #[default]
+    Confidential,
+    Public,
+}
+
+/// OAuth2 grant types a client is allowed to use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GrantType {
+    AuthorizationCode,
+    ClientCredentials,
+    Password,
+    Implicit,
+    RefreshToken,
+}
+
+/// A registered client application.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub struct OAuth2Client {
+    /// Public identifier (`client_id`), unique in the snapshot.
+    pub client_id: String,
+    /// Hex SHA-256 of the client secret; `None` for public clients.
+    #[serde(default)]
+    pub secret_sha256: Option<String>,
+    /// Display name.
+    #[serde(default)]
+    pub name: String,
+    /// Id of the owning [`Consumer`].
+    pub consumer_id: String,
+    /// Confidential or public.
+    #[serde(default)]
+    pub client_type: ClientType,
+    /// Registered redirect URIs, matched exactly; the first is the default.
+    #[serde(default)]
+    pub redirect_uris: Vec<String>,
+    /// Grants this client may use; empty means every grant the route enables.
+    #[serde(default)]
+    pub grant_types: Vec<GrantType>,
+    /// Scopes this client may obtain; `None` means any scope the route offers.
+    #[serde(default)]
+    pub scopes: Option<Vec<String>>,
+}
+
+/// Why a snapshot document was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("snapshot is not valid JSON for this format: {0}")]
+    Parse(#[from] serde_json::Error),
+    #[error("snapshot format {found} is not supported (this proxy speaks {FORMAT_VERSION})")]
+    Format { found: u32 },
+}
+
+impl Snapshot {
+    /// Parse and check a JSON snapshot document.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, SnapshotError> {
+        let snap: Snapshot = serde_json::from_slice(bytes)?;
+        if snap.format != FORMAT_VERSION {
+            return Err(SnapshotError::Format { found: snap.format });
+        }
+        Ok(snap)
+    }
+
+    /// Deterministic JSON encoding (field order is the struct order).
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("a Snapshot contains only JSON-representable data")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn route_oauth2_defaults_match_kong() {
+        let o = RouteOAuth2::default();
+        assert_eq!(o.token_expiration, 7200);
+        assert_eq!(o.refresh_token_ttl, 1_209_600);
+        assert!(o.enable_authorization_code);
+        assert!(!o.enable_client_credentials);
+        assert_eq!(o.pkce, PkceMode::Lax);
+        assert_eq!(o.auth_header_name, "authorization");
+    }
+
+    #[test]
+    fn example_snapshot_parses() {
+        let bytes = include_bytes!("../../examples/snapshot.json");
+        let snap = Snapshot::from_json(bytes).expect("examples/snapshot.json is valid");
+        assert!(!snap.routes.is_empty());
+        let again = Snapshot::from_json(&snap.to_json()).unwrap();
+        assert_eq!(snap, again);
+    }
+
+    #[test]
+    fn other_format_versions_are_refused() {
+        let err = Snapshot::from_json(br#"{"format": 99}"#).unwrap_err();
+        assert!(matches!(err, SnapshotError::Format { found: 99 }));
+    }
+}

@@ -1,0 +1,22 @@
+//! Gatehouse data plane: a reverse proxy that is also an OAuth2 authorization server.
+//!
+//! Dependencies point one way: [`config`] (the snapshot contract) ← [`catalog`] and
+//! [`router`] (compiled lookups) ← [`oauth2`] / [`enforce`] (decisions) ← [`server`]
+//! (listeners, upstream calls). The proxy never talks to Kubernetes.
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod catalog;
+pub mod cli;
+pub mod config;
+pub mod enforce;
+pub mod oauth2;
+pub mod router;
+pub mod secret;
+pub mod server;
+pub mod source;
+pub mod store;
+pub mod tls;
+pub mod upstream;
+
+pub use config::Snapshot;

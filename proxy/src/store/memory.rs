@@ -1,0 +1,1 @@
+//! In-memory token store (to be written).

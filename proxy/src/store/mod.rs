@@ -1,0 +1,211 @@
+//! Token and authorization-code state, behind one async trait so that the in-memory
+//! store (standalone default) and Redis (production, shared by replicas) are
+//! interchangeable.
+//!
+//! Keys are always [`Digest`]s: the SHA-256 of the raw token or code. Raw values are
+//! handed to the client once and never stored. Records carry everything a proxy needs
+//! to decide on a request without consulting anything else.
+//!
+//! Families: every token descends from one grant (an authorization code, a password or
+//! client-credentials grant). All access and refresh tokens of that lineage share a
+//! `family` id so that code replay and refresh-token reuse can revoke the whole lineage
+//! (RFC 6749 §4.1.2, RFC 9700 §4.14).
+
+pub mod memory;
+pub mod redis;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+
+/// SHA-256 of a secret value (token, code, client secret, provision key).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Digest(pub [u8; 32]);
+
+impl Digest {
+    /// Hash a raw secret.
+    pub fn of(raw: &[u8]) -> Self {
+        Digest(Sha256::digest(raw).into())
+    }
+
+    /// Lowercase hex, the form used in snapshots and store keys.
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    /// Parse lowercase or uppercase hex.
+    pub fn from_hex(s: &str) -> Option<Self> {
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(s, &mut out).ok()?;
+        Some(Digest(out))
+    }
+
+    /// Constant-time equality: secrets are compared as digests without leaking how
+    /// many leading bytes matched.
+    pub fn ct_eq(&self, other: &Digest) -> bool {
+        use subtle::ConstantTimeEq;
+        self.0.ct_eq(&other.0).into()
+    }
+}
+
+impl Serialize for Digest {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_hex())
+    }
+}
+
+impl<'de> Deserialize<'de> for Digest {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Digest::from_hex(&s).ok_or_else(|| serde::de::Error::custom("expected 64 hex digits"))
+    }
+}
+
+impl std::fmt::Debug for Digest {
+    // Only a prefix: enough to correlate in debug output, useless to an attacker
+    // (and these are digests, never raw secrets).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Digest({}…)", &self.to_hex()[..8])
+    }
+}
+
+/// Unix time in seconds.
+pub type UnixTime = u64;
+
+/// Everything known about a granted access token.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessToken {
+    /// Route id the token was issued on.
+    pub route_id: String,
+    /// Issued on a `global_credentials` route: valid on every such route.
+    pub global: bool,
+    /// `client_id` of the client it was issued to.
+    pub client_id: String,
+    /// Consumer that owns that client.
+    pub consumer_id: String,
+    /// The resource owner, when the grant had one.
+    pub authenticated_userid: Option<String>,
+    /// Granted scopes.
+    pub scopes: Vec<String>,
+    /// Issue time.
+    pub issued_at: UnixTime,
+    /// Expiry; `None` = never.
+    pub expires_at: Option<UnixTime>,
+    /// Lineage id (see module docs).
+    pub family: String,
+    /// Digest of the refresh token issued together with this access token, if any.
+    pub refresh: Option<Digest>,
+}
+
+/// Everything known about a refresh token.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefreshToken {
+    pub route_id: String,
+    pub global: bool,
+    pub client_id: String,
+    pub consumer_id: String,
+    pub authenticated_userid: Option<String>,
+    pub scopes: Vec<String>,
+    pub issued_at: UnixTime,
+    /// Expiry; `None` = never.
+    pub expires_at: Option<UnixTime>,
+    pub family: String,
+    /// Digest of the access token issued together with this refresh token.
+    pub access: Digest,
+}
+
+/// A pending authorization code.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthorizationCode {
+    pub route_id: String,
+    pub global: bool,
+    pub client_id: String,
+    pub consumer_id: String,
+    pub authenticated_userid: String,
+    pub scopes: Vec<String>,
+    /// The redirect URI the code was issued for; the token request must repeat it.
+    pub redirect_uri: String,
+    /// PKCE S256 challenge, when one was sent.
+    pub code_challenge: Option<String>,
+    pub expires_at: UnixTime,
+    /// Family every token issued from this code will belong to.
+    pub family: String,
+}
+
+/// A freshly issued access token, optionally with its refresh token.
+#[derive(Clone, Debug)]
+pub struct IssuedPair {
+    pub access_digest: Digest,
+    pub access: AccessToken,
+    pub refresh: Option<(Digest, RefreshToken)>,
+}
+
+/// Result of redeeming an authorization code.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CodeRedemption {
+    /// First redemption: the code is gone now.
+    Redeemed(AuthorizationCode),
+    /// The code was already redeemed; the store has revoked every token of `family`.
+    Replayed { family: String },
+    /// Never existed or expired.
+    Unknown,
+}
+
+/// Result of a refresh-token rotation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Rotation {
+    /// The old refresh token (and its access token) died; the new pair is live.
+    Rotated,
+    /// The refresh token had already been rotated away: the whole family is revoked.
+    Reused { family: String },
+    /// Never existed, expired or revoked.
+    Unknown,
+}
+
+/// Store failures. Callers fail closed (503 `temporarily_unavailable`).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("token store unavailable: {0}")]
+    Unavailable(String),
+    #[error("token store returned corrupt data: {0}")]
+    Corrupt(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Token and code state shared by all proxy replicas.
+///
+/// Implementations own expiry: a lookup never returns an expired record.
+#[async_trait]
+pub trait TokenStore: Send + Sync + 'static {
+    /// Store a new authorization code under its digest.
+    async fn put_code(&self, code: Digest, record: AuthorizationCode) -> Result<()>;
+
+    /// Take a code exactly once across all replicas. A second take reports
+    /// [`CodeRedemption::Replayed`] (for at least the code's original lifetime) and
+    /// revokes every token issued from it.
+    async fn take_code(&self, code: Digest) -> Result<CodeRedemption>;
+
+    /// Persist a newly issued token pair.
+    async fn issue(&self, pair: IssuedPair) -> Result<()>;
+
+    /// Look up a live access token.
+    async fn access_token(&self, token: Digest) -> Result<Option<AccessToken>>;
+
+    /// Look up a live refresh token.
+    async fn refresh_token(&self, token: Digest) -> Result<Option<RefreshToken>>;
+
+    /// Atomically retire `old` (refresh token and its access token) and persist `new`.
+    /// Presenting a refresh token that was already rotated away revokes its family.
+    async fn rotate(&self, old: Digest, new: IssuedPair) -> Result<Rotation>;
+
+    /// Revoke an access or refresh token and its partner (RFC 7009). Returns whether
+    /// anything was revoked.
+    async fn revoke(&self, token: Digest) -> Result<bool>;
+
+    /// Revoke every token of a family.
+    async fn revoke_family(&self, family: &str) -> Result<()>;
+
+    /// Cheap health check for `/readyz`.
+    async fn ping(&self) -> Result<()>;
+}

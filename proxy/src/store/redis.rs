@@ -1,0 +1,1 @@
+//! Redis token store (to be written).
