@@ -1,1 +1,6 @@
-//! placeholder
+//! Test support for end-to-end tests: real processes and servers on loopback ports
+//! chosen at run time, cleaned up on drop.
+
+pub mod binary;
+pub mod redis_server;
+pub mod upstream;

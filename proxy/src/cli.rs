@@ -1,11 +1,9 @@
 //! Command-line arguments of `gatehouse proxy`, and the flag groups that
 //! `gatehouse standalone` reuses.
 
-use std::sync::Arc;
-
 use clap::Args;
 
-use crate::store::TokenStore;
+use crate::store::args::StoreArgs;
 
 /// `gatehouse proxy`: serve a snapshot from a file or from Redis.
 #[derive(Args, Debug, Clone)]
@@ -23,21 +21,6 @@ pub struct ProxyArgs {
 
     #[command(flatten)]
     pub store: StoreArgs,
-}
-
-/// Where tokens and codes live.
-#[derive(Args, Debug, Clone, Default)]
-pub struct StoreArgs {
-    /// Redis URL for the token store; without it tokens live in process memory.
-    #[arg(long, value_name = "URL", env = "GATEHOUSE_REDIS")]
-    pub redis: Option<String>,
-}
-
-impl StoreArgs {
-    /// Build the configured token store.
-    pub async fn build(&self) -> anyhow::Result<Arc<dyn TokenStore>> {
-        anyhow::bail!("token store construction is not wired yet")
-    }
 }
 
 /// Run `gatehouse proxy` until SIGTERM/SIGINT.

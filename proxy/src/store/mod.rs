@@ -11,6 +11,7 @@
 //! `family` id so that code replay and refresh-token reuse can revoke the whole lineage
 //! (RFC 6749 §4.1.2, RFC 9700 §4.14).
 
+pub mod args;
 pub mod memory;
 pub mod redis;
 

@@ -1,0 +1,1 @@
+//! Helpers for spawning the built `gatehouse` binary in tests. (to be written)
