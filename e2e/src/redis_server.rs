@@ -104,6 +104,7 @@ impl RedisServer {
             .args(["--appendonly", "yes"])
             .args(["--appendfsync", "always"])
             .args(["--protected-mode", "no"])
+            .args(["--enable-debug-command", "local"])
             .args(["--daemonize", "no"])
             .args(&self.extra)
             .stdin(Stdio::null())
