@@ -3,9 +3,7 @@
 
 use clap::Args;
 
-/// `gatehouse controller`: watch the cluster, publish snapshots.
-#[derive(Args, Debug, Clone)]
-pub struct ControllerArgs {}
+pub use crate::k8s::args::ControllerArgs;
 
 /// `gatehouse standalone`: the same YAML, no cluster.
 #[derive(Args, Debug, Clone)]
@@ -15,8 +13,9 @@ pub struct StandaloneArgs {}
 #[derive(Args, Debug, Clone)]
 pub struct RenderArgs {}
 
-pub async fn run_controller(_args: ControllerArgs) -> anyhow::Result<()> {
-    anyhow::bail!("controller is not wired yet")
+/// `gatehouse controller` (see [`crate::k8s`]).
+pub async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
+    crate::k8s::run::run_controller(args).await
 }
 
 pub async fn run_standalone(_args: StandaloneArgs) -> anyhow::Result<()> {

@@ -3,5 +3,6 @@
 #![forbid(unsafe_code)]
 
 pub mod cli;
+pub mod k8s;
 pub mod manifests;
 pub mod translate;
