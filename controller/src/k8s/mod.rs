@@ -25,6 +25,11 @@ pub mod status;
 pub mod watch;
 pub mod writes;
 
+#[cfg(test)]
+mod api_tests;
+#[cfg(test)]
+mod fixtures;
+
 /// Field manager of every write (server-side apply owner, `managedFields` entry).
 pub const FIELD_MANAGER: &str = "gatehouse";
 
