@@ -31,7 +31,10 @@ const REDIRECT_URI: &str = "https://shoeflyshoe.store/stepon/callback";
 const DEADLINE: Duration = Duration::from_secs(30);
 
 fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
 }
 
 /// The `gatehouse` binary, built once per test run (`GATEHOUSE_BIN` overrides).
@@ -42,11 +45,32 @@ fn binary() -> PathBuf {
     static BUILD: Once = Once::new();
     BUILD.call_once(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "--quiet", "-p", "gatehouse", "--bin", "gatehouse"])
-            .current_dir(workspace_root())
-            .status()
-            .expect("cargo runs");
+        // Same package selection as `scripts/test`'s `cargo build --workspace`, so the
+        // feature set (and so the artifact) is the one already built there.
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "--quiet", "--workspace", "--bin", "gatehouse"])
+            .current_dir(workspace_root());
+        // Cargo gives this test process its package's CARGO_MANIFEST_DIR etc.; build
+        // scripts that track those (ring's does) would otherwise rerun, and the next
+        // `cargo test` would rebuild everything back.
+        for (key, _) in std::env::vars_os() {
+            let k = key.to_string_lossy();
+            if [
+                "CARGO_MANIFEST_",
+                "CARGO_PKG_",
+                "CARGO_CRATE_",
+                "CARGO_BIN_",
+                "CARGO_PRIMARY_",
+            ]
+            .iter()
+            .any(|p| k.starts_with(p))
+                || k == "CARGO_TARGET_TMPDIR"
+                || k == "CARGO_RUSTC_CURRENT_DIR"
+            {
+                cmd.env_remove(&key);
+            }
+        }
+        let status = cmd.status().expect("cargo runs");
         assert!(status.success(), "building the gatehouse binary failed");
     });
     let target = std::env::var_os("CARGO_TARGET_DIR")
@@ -78,7 +102,9 @@ async fn step_on_api() -> (SocketAddr, Seen) {
     let record = seen.clone();
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { continue };
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
             let record = record.clone();
             tokio::spawn(async move {
                 let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
@@ -87,10 +113,15 @@ async fn step_on_api() -> (SocketAddr, Seen) {
                         .iter()
                         .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
                         .collect();
-                    record.lock().unwrap().push((req.uri().path().to_owned(), headers));
+                    record
+                        .lock()
+                        .unwrap()
+                        .push((req.uri().path().to_owned(), headers));
                     async {
                         Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
-                            Bytes::from_static(br#"{"clark":[{"date":"2021-03-08","steps":10432}]}"#),
+                            Bytes::from_static(
+                                br#"{"clark":[{"date":"2021-03-08","steps":10432}]}"#,
+                            ),
                         )))
                     }
                 });
@@ -116,7 +147,12 @@ impl Standalone {
         let mut child = Command::new(binary())
             .args(["standalone", "--manifests"])
             .arg(manifests)
-            .args(["--listen", "127.0.0.1:0", "--self-signed-tls", "127.0.0.1:0"])
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--self-signed-tls",
+                "127.0.0.1:0",
+            ])
             .args(["--workers", "1"])
             .env("GATEHOUSE_LOG", "warn")
             .stdout(Stdio::piped())
@@ -265,14 +301,23 @@ async fn step_on_flow_authorize_exchange_call_refresh_and_scope_rule() {
     let http = client();
 
     // No token, no entry.
-    assert_eq!(get_status(&http, &gh.url("/stepon/stepcounts"), None).await, 401);
+    assert_eq!(
+        get_status(&http, &gh.url("/stepon/stepcounts"), None).await,
+        401
+    );
 
     // Clark authorizes Shoe Fly Shoe for his step counts; the store swaps the code.
     let code = authorize(&gh, &http, "clark", "step_counts").await;
     let tokens = exchange(&gh, &http, &code).await;
     let access = tokens["access_token"].as_str().unwrap().to_owned();
     let refresh = tokens["refresh_token"].as_str().unwrap().to_owned();
-    assert_eq!(tokens["token_type"].as_str().map(str::to_lowercase).as_deref(), Some("bearer"));
+    assert_eq!(
+        tokens["token_type"]
+            .as_str()
+            .map(str::to_lowercase)
+            .as_deref(),
+        Some("bearer")
+    );
     assert_eq!(tokens["expires_in"], 7200);
 
     // The store reads Clark's step counts; Step On learns who is asking.
@@ -312,9 +357,16 @@ async fn step_on_flow_authorize_exchange_call_refresh_and_scope_rule() {
     let profile_token = profile_only["access_token"].as_str().unwrap();
     let calls_before = seen.lock().unwrap().len();
     assert_eq!(get_status(&http, &url, Some(profile_token)).await, 403);
-    assert_eq!(seen.lock().unwrap().len(), calls_before, "a 403 never reaches Step On");
+    assert_eq!(
+        seen.lock().unwrap().len(),
+        calls_before,
+        "a 403 never reaches Step On"
+    );
     // ...but it does open what the rule does not cover.
-    assert_eq!(get_status(&http, &gh.url("/stepon/profile"), Some(profile_token)).await, 200);
+    assert_eq!(
+        get_status(&http, &gh.url("/stepon/profile"), Some(profile_token)).await,
+        200
+    );
 }
 
 /// Poll until `GET url` answers `want` (or fail at the deadline).
@@ -325,7 +377,10 @@ async fn wait_for_status(http: &reqwest::Client, url: &str, want: u16) {
         if got == want {
             return;
         }
-        assert!(start.elapsed() < DEADLINE, "{url} still answers {got}, want {want}");
+        assert!(
+            start.elapsed() < DEADLINE,
+            "{url} still answers {got}, want {want}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -387,7 +442,10 @@ async fn hot_reload_adds_routes_generates_credentials_and_survives_a_broken_edit
     .await;
     assert_eq!(status, 200, "{body}");
     let token = body["access_token"].as_str().unwrap().to_owned();
-    assert_eq!(get_status(&http, &gh.url("/extra/x"), Some(&token)).await, 200);
+    assert_eq!(
+        get_status(&http, &gh.url("/extra/x"), Some(&token)).await,
+        200
+    );
 
     // A broken edit: the problem is printed with file and document, and the last
     // good configuration keeps serving.
@@ -400,13 +458,22 @@ async fn hot_reload_adds_routes_generates_credentials_and_survives_a_broken_edit
     let stderr = gh.stderr.clone();
     let line = gh.wait_for_line(&stderr, "zz-broken.yaml document 2");
     assert!(line.contains("ProtectedRoute \"bad\""), "{line}");
-    assert_eq!(get_status(&http, &gh.url("/extra/x"), Some(&token)).await, 200);
-    assert_eq!(get_status(&http, &gh.url("/stepon/stepcounts"), None).await, 401);
+    assert_eq!(
+        get_status(&http, &gh.url("/extra/x"), Some(&token)).await,
+        200
+    );
+    assert_eq!(
+        get_status(&http, &gh.url("/stepon/stepcounts"), None).await,
+        401
+    );
 
     // Fixing it applies everything that changed meanwhile (extra.yaml is gone).
     std::fs::remove_file(dir.path().join("zz-broken.yaml")).unwrap();
     wait_for_status(&http, &gh.url("/extra/x"), 404).await;
-    assert_eq!(get_status(&http, &gh.url("/stepon/stepcounts"), None).await, 401);
+    assert_eq!(
+        get_status(&http, &gh.url("/stepon/stepcounts"), None).await,
+        401
+    );
     let printed = gh
         .stdout
         .lock()
@@ -424,7 +491,12 @@ fn render_exits_zero_for_ready_manifests_and_one_otherwise() {
         .arg(workspace_root().join("examples/stepon"))
         .output()
         .unwrap();
-    assert_eq!(good.status.code(), Some(0), "{}", String::from_utf8_lossy(&good.stderr));
+    assert_eq!(
+        good.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&good.stderr)
+    );
     let snapshot: Value = serde_json::from_slice(&good.stdout).unwrap();
     assert_eq!(snapshot["routes"][0]["id"], "default/stepon");
     let json = String::from_utf8_lossy(&good.stdout);
