@@ -380,3 +380,70 @@ async fn shutdown_signal() {
         let _ = tokio::signal::ctrl_c().await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(secs: i64) -> Time {
+        Time(k8s_openapi::jiff::Timestamp::from_second(secs).unwrap())
+    }
+
+    const CLIENT: &str = "apiVersion: gatehouse.dev/v1alpha1\nkind: Consumer\nmetadata: {name: c}\nspec: {username: c}\n---\napiVersion: gatehouse.dev/v1alpha1\nkind: OAuth2Client\nmetadata: {name: app}\nspec: {consumerRef: {name: c}, name: App}\n";
+
+    #[test]
+    fn the_embedded_quickstart_is_all_ready() {
+        let mut state = Standalone::new(Source::Embedded, None);
+        let loaded = state.load(at(1)).map_err(|e| e[0].to_string()).unwrap();
+        assert!(loaded.output.not_ready().next().is_none());
+        assert!(loaded.generated.is_empty());
+        let route = &loaded.output.snapshot.routes[0];
+        assert_eq!(
+            route.upstream.endpoints,
+            vec![format!("http://{}", crate::echo::DEFAULT_ADDR)],
+            "the quickstart route points at the built-in echo upstream"
+        );
+    }
+
+    #[test]
+    fn generated_credentials_are_made_once_and_kept_across_reloads() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("app.yaml"), CLIENT).unwrap();
+        let mut state = Standalone::new(Source::Dir(dir.path().to_owned()), None);
+
+        let first = state.load(at(1)).map_err(|e| e[0].to_string()).unwrap();
+        assert_eq!(first.generated.len(), 1);
+        assert!(first.output.not_ready().next().is_none());
+        let client_id = first.output.snapshot.clients[0].client_id.clone();
+        assert_eq!(client_id, first.generated[0].client_id);
+
+        let second = state.load(at(2)).map_err(|e| e[0].to_string()).unwrap();
+        assert!(
+            second.generated.is_empty(),
+            "printed once, not on every reload"
+        );
+        assert_eq!(second.output.snapshot.clients[0].client_id, client_id);
+        assert_eq!(first.output.snapshot, second.output.snapshot);
+    }
+
+    #[test]
+    fn a_broken_edit_reports_file_and_document_and_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("app.yaml"), CLIENT).unwrap();
+        let mut state = Standalone::new(Source::Dir(dir.path().to_owned()), None);
+        state.load(at(1)).map_err(|e| e[0].to_string()).unwrap();
+
+        std::fs::write(
+            dir.path().join("app.yaml"),
+            format!("{CLIENT}---\nkind: [\n"),
+        )
+        .unwrap();
+        let errors = state.load(at(2)).err().expect("the edit is broken");
+        assert!(
+            errors[0].to_string().contains("app.yaml document 3"),
+            "{}",
+            errors[0]
+        );
+        assert_eq!(state.generated.len(), 1);
+    }
+}
