@@ -1,5 +1,5 @@
 //! Reading a directory of multi-document YAML manifests (standalone and render mode):
-//! Secrets and the three Gatehouse kinds become a translate [`Input`]; other kinds are
+//! Secrets, Services and the three Gatehouse kinds become a translate [`Input`]; other kinds are
 //! ignored with a warning. Every problem names its file and document number.
 
 use std::collections::HashMap;
@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use gatehouse_crds::{Consumer, OAuth2Client, ProtectedRoute, API_VERSION};
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{Secret, Service};
 use serde::Deserialize;
 
 use crate::translate::Input;
@@ -186,13 +186,14 @@ impl Loader {
         let known = matches!(
             (meta.api_version.as_str(), meta.kind.as_str()),
             ("v1", "Secret")
+                | ("v1", "Service")
                 | (API_VERSION, "Consumer")
                 | (API_VERSION, "OAuth2Client")
                 | (API_VERSION, "ProtectedRoute")
         );
         if !known {
             self.out.warnings.push(format!(
-                "{origin}: ignoring {} {} (standalone reads Secrets and {API_VERSION} resources only)",
+                "{origin}: ignoring {} {} (only Secrets, Services and {API_VERSION} resources are read)",
                 meta.api_version, meta.kind
             ));
             return Ok(());
@@ -224,6 +225,9 @@ impl Loader {
         let input = &mut self.out.input;
         match meta.kind.as_str() {
             "Secret" => input.secrets.push(typed::<Secret>("Secret", &name, value)?),
+            "Service" => input
+                .services
+                .push(typed::<Service>("Service", &name, value)?),
             "Consumer" => input
                 .consumers
                 .push(typed::<Consumer>("Consumer", &name, value)?),

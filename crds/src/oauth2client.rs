@@ -17,7 +17,7 @@ use crate::refs::LocalRef;
     namespaced,
     doc = "An OAuth2 client application owned by a Consumer.",
     status = "OAuth2ClientStatus",
-    shortname = "oauth2client",
+    shortname = "oauth2c",
     category = "gatehouse",
     printcolumn = r#"{"name":"Consumer","type":"string","jsonPath":".spec.consumerRef.name"}"#,
     printcolumn = r#"{"name":"Type","type":"string","jsonPath":".spec.clientType"}"#,
