@@ -145,6 +145,7 @@ pub async fn follow(target: Target, prefix: String, tx: ConfigTx) {
     resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         while let Err(error) = load(&conn, &keys, &mut current_sha, &tx).await {
+            tracing::warn!(%error, "Config not readable from Redis, keeping the last good snapshot");
             tokio::time::sleep(backoff.next_delay()).await;
         }
         backoff.reset();
