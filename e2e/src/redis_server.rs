@@ -351,6 +351,11 @@ fn wait_ready(addr: SocketAddr, child: &mut Child) -> anyhow::Result<()> {
     }
 }
 
+/// A loopback port that is free now.
+pub fn free_loopback_port() -> anyhow::Result<u16> {
+    free_port(false)
+}
+
 /// A loopback port that is free now (and, for cluster nodes, whose bus port
 /// `port + 10000` is free too).
 fn free_port(with_bus: bool) -> anyhow::Result<u16> {

@@ -666,3 +666,113 @@ async fn the_store_follows_a_sentinel_failover() {
         .unwrap()
         .is_some());
 }
+
+/// A throw-away CA and a server certificate for 127.0.0.1, made with the openssl CLI.
+fn make_certs(dir: &std::path::Path) {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl CLI on PATH");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let mut ca = vec![
+        "req",
+        "-x509",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=gatehouse-test-ca",
+    ];
+    ca.extend(ec);
+    ca.extend(["-keyout", "ca.key", "-out", "ca.pem"]);
+    run(&ca);
+    let mut csr = vec!["req", "-subj", "/CN=127.0.0.1"];
+    csr.extend(ec);
+    csr.extend(["-keyout", "server.key", "-out", "server.csr"]);
+    run(&csr);
+    std::fs::write(
+        dir.join("san.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-extfile",
+        "san.ext",
+        "-out",
+        "server.pem",
+    ]);
+}
+
+#[tokio::test]
+async fn the_store_speaks_tls_to_rediss_urls_with_a_custom_ca() {
+    let certs = tempfile::tempdir().unwrap();
+    make_certs(certs.path());
+    let tls_port = gatehouse_e2e::redis_server::free_loopback_port().unwrap();
+    let path = |f: &str| certs.path().join(f).display().to_string();
+    let redis = RedisServer::start_with(&[
+        "--tls-port",
+        &tls_port.to_string(),
+        "--tls-cert-file",
+        &path("server.pem"),
+        "--tls-key-file",
+        &path("server.key"),
+        "--tls-ca-cert-file",
+        &path("ca.pem"),
+        "--tls-auth-clients",
+        "no",
+    ])
+    .unwrap();
+    let args = StoreArgs {
+        redis: Some(format!("rediss://127.0.0.1:{tls_port}")),
+        redis_ca_file: Some(certs.path().join("ca.pem")),
+        ..Default::default()
+    };
+    let store = args.build().await.unwrap();
+    let pair = mk_pair("fam-tls", 7200);
+    store.issue(pair.clone()).await.unwrap();
+    assert!(store
+        .access_token(pair.access_digest)
+        .await
+        .unwrap()
+        .is_some());
+    // The record really went through the TLS listener into this server.
+    let key = format!("gatehouse:at:{}", pair.access_digest.to_hex());
+    assert_eq!(redis.command(&["EXISTS", &key]).unwrap().trim(), ":1");
+
+    // Without the CA the server certificate is not trusted: unavailable, not insecure.
+    let untrusted = StoreArgs {
+        redis: Some(format!("rediss://127.0.0.1:{tls_port}")),
+        ..Default::default()
+    }
+    .build()
+    .await
+    .unwrap();
+    assert!(matches!(
+        untrusted.ping().await,
+        Err(StoreError::Unavailable(_))
+    ));
+}

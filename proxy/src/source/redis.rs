@@ -160,6 +160,18 @@ pub async fn follow(target: Target, prefix: String, tx: ConfigTx) {
     }
 }
 
+/// `--config-redis URL`: follow the snapshot in Redis into `tx`, with the token
+/// store's credentials, CA, timeout and key prefix. The task runs until aborted.
+pub fn spawn_from_args(
+    url: &str,
+    store: &crate::store::args::StoreArgs,
+    tx: ConfigTx,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let target = store.target_for(url)?;
+    tracing::info!(source = %target.describe(), "Following config from Redis");
+    Ok(spawn_follow(target, store.redis_prefix.clone(), tx))
+}
+
 /// Start [`follow`] on the current runtime.
 pub fn spawn_follow(target: Target, prefix: String, tx: ConfigTx) -> tokio::task::JoinHandle<()> {
     tokio::spawn(follow(target, prefix, tx))
