@@ -10,6 +10,11 @@ use gatehouse_proxy::store::args::parse_duration;
 /// `gatehouse controller`: watch the cluster, publish snapshots to Redis, report status.
 #[derive(Args, Debug, Clone)]
 pub struct ControllerArgs {
+    /// Kubeconfig file to use instead of the in-cluster service account or
+    /// `$KUBECONFIG` / `~/.kube/config` (its current context).
+    #[arg(long, value_name = "PATH")]
+    pub kubeconfig: Option<PathBuf>,
+
     /// Watch only this namespace (default: all namespaces).
     #[arg(long, value_name = "NS", env = "GATEHOUSE_NAMESPACE")]
     pub namespace: Option<String>,

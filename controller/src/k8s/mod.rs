@@ -68,12 +68,9 @@ pub enum Error {
          get/list/watch on it (the Helm chart's RBAC does)"
     )]
     Forbidden { resource: String, message: String },
-    /// Publishing the snapshot to Redis failed.
+    /// Publishing the snapshot to Redis failed (or the Redis target is unusable).
     #[error("publishing the snapshot to Redis: {0}")]
-    Redis(#[source] redis::RedisError),
-    /// The Redis URL or options are unusable.
-    #[error("Redis target: {0}")]
-    RedisTarget(#[source] gatehouse_proxy::store::redis::conn::TargetError),
+    Redis(#[source] gatehouse_proxy::source::redis::ConfigError),
 }
 
 /// Result with [`Error`].

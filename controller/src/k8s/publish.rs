@@ -1,35 +1,20 @@
-//! Publishing the snapshot to Redis for the proxies to follow.
+//! Publishing the snapshot to Redis for the proxies to follow, with the writer of
+//! `gatehouse_proxy::source::redis` ([`ConfigPublisher`]): one Lua script compares the
+//! digest, writes `<prefix>config` and announces on `<prefix>config:changed` only when
+//! the content changed.
 //!
-//! The contract (shared with `gatehouse_proxy::source::redis`, see its key layout in
-//! `gatehouse_proxy::store::redis::keys`): the hash `<prefix>config` holds `snapshot`
-//! (the JSON document), `sha256` (hex digest of it) and `version` (a counter bumped on
-//! every change); after a change the new version is published on the channel
-//! `<prefix>config:changed`. All of it happens in one Lua script, so a follower never
-//! sees a snapshot with another snapshot's digest, and a write of the content that is
-//! already there changes nothing and announces nothing.
-//!
-//! Locally the publisher remembers the digest it last wrote, so an unchanged snapshot
-//! costs no Redis round trip at all; [`RedisPublisher::forget`] (resync, new leader)
-//! makes the next publish check Redis again, which repairs a flushed or restarted Redis.
+//! On top of that the controller remembers the digest it last published, so an
+//! unchanged snapshot (most passes) costs no Redis round trip and does not ship the
+//! whole document; [`RedisPublisher::forget`] (resync, new leader) makes the next
+//! publish ask Redis again, which repairs a flushed or replaced Redis.
 
-use gatehouse_proxy::store::redis::conn::{RedisConn, Target};
+use gatehouse_proxy::source::redis::{ConfigPublisher, Publication};
+use gatehouse_proxy::store::redis::conn::Target;
 use gatehouse_proxy::store::redis::keys::Keys;
 use gatehouse_proxy::Snapshot;
 use sha2::{Digest as _, Sha256};
 
 use super::{Error, Result};
-
-/// Compare-and-set of the snapshot; returns the new version, or 0 when unchanged.
-const PUBLISH_SCRIPT: &str = r#"
-local current = redis.call('HGET', KEYS[1], 'sha256')
-if current == ARGV[2] then
-  return 0
-end
-local version = redis.call('HINCRBY', KEYS[1], 'version', 1)
-redis.call('HSET', KEYS[1], 'snapshot', ARGV[1], 'sha256', ARGV[2])
-redis.call('PUBLISH', ARGV[3], tostring(version))
-return version
-"#;
 
 /// What a publish did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,14 +22,13 @@ pub enum Published {
     /// Redis already had this content; nothing was written or announced.
     Unchanged,
     /// Written and announced as `version`.
-    Updated { version: i64 },
+    Updated { version: u64 },
 }
 
 /// Writes snapshots to one Redis deployment (single, Sentinel or Cluster).
 pub struct RedisPublisher {
-    conn: RedisConn,
-    keys: Keys,
-    script: redis::Script,
+    inner: ConfigPublisher,
+    key: String,
     last_sha256: Option<String>,
 }
 
@@ -53,36 +37,28 @@ impl RedisPublisher {
     /// Redis being down now is reported by the first publish, not here.
     pub fn new(target: &Target, prefix: &str) -> Result<Self> {
         Ok(RedisPublisher {
-            conn: target.connect().map_err(Error::RedisTarget)?,
-            keys: Keys::new(prefix, target.is_cluster()),
-            script: redis::Script::new(PUBLISH_SCRIPT),
+            inner: ConfigPublisher::new(target, prefix).map_err(Error::Redis)?,
+            key: Keys::new(prefix, target.is_cluster()).config(),
             last_sha256: None,
         })
     }
 
     /// The key the snapshot lives under.
-    pub fn key(&self) -> String {
-        self.keys.config()
+    pub fn key(&self) -> &str {
+        &self.key
     }
 
     /// Publish `snapshot` if it differs from what was last published.
     pub async fn publish(&mut self, snapshot: &Snapshot) -> Result<Published> {
-        let json = snapshot.to_json();
-        let sha256 = hex::encode(Sha256::digest(&json));
+        let sha256 = hex::encode(Sha256::digest(snapshot.to_json()));
         if self.last_sha256.as_deref() == Some(sha256.as_str()) {
             return Ok(Published::Unchanged);
         }
-        let mut invocation = self.script.key(self.keys.config());
-        invocation
-            .arg(json)
-            .arg(&sha256)
-            .arg(self.keys.config_channel());
-        let version: i64 = self.conn.invoke(&invocation).await.map_err(Error::Redis)?;
+        let publication = self.inner.publish(snapshot).await.map_err(Error::Redis)?;
         self.last_sha256 = Some(sha256);
-        Ok(if version == 0 {
-            Published::Unchanged
-        } else {
-            Published::Updated { version }
+        Ok(match publication {
+            Publication::Unchanged { .. } => Published::Unchanged,
+            Publication::Published { version } => Published::Updated { version },
         })
     }
 

@@ -467,9 +467,7 @@ pub async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
     .context("--redis")?;
     let publisher = RedisPublisher::new(&redis, &args.redis_prefix)?;
 
-    let client = Client::try_default()
-        .await
-        .context("connecting to the Kubernetes API (in-cluster service account or KUBECONFIG)")?;
+    let client = kube_client(&args).await?;
     check_crds(&client, args.namespace.as_deref()).await?;
 
     let mut registry = Registry::with_prefix("gatehouse_controller");
@@ -558,6 +556,25 @@ pub async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
     }
     tracing::info!("Stopped");
     Ok(())
+}
+
+/// A client from `--kubeconfig`, else the usual inference (in-cluster service account,
+/// `$KUBECONFIG`, `~/.kube/config`).
+async fn kube_client(args: &ControllerArgs) -> anyhow::Result<Client> {
+    let Some(path) = &args.kubeconfig else {
+        return Client::try_default().await.context(
+            "connecting to the Kubernetes API (in-cluster service account or KUBECONFIG)",
+        );
+    };
+    let kubeconfig = kube::config::Kubeconfig::read_from(path)
+        .with_context(|| format!("reading --kubeconfig {}", path.display()))?;
+    let config = kube::Config::from_custom_kubeconfig(
+        kubeconfig,
+        &kube::config::KubeConfigOptions::default(),
+    )
+    .await
+    .with_context(|| format!("loading --kubeconfig {}", path.display()))?;
+    Client::try_from(config).context("building the Kubernetes client")
 }
 
 /// Resolves on the first SIGTERM or SIGINT.
