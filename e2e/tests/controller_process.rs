@@ -218,8 +218,19 @@ async fn applying_editing_and_deleting_resources_changes_what_the_proxy_serves()
     .await;
     let readyz = format!("http://{admin}/readyz");
     let deadline = tokio::time::Instant::now() + DEADLINE;
-    while proxy.http.get(&readyz).send().await.map(|r| r.status().as_u16()).ok() != Some(200) {
-        assert!(tokio::time::Instant::now() < deadline, "controller never ready");
+    while proxy
+        .http
+        .get(&readyz)
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+        .ok()
+        != Some(200)
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "controller never ready"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     proxy.wait_status("/orders/items", None, 404).await;
@@ -241,17 +252,27 @@ async fn applying_editing_and_deleting_resources_changes_what_the_proxy_serves()
         secret["metadata"]["ownerReferences"][0]["uid"], app["metadata"]["uid"],
         "the Secret is owned by its OAuth2Client"
     );
-    assert_eq!(secret["metadata"]["ownerReferences"][0]["kind"], "OAuth2Client");
-    assert_eq!(secret["metadata"]["labels"]["gatehouse.dev/credentials"], "generated");
+    assert_eq!(
+        secret["metadata"]["ownerReferences"][0]["kind"],
+        "OAuth2Client"
+    );
+    assert_eq!(
+        secret["metadata"]["labels"]["gatehouse.dev/credentials"],
+        "generated"
+    );
     let client_id = secret_value(&secret, "client_id");
     let client_secret = secret_value(&secret, "client_secret");
     assert!(client_secret.len() >= 32);
 
     let status = api
-        .wait_for("the client to be Ready with its clientId", DEADLINE, |api| {
-            let c = api.get("OAuth2Client", NS, "rewards-app")?;
-            (ready(&c)?["status"] == "True").then_some(c)
-        })
+        .wait_for(
+            "the client to be Ready with its clientId",
+            DEADLINE,
+            |api| {
+                let c = api.get("OAuth2Client", NS, "rewards-app")?;
+                (ready(&c)?["status"] == "True").then_some(c)
+            },
+        )
         .await;
     assert_eq!(status["status"]["clientId"], client_id.as_str());
     assert_eq!(status["status"]["observedGeneration"], 1);
@@ -259,7 +280,10 @@ async fn applying_editing_and_deleting_resources_changes_what_the_proxy_serves()
         (reason_at(api, "ProtectedRoute", "orders", 1)? == "Ready").then_some(())
     })
     .await;
-    assert_eq!(reason_at(&api, "Consumer", "rewards", 1).as_deref(), Some("Ready"));
+    assert_eq!(
+        reason_at(&api, "Consumer", "rewards", 1).as_deref(),
+        Some("Ready")
+    );
 
     // Status went out as server-side apply, owned by `gatehouse`, forced.
     let ssa: Vec<_> = api
@@ -269,7 +293,10 @@ async fn applying_editing_and_deleting_resources_changes_what_the_proxy_serves()
         .collect();
     assert!(!ssa.is_empty());
     for r in &ssa {
-        assert_eq!(r.content_type.as_deref(), Some("application/apply-patch+yaml"));
+        assert_eq!(
+            r.content_type.as_deref(),
+            Some("application/apply-patch+yaml")
+        );
         assert_eq!(r.param("fieldManager").as_deref(), Some("gatehouse"));
         assert_eq!(r.param("force").as_deref(), Some("true"));
     }
@@ -282,7 +309,10 @@ async fn applying_editing_and_deleting_resources_changes_what_the_proxy_serves()
         if code == 200 {
             break body["access_token"].as_str().expect("a token").to_owned();
         }
-        assert!(tokio::time::Instant::now() < deadline, "no token: {code} {body}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no token: {code} {body}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     let echo = proxy.echo("/orders/items", &token).await;
@@ -300,7 +330,9 @@ async fn applying_editing_and_deleting_resources_changes_what_the_proxy_serves()
     // watches must relist after 410 Gone).
     api.compact();
     api.apply(route("/v2/orders", "orders"));
-    proxy.wait_status("/v2/orders/items", Some(&token), 200).await;
+    proxy
+        .wait_status("/v2/orders/items", Some(&token), 200)
+        .await;
     proxy.wait_status("/orders/items", Some(&token), 404).await;
     api.wait_for("the route status at generation 2", DEADLINE, |api| {
         (reason_at(api, "ProtectedRoute", "orders", 2)? == "Ready").then_some(())
@@ -334,16 +366,19 @@ async fn applying_editing_and_deleting_resources_changes_what_the_proxy_serves()
         (reason_at(api, "ProtectedRoute", "orders", 3)? == "BackendNotFound").then_some(())
     })
     .await;
-    proxy.wait_status("/v2/orders/items", Some(&token), 503).await;
-    let warnings = api.wait_for("the Warning Event", DEADLINE, |api| {
-        let w: Vec<Value> = api
-            .list("Event")
-            .into_iter()
-            .filter(|e| e["reason"] == "BackendNotFound")
-            .collect();
-        (!w.is_empty()).then_some(w)
-    })
-    .await;
+    proxy
+        .wait_status("/v2/orders/items", Some(&token), 503)
+        .await;
+    let warnings = api
+        .wait_for("the Warning Event", DEADLINE, |api| {
+            let w: Vec<Value> = api
+                .list("Event")
+                .into_iter()
+                .filter(|e| e["reason"] == "BackendNotFound")
+                .collect();
+            (!w.is_empty()).then_some(w)
+        })
+        .await;
     assert_eq!(warnings.len(), 1);
     assert_eq!(warnings[0]["type"], "Warning");
     assert_eq!(warnings[0]["regarding"]["name"], "orders");
@@ -356,7 +391,9 @@ async fn applying_editing_and_deleting_resources_changes_what_the_proxy_serves()
 
     // --- repair: Ready again (a Normal Event), traffic flows.
     api.apply(route("/v2/orders", "orders"));
-    proxy.wait_status("/v2/orders/items", Some(&token), 200).await;
+    proxy
+        .wait_status("/v2/orders/items", Some(&token), 200)
+        .await;
     api.wait_for("the recovery Event", DEADLINE, |api| {
         api.list("Event")
             .into_iter()
@@ -367,31 +404,45 @@ async fn applying_editing_and_deleting_resources_changes_what_the_proxy_serves()
     // --- delete the client: its Secret goes with it (owner reference), and the proxy
     // stops accepting its credentials.
     assert!(api.delete("OAuth2Client", NS, "rewards-app"));
-    assert!(api.get("Secret", NS, "rewards-app-oauth2-credentials").is_none());
+    assert!(api
+        .get("Secret", NS, "rewards-app-oauth2-credentials")
+        .is_none());
     let deadline = tokio::time::Instant::now() + DEADLINE;
     loop {
         let (code, body) = proxy.token("/v2/orders", &client_id, &client_secret).await;
         if body["error"] == "invalid_client" {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "client still accepted: {code}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "client still accepted: {code}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
     // --- delete the route: no longer served.
     assert!(api.delete("ProtectedRoute", NS, "orders"));
-    proxy.wait_status("/v2/orders/items", Some(&token), 404).await;
+    proxy
+        .wait_status("/v2/orders/items", Some(&token), 404)
+        .await;
 
     // --- graceful shutdown releases the Lease.
     controller.terminate().unwrap();
     let exit = controller.wait_exit(DEADLINE).await.unwrap();
-    assert!(exit.success(), "controller exit: {exit}\n{}", controller.log());
+    assert!(
+        exit.success(),
+        "controller exit: {exit}\n{}",
+        controller.log()
+    );
     let lease = api
         .get("Lease", "gatehouse-system", "gatehouse-controller")
         .unwrap();
     assert!(lease["spec"]["holderIdentity"].is_null(), "{lease}");
     let log = controller.log();
-    assert!(!log.contains(&client_secret), "the controller never logs secrets");
+    assert!(
+        !log.contains(&client_secret),
+        "the controller never logs secrets"
+    );
     proxy_process.terminate().unwrap();
 }
 
