@@ -69,15 +69,69 @@ impl Res {
 const GATEHOUSE_GROUP: &str = "gatehouse.dev";
 
 const RESOURCES: &[Res] = &[
-    Res { group: GATEHOUSE_GROUP, version: "v1alpha1", plural: "consumers", kind: "Consumer", status_subresource: true },
-    Res { group: GATEHOUSE_GROUP, version: "v1alpha1", plural: "oauth2clients", kind: "OAuth2Client", status_subresource: true },
-    Res { group: GATEHOUSE_GROUP, version: "v1alpha1", plural: "protectedroutes", kind: "ProtectedRoute", status_subresource: true },
-    Res { group: "", version: "v1", plural: "secrets", kind: "Secret", status_subresource: false },
-    Res { group: "", version: "v1", plural: "services", kind: "Service", status_subresource: false },
-    Res { group: "discovery.k8s.io", version: "v1", plural: "endpointslices", kind: "EndpointSlice", status_subresource: false },
-    Res { group: "coordination.k8s.io", version: "v1", plural: "leases", kind: "Lease", status_subresource: false },
-    Res { group: "events.k8s.io", version: "v1", plural: "events", kind: "Event", status_subresource: false },
-    Res { group: "", version: "v1", plural: "events", kind: "Event", status_subresource: false },
+    Res {
+        group: GATEHOUSE_GROUP,
+        version: "v1alpha1",
+        plural: "consumers",
+        kind: "Consumer",
+        status_subresource: true,
+    },
+    Res {
+        group: GATEHOUSE_GROUP,
+        version: "v1alpha1",
+        plural: "oauth2clients",
+        kind: "OAuth2Client",
+        status_subresource: true,
+    },
+    Res {
+        group: GATEHOUSE_GROUP,
+        version: "v1alpha1",
+        plural: "protectedroutes",
+        kind: "ProtectedRoute",
+        status_subresource: true,
+    },
+    Res {
+        group: "",
+        version: "v1",
+        plural: "secrets",
+        kind: "Secret",
+        status_subresource: false,
+    },
+    Res {
+        group: "",
+        version: "v1",
+        plural: "services",
+        kind: "Service",
+        status_subresource: false,
+    },
+    Res {
+        group: "discovery.k8s.io",
+        version: "v1",
+        plural: "endpointslices",
+        kind: "EndpointSlice",
+        status_subresource: false,
+    },
+    Res {
+        group: "coordination.k8s.io",
+        version: "v1",
+        plural: "leases",
+        kind: "Lease",
+        status_subresource: false,
+    },
+    Res {
+        group: "events.k8s.io",
+        version: "v1",
+        plural: "events",
+        kind: "Event",
+        status_subresource: false,
+    },
+    Res {
+        group: "",
+        version: "v1",
+        plural: "events",
+        kind: "Event",
+        status_subresource: false,
+    },
 ];
 
 fn res_index(group: &str, version: &str, plural: &str) -> Option<usize> {
@@ -782,17 +836,27 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
         });
     }
     let Some(target) = parse_path(&path) else {
-        return failure(Failure::not_found(format!("the server could not find the requested resource ({path})")));
+        return failure(Failure::not_found(format!(
+            "the server could not find the requested resource ({path})"
+        )));
     };
     let q = query_map(&query);
     let res = &RESOURCES[target.res];
-    let crds_installed = shared.state.lock().expect("fake API state lock").crds_installed;
+    let crds_installed = shared
+        .state
+        .lock()
+        .expect("fake API state lock")
+        .crds_installed;
     if res.is_crd() && !crds_installed {
-        return failure(Failure::not_found("the server could not find the requested resource"));
+        return failure(Failure::not_found(
+            "the server could not find the requested resource",
+        ));
     }
 
     let result = match (&parts.method, &target.name) {
-        (&Method::GET, None) if matches!(q.get("watch").map(String::as_str), Some("true" | "1")) => {
+        (&Method::GET, None)
+            if matches!(q.get("watch").map(String::as_str), Some("true" | "1")) =>
+        {
             return watch(shared, &target, &q);
         }
         (&Method::GET, None) => list(&shared, &target, &q),
@@ -816,17 +880,19 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
         }
         (&Method::PUT, Some(name)) => {
             let key = (target.namespace.clone().unwrap_or_default(), name.clone());
-            let rv = body["metadata"]["resourceVersion"].as_str().map(str::to_owned);
-            shared.state.lock().expect("fake API state lock").update(
-                target.res,
-                &key,
-                body,
-                target.subresource.as_deref(),
-                rv,
-            )
-            .map(|v| (200, v))
+            let rv = body["metadata"]["resourceVersion"]
+                .as_str()
+                .map(str::to_owned);
+            shared
+                .state
+                .lock()
+                .expect("fake API state lock")
+                .update(target.res, &key, body, target.subresource.as_deref(), rv)
+                .map(|v| (200, v))
         }
-        (&Method::PATCH, Some(name)) => patch(&shared, &target, name, content_type.as_deref(), body),
+        (&Method::PATCH, Some(name)) => {
+            patch(&shared, &target, name, content_type.as_deref(), body)
+        }
         (&Method::DELETE, Some(name)) => {
             let key = (target.namespace.clone().unwrap_or_default(), name.clone());
             shared
@@ -837,7 +903,11 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
                 .map(|v| (200, v))
                 .ok_or_else(|| Failure::not_found(format!("{} \"{name}\"", res.plural)))
         }
-        _ => Err(Failure::new(405, "MethodNotAllowed", format!("{} {path}", parts.method))),
+        _ => Err(Failure::new(
+            405,
+            "MethodNotAllowed",
+            format!("{} {path}", parts.method),
+        )),
     };
     match result {
         Ok((code, v)) => {
@@ -863,7 +933,11 @@ fn filter_of(target: &Target, q: &HashMap<String, String>) -> Filter {
     }
 }
 
-fn list(shared: &Shared, target: &Target, q: &HashMap<String, String>) -> Result<(u16, Value), Failure> {
+fn list(
+    shared: &Shared,
+    target: &Target,
+    q: &HashMap<String, String>,
+) -> Result<(u16, Value), Failure> {
     let filter = filter_of(target, q);
     let mut st = shared.state.lock().expect("fake API state lock");
     let rv = st.rv;
@@ -873,10 +947,7 @@ fn list(shared: &Shared, target: &Target, q: &HashMap<String, String>) -> Result
         .filter(|o| filter.matches(o))
         .cloned()
         .collect();
-    let offset: usize = q
-        .get("continue")
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
+    let offset: usize = q.get("continue").and_then(|c| c.parse().ok()).unwrap_or(0);
     let limit: usize = q
         .get("limit")
         .and_then(|l| l.parse().ok())
@@ -906,7 +977,10 @@ fn patch(
     content_type: Option<&str>,
     body: Value,
 ) -> Result<(u16, Value), Failure> {
-    let key = (target.namespace.clone().unwrap_or_default(), name.to_owned());
+    let key = (
+        target.namespace.clone().unwrap_or_default(),
+        name.to_owned(),
+    );
     let sub = target.subresource.as_deref();
     let mut st = shared.state.lock().expect("fake API state lock");
     let current = st.objects(target.res).get(&key).cloned();
@@ -915,7 +989,11 @@ fn patch(
     let merge_like = ct.starts_with("application/merge-patch+json")
         || ct.starts_with("application/strategic-merge-patch+json");
     if !apply && !merge_like {
-        return Err(Failure::new(415, "UnsupportedMediaType", format!("patch type {ct:?}")));
+        return Err(Failure::new(
+            415,
+            "UnsupportedMediaType",
+            format!("patch type {ct:?}"),
+        ));
     }
     let Some(current) = current else {
         if apply && sub.is_none() {
@@ -924,7 +1002,10 @@ fn patch(
             obj["metadata"]["name"] = json!(name);
             return st.create(target.res, &ns, obj).map(|v| (201, v));
         }
-        return Err(Failure::not_found(format!("{} \"{name}\"", RESOURCES[target.res].plural)));
+        return Err(Failure::not_found(format!(
+            "{} \"{name}\"",
+            RESOURCES[target.res].plural
+        )));
     };
     let mut next = current.clone();
     if apply && sub == Some("status") {
@@ -944,7 +1025,8 @@ fn patch(
         }
         merge(&mut next, &patch_body);
     }
-    st.update(target.res, &key, next, sub, None).map(|v| (200, v))
+    st.update(target.res, &key, next, sub, None)
+        .map(|v| (200, v))
 }
 
 fn watch(shared: Arc<Shared>, target: &Target, q: &HashMap<String, String>) -> Response<Body> {
@@ -962,7 +1044,11 @@ fn watch(shared: Arc<Shared>, target: &Target, q: &HashMap<String, String>) -> R
     let (cap, gone, start) = {
         let st = shared.state.lock().expect("fake API state lock");
         let start = if since == 0 { st.rv } else { since };
-        (st.watch_cap, since != 0 && since < st.compacted_below, start)
+        (
+            st.watch_cap,
+            since != 0 && since < st.compacted_below,
+            start,
+        )
     };
     let limit = match (requested, cap) {
         (Some(a), Some(b)) => Some(a.min(b)),
@@ -972,8 +1058,11 @@ fn watch(shared: Arc<Shared>, target: &Target, q: &HashMap<String, String>) -> R
     let api_version = RESOURCES[target.res].api_version();
     tokio::spawn(async move {
         if gone {
-            let status = Failure::new(410, "Expired", format!("too old resource version: {since}")).status();
-            let _ = tx.send(line(&json!({"type": "ERROR", "object": status}))).await;
+            let status =
+                Failure::new(410, "Expired", format!("too old resource version: {since}")).status();
+            let _ = tx
+                .send(line(&json!({"type": "ERROR", "object": status})))
+                .await;
             return;
         }
         let mut tick = shared.tick.subscribe();
@@ -1059,7 +1148,6 @@ fn line(v: &Value) -> Bytes {
     Bytes::from(s)
 }
 
-
 /// `YYYY-MM-DDTHH:MM:SSZ` for now (UTC).
 fn now_rfc3339() -> String {
     let secs = SystemTime::now()
@@ -1093,7 +1181,8 @@ mod tests {
 
     #[test]
     fn paths_of_namespaced_and_cluster_wide_requests_parse() {
-        let t = parse_path("/apis/gatehouse.dev/v1alpha1/namespaces/ns/protectedroutes/r/status").unwrap();
+        let t = parse_path("/apis/gatehouse.dev/v1alpha1/namespaces/ns/protectedroutes/r/status")
+            .unwrap();
         assert_eq!(RESOURCES[t.res].kind, "ProtectedRoute");
         assert_eq!(t.namespace.as_deref(), Some("ns"));
         assert_eq!(t.name.as_deref(), Some("r"));
@@ -1130,7 +1219,10 @@ mod tests {
 
     #[test]
     fn percent_decoding_handles_selectors() {
-        assert_eq!(percent_decode("%21gatehouse.dev%2Finstance"), "!gatehouse.dev/instance");
+        assert_eq!(
+            percent_decode("%21gatehouse.dev%2Finstance"),
+            "!gatehouse.dev/instance"
+        );
         assert_eq!(percent_decode("a%3Db"), "a=b");
     }
 }
