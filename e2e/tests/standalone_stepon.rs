@@ -38,6 +38,10 @@ fn workspace_root() -> PathBuf {
 }
 
 /// The `gatehouse` binary, built once per test run (`GATEHOUSE_BIN` overrides).
+///
+/// Not `gatehouse_e2e::binary::binary_path()`: that build inherits this process's
+/// `CARGO_MANIFEST_DIR`, which ring's build script tracks, so it and every plain
+/// `cargo build`/`cargo test` rebuild ring and everything above it in turn.
 fn binary() -> PathBuf {
     if let Some(bin) = std::env::var_os("GATEHOUSE_BIN") {
         return bin.into();
