@@ -44,6 +44,26 @@ fn locate_and_build() -> anyhow::Result<PathBuf> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut build = Command::new(cargo);
     build.args(["build", "--quiet", "-p", "gatehouse", "--bin", "gatehouse"]);
+    // Cargo gives the test process package-specific variables; build scripts (ring's)
+    // track some of them, and inheriting them would rebuild half the tree every time.
+    for (key, _) in std::env::vars_os() {
+        let Some(key) = key.to_str() else { continue };
+        let per_package = key.starts_with("CARGO_PKG_")
+            || key.starts_with("CARGO_BIN_EXE_")
+            || matches!(
+                key,
+                "CARGO_MANIFEST_DIR"
+                    | "CARGO_MANIFEST_PATH"
+                    | "CARGO_CRATE_NAME"
+                    | "CARGO_BIN_NAME"
+                    | "CARGO_PRIMARY_PACKAGE"
+                    | "CARGO_TARGET_TMPDIR"
+                    | "OUT_DIR"
+            );
+        if per_package {
+            build.env_remove(key);
+        }
+    }
     if release {
         build.arg("--release");
     }
@@ -80,6 +100,8 @@ impl Gatehouse {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log.reopen().context("opening the log file")?);
+        // Plain log lines, so tests can search them.
+        cmd.env("NO_COLOR", "1");
         if std::env::var_os("GATEHOUSE_LOG").is_none() {
             cmd.env("GATEHOUSE_LOG", "info");
         }

@@ -19,6 +19,10 @@ pub struct ProxyArgs {
     #[arg(long, value_name = "URL")]
     pub config_redis: Option<String>,
 
+    /// How often --config-file is checked for changes, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 1000)]
+    pub config_poll_ms: u64,
+
     #[command(flatten)]
     pub server: crate::server::ServerArgs,
 
@@ -28,24 +32,20 @@ pub struct ProxyArgs {
 
 /// Run `gatehouse proxy` until SIGTERM/SIGINT, then shut down gracefully.
 pub async fn run(args: ProxyArgs) -> anyhow::Result<()> {
+    if args.config_redis.is_some() {
+        anyhow::bail!("--config-redis is not available in this build yet; use --config-file");
+    }
+    let Some(path) = args.config_file else {
+        anyhow::bail!("gatehouse proxy needs --config-file PATH");
+    };
     let store = args.store.build().await.context("token store")?;
     let (tx, rx) = crate::source::channel();
-    let follower = match (&args.config_redis, args.config_file) {
-        // --- --config-redis (redis area): load `<prefix>config` and follow updates;
-        // the proxy answers 503 until the first snapshot arrives.
-        (Some(url), _) => {
-            crate::source::redis::spawn_from_args(url, &args.store, tx).context("--config-redis")?
-        }
-        // --- end --config-redis
-        (None, Some(path)) => {
-            let mut source = FileSource::new(path);
-            source.load_initial(&tx)?;
-            tokio::spawn(source.follow(tx))
-        }
-        (None, None) => {
-            anyhow::bail!("gatehouse proxy needs --config-file PATH or --config-redis URL")
-        }
-    };
+    let mut source = FileSource::with_interval(
+        path,
+        std::time::Duration::from_millis(args.config_poll_ms.max(10)),
+    );
+    source.load_initial(&tx)?;
+    let follower = tokio::spawn(source.follow(tx));
     let server = crate::server::spawn(&args.server, rx, store)?;
     shutdown_signal().await?;
     tracing::info!("Shutting down");
