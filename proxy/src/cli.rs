@@ -33,8 +33,9 @@ pub async fn run(args: ProxyArgs) -> anyhow::Result<()> {
     let follower = match (&args.config_redis, args.config_file) {
         // --- --config-redis (redis area): load `<prefix>config` and follow updates;
         // the proxy answers 503 until the first snapshot arrives.
-        (Some(url), _) => crate::source::redis::spawn_from_args(url, &args.store, tx)
-            .context("--config-redis")?,
+        (Some(url), _) => {
+            crate::source::redis::spawn_from_args(url, &args.store, tx).context("--config-redis")?
+        }
         // --- end --config-redis
         (None, Some(path)) => {
             let mut source = FileSource::new(path);
