@@ -735,3 +735,30 @@ async fn the_store_speaks_tls_to_rediss_urls_with_a_custom_ca() {
         Err(StoreError::Unavailable(_))
     ));
 }
+
+#[tokio::test]
+async fn a_store_built_while_redis_is_down_starts_and_works_once_redis_appears() {
+    let mut redis = RedisServer::start().unwrap();
+    redis.kill();
+    let store = cached_args(&redis.url(), Duration::from_secs(1))
+        .build()
+        .await
+        .expect("start-up does not need Redis");
+    assert!(matches!(
+        store.ping().await,
+        Err(StoreError::Unavailable(_))
+    ));
+    redis.restart().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while store.ping().await.is_err() {
+        assert!(Instant::now() < deadline, "store never connected");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let pair = mk_pair("fam-late", 7200);
+    store.issue(pair.clone()).await.unwrap();
+    assert!(store
+        .access_token(pair.access_digest)
+        .await
+        .unwrap()
+        .is_some());
+}
