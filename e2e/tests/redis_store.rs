@@ -667,64 +667,23 @@ async fn the_store_follows_a_sentinel_failover_when_the_master_dies() {
         .is_some());
 }
 
-/// A throw-away CA and a server certificate for 127.0.0.1, made with the openssl CLI.
+/// A throw-away CA (`ca.pem`) and a server certificate for 127.0.0.1
+/// (`server.pem`, `server.key`) signed by it.
 fn make_certs(dir: &std::path::Path) {
-    let run = |args: &[&str]| {
-        let out = std::process::Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .expect("openssl CLI on PATH");
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    let mut ca = vec![
-        "req",
-        "-x509",
-        "-days",
-        "1",
-        "-subj",
-        "/CN=gatehouse-test-ca",
-    ];
-    ca.extend(ec);
-    ca.extend(["-keyout", "ca.key", "-out", "ca.pem"]);
-    run(&ca);
-    let mut csr = vec!["req", "-subj", "/CN=127.0.0.1"];
-    csr.extend(ec);
-    csr.extend(["-keyout", "server.key", "-out", "server.csr"]);
-    run(&csr);
-    std::fs::write(
-        dir.join("san.ext"),
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
-    )
-    .unwrap();
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-days",
-        "1",
-        "-extfile",
-        "san.ext",
-        "-out",
-        "server.pem",
-    ]);
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
+    std::fs::write(dir.join("ca.pem"), ca_cert.pem()).unwrap();
+    std::fs::write(dir.join("server.pem"), cert.pem()).unwrap();
+    std::fs::write(dir.join("server.key"), key.serialize_pem()).unwrap();
 }
 
 #[tokio::test]
@@ -775,4 +734,31 @@ async fn the_store_speaks_tls_to_rediss_urls_with_a_custom_ca() {
         untrusted.ping().await,
         Err(StoreError::Unavailable(_))
     ));
+}
+
+#[tokio::test]
+async fn a_store_built_while_redis_is_down_starts_and_works_once_redis_appears() {
+    let mut redis = RedisServer::start().unwrap();
+    redis.kill();
+    let store = cached_args(&redis.url(), Duration::from_secs(1))
+        .build()
+        .await
+        .expect("start-up does not need Redis");
+    assert!(matches!(
+        store.ping().await,
+        Err(StoreError::Unavailable(_))
+    ));
+    redis.restart().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while store.ping().await.is_err() {
+        assert!(Instant::now() < deadline, "store never connected");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let pair = mk_pair("fam-late", 7200);
+    store.issue(pair.clone()).await.unwrap();
+    assert!(store
+        .access_token(pair.access_digest)
+        .await
+        .unwrap()
+        .is_some());
 }
