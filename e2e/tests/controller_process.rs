@@ -328,7 +328,29 @@ async fn applying_editing_and_deleting_resources_changes_what_the_proxy_serves()
 
     // --- edit: move the route (generation 2), after the API forgot its history (the
     // watches must relist after 410 Gone).
+    let lists = |api: &FakeApiServer| {
+        api.requests()
+            .iter()
+            .filter(|r| {
+                r.method == "GET"
+                    && r.path.ends_with("/protectedroutes")
+                    && r.param("watch").is_none()
+            })
+            .count()
+    };
+    let lists_before = lists(&api);
     api.compact();
+    api.wait_for("a relist after 410 Gone", DEADLINE, |api| {
+        (lists(api) > lists_before).then_some(())
+    })
+    .await;
+    let resumed = api
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with("/protectedroutes") && r.param("watch").is_some())
+        .filter(|r| r.param("allowWatchBookmarks").as_deref() == Some("true"))
+        .count();
+    assert!(resumed >= 2, "watches resumed with bookmarks enabled");
     api.apply(route("/v2/orders", "orders"));
     proxy
         .wait_status("/v2/orders/items", Some(&token), 200)
@@ -464,4 +486,111 @@ async fn without_the_crds_the_controller_exits_with_an_install_hint() {
         log.contains("gatehouse crds | kubectl apply --server-side -f -"),
         "{log}"
     );
+}
+
+/// Start a controller against `api`/`redis` with fast Lease timing; returns it and its
+/// admin address.
+async fn controller_replica(
+    api: &FakeApiServer,
+    redis: &RedisServer,
+    identity: &str,
+) -> (Gatehouse, std::net::SocketAddr) {
+    let admin = free_addr();
+    let mut c = Gatehouse::spawn([
+        "controller".to_owned(),
+        format!("--kubeconfig={}", api.kubeconfig().display()),
+        format!("--redis={}", redis.url()),
+        format!("--admin-listen={admin}"),
+        "--lease-namespace=gatehouse-system".to_owned(),
+        format!("--lease-identity={identity}"),
+        "--lease-duration=2s".to_owned(),
+        "--lease-renew-deadline=1s".to_owned(),
+        "--lease-retry-period=100ms".to_owned(),
+        "--debounce=50ms".to_owned(),
+    ])
+    .expect("controller starts");
+    c.wait_for_port(admin, DEADLINE)
+        .await
+        .expect("controller admin listens");
+    (c, admin)
+}
+
+async fn metric(admin: std::net::SocketAddr, name: &str) -> Option<f64> {
+    let text = reqwest::get(format!("http://{admin}/metrics"))
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    text.lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_only_computes_until_the_leader_leaves_then_takes_over() {
+    let redis = RedisServer::start().expect("redis-server starts");
+    let api = FakeApiServer::start().await.expect("fake API starts");
+    let lease = |api: &FakeApiServer| api.get("Lease", "gatehouse-system", "gatehouse-controller");
+
+    let (mut leader, _) = controller_replica(&api, &redis, "replica-a").await;
+    api.wait_for("replica-a to lead", DEADLINE, |api| {
+        lease(api).filter(|l| l["spec"]["holderIdentity"] == "replica-a")
+    })
+    .await;
+    let (standby, standby_admin) = controller_replica(&api, &redis, "replica-b").await;
+
+    api.apply(consumer());
+    api.wait_for("the leader's status write", DEADLINE, |api| {
+        (reason_at(api, "Consumer", "rewards", 1)? == "Ready").then_some(())
+    })
+    .await;
+    // The standby translated too (its first snapshot counts as a dropped publish) but
+    // does not lead, and the Lease still names replica-a.
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let dropped = metric(
+            standby_admin,
+            "gatehouse_controller_dropped_writes_total{kind=\"snapshot\"}",
+        )
+        .await;
+        if dropped.is_some_and(|d| d >= 1.0) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "standby never computed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        metric(standby_admin, "gatehouse_controller_leader").await,
+        Some(0.0)
+    );
+    assert_eq!(lease(&api).unwrap()["spec"]["holderIdentity"], "replica-a");
+
+    // The leader leaves gracefully: it releases the Lease and the standby takes over
+    // at once (well before the 2 s lease duration would expire), then writes.
+    leader.terminate().unwrap();
+    assert!(leader.wait_exit(DEADLINE).await.unwrap().success());
+    let taken = api
+        .wait_for("replica-b to lead", DEADLINE, |api| {
+            lease(api).filter(|l| l["spec"]["holderIdentity"] == "replica-b")
+        })
+        .await;
+    assert_eq!(taken["spec"]["leaseTransitions"], 1);
+
+    let mut edited = consumer();
+    edited["spec"]["customId"] = json!("c-42");
+    api.apply(edited);
+    api.wait_for("the new leader's status write", DEADLINE, |api| {
+        (reason_at(api, "Consumer", "rewards", 2)? == "Ready").then_some(())
+    })
+    .await;
+    assert_eq!(
+        metric(standby_admin, "gatehouse_controller_leader").await,
+        Some(1.0)
+    );
+    drop(standby);
 }

@@ -262,6 +262,11 @@ pub async fn run<K>(
     while let Some(item) = stream.next().await {
         let event = match item {
             Ok(event) => event,
+            // The API server forgot our resourceVersion: routine, the watcher relists.
+            Err(watcher::Error::WatchError(status)) if status.code == 410 => {
+                tracing::debug!(kind, "Watch expired, relisting");
+                continue;
+            }
             Err(error) => {
                 metrics.watch_error(kind);
                 tracing::warn!(kind, %error, "Watch failed, retrying");
