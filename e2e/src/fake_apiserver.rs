@@ -738,9 +738,9 @@ struct Target {
 
 fn parse_path(path: &str) -> Option<Target> {
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
-    let (group, version, rest) = match segs.first()? {
-        &"api" => ("", *segs.get(1)?, &segs[2..]),
-        &"apis" => (*segs.get(1)?, *segs.get(2)?, segs.get(3..)?),
+    let (group, version, rest) = match *segs.first()? {
+        "api" => ("", *segs.get(1)?, &segs[2..]),
+        "apis" => (*segs.get(1)?, *segs.get(2)?, segs.get(3..)?),
         _ => return None,
     };
     let (namespace, rest) = match rest {

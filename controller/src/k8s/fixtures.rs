@@ -19,13 +19,16 @@ pub fn client() -> (Client, ApiServer) {
     (Client::new(service, "default"), ApiServer { handle })
 }
 
+/// Assertions on a request body.
+type BodyCheck = Box<dyn FnOnce(&Value) + Send>;
+
 /// One expected API call and its answer.
 pub struct Call {
     method: Method,
     path: String,
     query: Vec<(String, String)>,
     content_type: Option<String>,
-    check: Option<Box<dyn FnOnce(&Value) + Send>>,
+    check: Option<BodyCheck>,
     status: StatusCode,
     response: Value,
 }

@@ -34,7 +34,11 @@ const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 #[derive(Clone, Debug)]
 pub enum Lenient<K> {
     Valid(K),
-    Malformed { meta: ObjectMeta, error: String },
+    /// Boxed: malformed objects are rare, valid ones are what the memory is for.
+    Malformed {
+        meta: Box<ObjectMeta>,
+        error: String,
+    },
 }
 
 impl<'de, K: DeserializeOwned> Deserialize<'de> for Lenient<K> {
@@ -49,7 +53,7 @@ impl<'de, K: DeserializeOwned> Deserialize<'de> for Lenient<K> {
                     .and_then(|m| ObjectMeta::deserialize(m).ok())
                     .unwrap_or_default();
                 Ok(Lenient::Malformed {
-                    meta,
+                    meta: Box::new(meta),
                     error: e.to_string(),
                 })
             }
@@ -89,6 +93,9 @@ impl<K: Resource> Resource for Lenient<K> {
 
 /// `(namespace, name)`.
 pub type Key = (String, String);
+
+/// Valid objects and malformed ones (with their resourceVersion) of one (re)list.
+type Listing<K> = (HashMap<Key, Arc<K>>, HashMap<Key, Option<String>>);
 
 fn key(meta: &ObjectMeta) -> Key {
     (
@@ -258,7 +265,7 @@ pub async fn run<K>(
     let kind = cache.kind();
     let mut stream = watcher::watcher(api, config).default_backoff().boxed();
     // Objects of a (re)list in progress; swapped in at `InitDone`.
-    let mut buffer: Option<(HashMap<Key, Arc<K>>, HashMap<Key, Option<String>>)> = None;
+    let mut buffer: Option<Listing<K>> = None;
     while let Some(item) = stream.next().await {
         let event = match item {
             Ok(event) => event,
