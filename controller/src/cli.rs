@@ -30,5 +30,9 @@ pub fn run_render(_args: RenderArgs) -> anyhow::Result<i32> {
 
 /// Print every CRD as one multi-document YAML stream.
 pub fn print_crds() -> anyhow::Result<()> {
-    anyhow::bail!("crds are not wired yet")
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    out.write_all(gatehouse_crds::all_crds_yaml().as_bytes())?;
+    out.flush()?;
+    Ok(())
 }
