@@ -3,7 +3,8 @@
 #
 # Creates a kind cluster, builds the image from the Dockerfile and loads it, installs the
 # Helm chart (bundled Redis with a password, TLS on the proxy), deploys a small Step On
-# API as the upstream, applies examples/stepon, waits until every Consumer, OAuth2Client
+# API as the upstream, applies examples/stepon (its ProtectedRoute's standalone
+# `backend.url` replaced by that Service), waits until every Consumer, OAuth2Client
 # and ProtectedRoute reports condition Ready, then runs the Step On flow through the
 # proxy with curl: clark authorizes Shoe Fly Shoe, the code is swapped for tokens, the
 # token reads /stepon/stepcounts, the refresh token yields a new pair and retires the old.
@@ -329,32 +330,43 @@ run_all() {
   [ -n "$route" ] && [ -n "$client" ] && [ -n "$consumer" ] \
     || die "examples/stepon must hold a Consumer, an OAuth2Client and a ProtectedRoute"
   APP_NS=$(jq -r '.metadata.namespace // "default"' <<<"$route")
+  # examples/stepon is written for standalone (backend.url to a loopback port); in a
+  # cluster the route points at the Step On API Service deployed here instead.
   local backend port
-  backend=$(jq -er '.spec.backend.service.name' <<<"$route") || die "ProtectedRoute has no backend.service.name"
-  port=$(jq -er '.spec.backend.service.port | if type == "object" then (.number // .) else . end' <<<"$route") \
-    || die "ProtectedRoute has no backend.service.port"
+  backend=$(jq -r '.spec.backend.service.name // "stepon-api"' <<<"$route")
+  port=$(jq -r '.spec.backend.service.port // 8080' <<<"$route")
+  jq --arg name "$backend" --argjson port "$port" '
+    map(if .kind == "ProtectedRoute" and (.spec.backend.service == null)
+        then .spec.backend = {service: {name: $name, port: $port}} else . end)
+    | {apiVersion: "v1", kind: "List", items: .}' "$WORK/objects.json" > "$WORK/stepon-in-cluster.json"
 
   log "deploying the Step On API as $APP_NS/$backend:$port"
   kubectl create namespace "$APP_NS" --dry-run=client -o yaml | kubectl apply -f -
   stepon_api_manifest "$backend" "$port" | kubectl -n "$APP_NS" apply -f -
   kubectl -n "$APP_NS" rollout status "deployment/$backend" --timeout 180s
 
-  log "applying examples/stepon"
-  kubectl apply -n "$APP_NS" -f "$ROOT/examples/stepon/"
+  log "applying examples/stepon (backend: Service $backend:$port)"
+  kubectl apply -n "$APP_NS" -f "$WORK/stepon-in-cluster.json"
   kubectl -n "$APP_NS" wait --for=condition=Ready --timeout 120s \
     consumers.gatehouse.dev,oauth2clients.gatehouse.dev,protectedroutes.gatehouse.dev --all
   kubectl -n "$APP_NS" get consumers.gatehouse.dev,oauth2clients.gatehouse.dev,protectedroutes.gatehouse.dev
   pass "every Consumer, OAuth2Client and ProtectedRoute is Ready"
 
   # Credentials as a client application and the login app would hold them.
-  local cred_secret pk_secret
-  cred_secret=$(jq -er '.spec.credentialsSecretRef.name' <<<"$client") || die "OAuth2Client has no credentialsSecretRef"
+  # Without credentialsSecretRef the controller generates `<name>-oauth2-credentials`.
+  local cred_secret pk_secret pk_key
+  cred_secret=$(jq -r '.spec.credentialsSecretRef.name // (.metadata.name + "-oauth2-credentials")' <<<"$client")
   pk_secret=$(jq -er '.spec.oauth2.provisionKeySecretRef.name' <<<"$route") || die "ProtectedRoute has no provisionKeySecretRef"
-  secret_value() { kubectl -n "$APP_NS" get secret "$1" -o jsonpath="{.data.$2}" | base64 -d; }
+  pk_key=$(jq -r '.spec.oauth2.provisionKeySecretRef.key // "provision_key"' <<<"$route")
+  secret_value() {
+    kubectl -n "$APP_NS" get secret "$1" -o json | jq -er --arg k "$2" '.data[$k] | @base64d'
+  }
   export CLIENT_ID CLIENT_SECRET PROVISION_KEY REDIRECT_URI ROUTE_PATH ROUTE_HOST CONSUMER_USERNAME GATEHOUSE_URL
   CLIENT_ID=$(secret_value "$cred_secret" client_id)
   CLIENT_SECRET=$(secret_value "$cred_secret" client_secret)
-  PROVISION_KEY=$(secret_value "$pk_secret" provision_key)
+  PROVISION_KEY=$(secret_value "$pk_secret" "$pk_key")
+  [ "$(kubectl -n "$APP_NS" get oauth2clients.gatehouse.dev "$(jq -r .metadata.name <<<"$client")" \
+      -o jsonpath='{.status.clientId}')" = "$CLIENT_ID" ] || die "OAuth2Client status.clientId differs from its Secret"
   [ -n "$CLIENT_ID" ] && [ -n "$CLIENT_SECRET" ] && [ -n "$PROVISION_KEY" ] || die "credentials Secrets are empty"
   REDIRECT_URI=$(jq -er '.spec.redirectUris[0]' <<<"$client")
   ROUTE_PATH=$(jq -er '.spec.paths[0]' <<<"$route")

@@ -70,10 +70,6 @@ app.kubernetes.io/component: {{ .component }}
 {{- end }}
 {{- end }}
 
-{{- define "gatehouse.controller.instance" -}}
-{{- default (include "gatehouse.fullname" .) .Values.controller.instance }}
-{{- end }}
-
 {{/* The namespace the controller watches; empty means all namespaces. */}}
 {{- define "gatehouse.watchNamespace" -}}
 {{- if .Values.controller.watchNamespace }}
@@ -97,14 +93,14 @@ never appears in the Deployment object.
 {{- if .Values.redis.bundled.enabled }}
 {{- $url = printf "redis://%s:6379/0" (include "gatehouse.redis.fullname" .) }}
 {{- end }}
-{{- if not (regexMatch "^rediss?(\\+unix)?://" $url) }}
-{{- fail (printf "redis.url must start with redis:// or rediss:// (got %q); or set redis.bundled.enabled=true" $url) }}
+{{- if not (regexMatch "^rediss?(\\+sentinel)?://" $url) }}
+{{- fail (printf "redis.url must start with redis://, rediss://, redis+sentinel:// or rediss+sentinel:// (got %q); or set redis.bundled.enabled=true" $url) }}
 {{- end }}
-{{- if regexMatch "^rediss?://[^/]*@" $url }}
+{{- if regexMatch "^[a-z+]+://[^/]*@" $url }}
 {{- fail "redis.url must not carry credentials: put the password in a Secret and set redis.passwordSecret.name" }}
 {{- end }}
 {{- if .Values.redis.passwordSecret.name }}
-{{- $url = regexReplaceAll "^(rediss?)://" $url "${1}://:$(REDIS_PASSWORD)@" }}
+{{- $url = regexReplaceAll "^([a-z+]+)://" $url "${1}://:$(REDIS_PASSWORD)@" }}
 {{- end }}
 {{- $url }}
 {{- end }}
