@@ -1,0 +1,1 @@
+//! Translate unit tests (filled in below).
