@@ -310,13 +310,17 @@ run_all() {
 
   log "helm install $RELEASE"
   helm upgrade --install "$RELEASE" "$ROOT/charts/gatehouse" --namespace "$NAMESPACE" \
+    --set fullnameOverride="$RELEASE" \
     --set image.repository="${IMAGE%:*}" --set image.tag="${IMAGE##*:}" --set image.pullPolicy=Never \
     --set redis.bundled.enabled=true --set redis.passwordSecret.name=gatehouse-redis \
     --set proxy.tls.secretName=gatehouse-tls \
     --set proxy.service.type=ClusterIP \
     --set proxy.autoscaling.enabled=false --set proxy.replicas=2 \
-    --set-string 'logLevel=info\,gatehouse_controller=debug' \
-    --wait --timeout 5m
+    --set-string 'logLevel=info\,gatehouse_controller=debug'
+  # Redis and the controller first; proxies report ready once the controller has
+  # published a snapshot, which is checked after the example is applied.
+  kubectl -n "$NAMESPACE" rollout status "deployment/$RELEASE-redis" --timeout 180s
+  kubectl -n "$NAMESPACE" rollout status "deployment/$RELEASE-controller" --timeout 180s
   kubectl -n "$NAMESPACE" get pods -o wide
 
   # Read the example through the API server's client-side view (the CRDs are installed
@@ -351,6 +355,8 @@ run_all() {
     consumers.gatehouse.dev,oauth2clients.gatehouse.dev,protectedroutes.gatehouse.dev --all
   kubectl -n "$APP_NS" get consumers.gatehouse.dev,oauth2clients.gatehouse.dev,protectedroutes.gatehouse.dev
   pass "every Consumer, OAuth2Client and ProtectedRoute is Ready"
+  kubectl -n "$NAMESPACE" rollout status "deployment/$RELEASE-proxy" --timeout 180s
+  pass "proxies ready (snapshot loaded, token store reachable)"
 
   # Credentials as a client application and the login app would hold them.
   # Without credentialsSecretRef the controller generates `<name>-oauth2-credentials`.
