@@ -15,6 +15,7 @@
 # Usage:
 #   e2e/kind.sh            full run; deletes the cluster at the end
 #   KEEP_CLUSTER=1 e2e/kind.sh   keep the cluster for poking around
+#   e2e/kind.sh upstream-manifest [NAME PORT]   print the Step On API manifests
 #   e2e/kind.sh flow       only the curl flow, against an already running Gatehouse:
 #                          GATEHOUSE_URL, PROVISION_KEY, CLIENT_ID, CLIENT_SECRET,
 #                          REDIRECT_URI, ROUTE_PATH (and optional ROUTE_HOST,
@@ -406,5 +407,7 @@ MODE=${1:-all}
 case "$MODE" in
   all) run_all ;;
   flow) run_flow ;;
-  *) die "usage: $0 [all|flow]" ;;
+  # The upstream's manifests (scripts/chart-test validates them and runs its server).
+  upstream-manifest) stepon_api_manifest "${2:-stepon-api}" "${3:-8080}" ;;
+  *) die "usage: $0 [all|flow|upstream-manifest [NAME PORT]]" ;;
 esac
