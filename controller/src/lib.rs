@@ -3,4 +3,8 @@
 #![forbid(unsafe_code)]
 
 pub mod cli;
+pub mod echo;
+pub mod manifests;
+pub mod render;
+pub mod standalone;
 pub mod translate;
