@@ -197,19 +197,16 @@ fn deny(route: &Route, endpoint: Endpoint, e: OAuthError) -> OAuthResponse {
 }
 
 /// Whether a token (or code) bound to `token_route` / `token_global` may be used on
-/// `route`: a global token only on routes that share global credentials, any other
-/// token only on the route it was issued on (Kong's rule).
+/// `route`: on the route it was issued on, or — when issued on a route sharing global
+/// credentials — on every route that also shares them (Kong's rule; the same rule
+/// enforcement applies).
 pub fn valid_on_route(
     token_route: &str,
     token_global: bool,
     route: &Route,
     oauth: &RouteOAuth2,
 ) -> bool {
-    if token_global {
-        oauth.global_credentials
-    } else {
-        token_route == route.id
-    }
+    token_route == route.id || (token_global && oauth.global_credentials)
 }
 
 /// Whether `client` may use `grant`. An empty `grant_types` allows every grant the
