@@ -92,6 +92,38 @@ expect_status() {
   [ "$STATUS" = "$want" ] || die "$what: expected HTTP $want, got $STATUS: $BODY"
 }
 
+# The login/consent app (Step On's web server) posts clark's consent with the
+# provision key; the response carries the redirect to Shoe Fly Shoe with the code.
+# Sets CODE. Uses $base from run_flow.
+authorize_code() {
+  call -X POST "$base/oauth2/authorize" \
+    --data-urlencode response_type=code \
+    --data-urlencode "client_id=$CLIENT_ID" \
+    --data-urlencode scope=step_counts \
+    --data-urlencode "provision_key=$PROVISION_KEY" \
+    --data-urlencode authenticated_userid=clark \
+    --data-urlencode "redirect_uri=$REDIRECT_URI" \
+    --data-urlencode state=e2e-state
+  expect_status 200 "authorize"
+  local redirect
+  redirect=$(jq -er .redirect_uri <<<"$BODY") || die "authorize: no redirect_uri in $BODY"
+  [[ "$redirect" == "$REDIRECT_URI"* ]] || die "authorize: redirect $redirect is not to $REDIRECT_URI"
+  CODE=$(sed -n 's/.*[?&]code=\([^&]*\).*/\1/p' <<<"$redirect")
+  [ -n "$CODE" ] || die "authorize: no code in the redirect"
+  [[ "$redirect" == *state=e2e-state* ]] || die "authorize: state not passed back"
+  pass "authorize as clark -> redirect with a code"
+}
+
+# Shoe Fly Shoe's server swaps a code for tokens (sets BODY and STATUS).
+swap_code() {
+  call -X POST "$base/oauth2/token" \
+    --data-urlencode grant_type=authorization_code \
+    --data-urlencode "client_id=$CLIENT_ID" \
+    --data-urlencode "client_secret=$CLIENT_SECRET" \
+    --data-urlencode "code=$1" \
+    --data-urlencode "redirect_uri=$REDIRECT_URI"
+}
+
 run_flow() {
   need curl jq
   : "${GATEHOUSE_URL:?}" "${PROVISION_KEY:?}" "${CLIENT_ID:?}" "${CLIENT_SECRET:?}" "${REDIRECT_URI:?}" "${ROUTE_PATH:?}"
@@ -108,47 +140,14 @@ run_flow() {
   grep -qi '^www-authenticate: Bearer' "$WORK/headers" || die "401 without WWW-Authenticate: Bearer"
   pass "no token -> 401 with WWW-Authenticate: Bearer"
 
-  # The login/consent app (Step On's web server) posts clark's consent with the
-  # provision key; the response carries the redirect to Shoe Fly Shoe with the code.
-  call -X POST "$base/oauth2/authorize" \
-    --data-urlencode response_type=code \
-    --data-urlencode "client_id=$CLIENT_ID" \
-    --data-urlencode scope=step_counts \
-    --data-urlencode "provision_key=$PROVISION_KEY" \
-    --data-urlencode authenticated_userid=clark \
-    --data-urlencode "redirect_uri=$REDIRECT_URI" \
-    --data-urlencode state=e2e-state
-  expect_status 200 "authorize"
-  local redirect code
-  redirect=$(jq -er .redirect_uri <<<"$BODY") || die "authorize: no redirect_uri in $BODY"
-  [[ "$redirect" == "$REDIRECT_URI"* ]] || die "authorize: redirect $redirect is not to $REDIRECT_URI"
-  code=$(sed -n 's/.*[?&]code=\([^&]*\).*/\1/p' <<<"$redirect")
-  [ -n "$code" ] || die "authorize: no code in the redirect"
-  [[ "$redirect" == *state=e2e-state* ]] || die "authorize: state not passed back"
-  pass "authorize as clark -> redirect with a code"
-
-  call -X POST "$base/oauth2/token" \
-    --data-urlencode grant_type=authorization_code \
-    --data-urlencode "client_id=$CLIENT_ID" \
-    --data-urlencode "client_secret=$CLIENT_SECRET" \
-    --data-urlencode "code=$code" \
-    --data-urlencode "redirect_uri=$REDIRECT_URI"
-  expect_status 200 "code -> token"
   local access refresh
+  authorize_code
+  swap_code "$CODE"
+  expect_status 200 "code -> token"
   access=$(jq -er .access_token <<<"$BODY") || die "token: no access_token"
   refresh=$(jq -er .refresh_token <<<"$BODY") || die "token: no refresh_token"
   [ "$(jq -r '.token_type | ascii_downcase' <<<"$BODY")" = bearer ] || die "token: token_type is not bearer"
   pass "code swapped for an access and a refresh token"
-
-  call -X POST "$base/oauth2/token" \
-    --data-urlencode grant_type=authorization_code \
-    --data-urlencode "client_id=$CLIENT_ID" \
-    --data-urlencode "client_secret=$CLIENT_SECRET" \
-    --data-urlencode "code=$code" \
-    --data-urlencode "redirect_uri=$REDIRECT_URI"
-  [ "$STATUS" = 400 ] && [ "$(jq -r .error <<<"$BODY")" = invalid_grant ] \
-    || die "replayed code: expected 400 invalid_grant, got $STATUS $BODY"
-  pass "replayed code -> 400 invalid_grant"
 
   call -H "Authorization: Bearer $access" "$base/stepcounts"
   expect_status 200 "stepcounts with token"
@@ -183,6 +182,19 @@ run_flow() {
   expect_status 200 "introspect"
   [ "$(jq -r .active <<<"$BODY")" = true ] || die "introspect: token not active: $BODY"
   pass "introspection reports the refreshed token active"
+
+  # RFC 6749 4.1.2: a code used twice is refused, and tokens issued from it are revoked.
+  local replayed
+  authorize_code
+  swap_code "$CODE"
+  expect_status 200 "second code -> token"
+  replayed=$(jq -er .access_token <<<"$BODY") || die "token: no access_token"
+  swap_code "$CODE"
+  [ "$STATUS" = 400 ] && [ "$(jq -r .error <<<"$BODY")" = invalid_grant ] \
+    || die "replayed code: expected 400 invalid_grant, got $STATUS $BODY"
+  call -H "Authorization: Bearer $replayed" "$base/stepcounts"
+  expect_status 401 "token issued from a replayed code"
+  pass "replayed code -> 400 invalid_grant, and the token issued from it is revoked"
 
   log "Step On flow passed"
 }
