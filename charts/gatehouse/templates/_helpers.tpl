@@ -84,14 +84,17 @@ app.kubernetes.io/component: {{ .component }}
 {{- end }}
 
 {{/*
-The Redis URL as the pod sees it. With a password Secret the password is spliced in as
-`$(REDIS_PASSWORD)`, which Kubernetes expands from the container's env, so the password
-never appears in the Deployment object.
+The Redis URL as a pod sees it: (dict "ctx" $ "splice" true|false). With a password
+Secret and splice=true the password is spliced in as `$(REDIS_PASSWORD)`, which
+Kubernetes expands from the container's env, so it never appears in the Deployment.
+The proxy does not splice: it reads GATEHOUSE_REDIS_PASSWORD (for --redis and
+--config-redis alike), which keeps the password out of its command line.
 */}}
 {{- define "gatehouse.redis.url" -}}
-{{- $url := .Values.redis.url }}
-{{- if .Values.redis.bundled.enabled }}
-{{- $url = printf "redis://%s:6379/0" (include "gatehouse.redis.fullname" .) }}
+{{- $v := .ctx.Values.redis }}
+{{- $url := $v.url }}
+{{- if $v.bundled.enabled }}
+{{- $url = printf "redis://%s:6379/0" (include "gatehouse.redis.fullname" .ctx) }}
 {{- end }}
 {{- if not (regexMatch "^rediss?(\\+sentinel)?://" $url) }}
 {{- fail (printf "redis.url must start with redis://, rediss://, redis+sentinel:// or rediss+sentinel:// (got %q); or set redis.bundled.enabled=true" $url) }}
@@ -99,25 +102,27 @@ never appears in the Deployment object.
 {{- if regexMatch "^[a-z+]+://[^/]*@" $url }}
 {{- fail "redis.url must not carry credentials: put the password in a Secret and set redis.passwordSecret.name" }}
 {{- end }}
-{{- if .Values.redis.passwordSecret.name }}
+{{- if and $v.passwordSecret.name .splice }}
 {{- $url = regexReplaceAll "^([a-z+]+)://" $url "${1}://:$(REDIS_PASSWORD)@" }}
 {{- end }}
 {{- $url }}
 {{- end }}
 
-{{/* Env shared by both components: log filter, Redis password and URL. */}}
-{{- define "gatehouse.redis.env" -}}
+{{/* Env of a Gatehouse container: (dict "ctx" $ "component" "controller"|"proxy"). */}}
+{{- define "gatehouse.env" -}}
+{{- $v := .ctx.Values.redis }}
+{{- $proxy := eq .component "proxy" -}}
 - name: GATEHOUSE_LOG
-  value: {{ .Values.logLevel | quote }}
-{{- if .Values.redis.passwordSecret.name }}
-- name: REDIS_PASSWORD
+  value: {{ .ctx.Values.logLevel | quote }}
+{{- if $v.passwordSecret.name }}
+- name: {{ ternary "GATEHOUSE_REDIS_PASSWORD" "REDIS_PASSWORD" $proxy }}
   valueFrom:
     secretKeyRef:
-      name: {{ .Values.redis.passwordSecret.name }}
-      key: {{ .Values.redis.passwordSecret.key }}
+      name: {{ $v.passwordSecret.name }}
+      key: {{ $v.passwordSecret.key }}
 {{- end }}
 - name: REDIS_URL
-  value: {{ include "gatehouse.redis.url" . | quote }}
+  value: {{ include "gatehouse.redis.url" (dict "ctx" .ctx "splice" (not $proxy)) | quote }}
 {{- end }}
 
 {{/* Default soft anti-affinity: spread replicas of a component over nodes. */}}
