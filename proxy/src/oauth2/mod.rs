@@ -44,7 +44,12 @@ pub enum Endpoint {
 impl Endpoint {
     /// Map the request path *after* the matched route prefix (for route `/stepon`
     /// and request `/stepon/oauth2/token`, the suffix is `/oauth2/token`).
+    /// One trailing slash is tolerated (`/oauth2/token/`), as Kong does.
     pub fn from_suffix(suffix: &str) -> Option<Endpoint> {
+        let suffix = match suffix.strip_suffix('/') {
+            Some(s) if !s.is_empty() => s,
+            _ => suffix,
+        };
         match suffix {
             "/oauth2/authorize" => Some(Endpoint::Authorize),
             "/oauth2/token" => Some(Endpoint::Token),
