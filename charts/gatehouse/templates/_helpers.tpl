@@ -83,46 +83,39 @@ app.kubernetes.io/component: {{ .component }}
 {{- printf "%s-redis" (include "gatehouse.fullname" .) }}
 {{- end }}
 
-{{/*
-The Redis URL as a pod sees it: (dict "ctx" $ "splice" true|false). With a password
-Secret and splice=true the password is spliced in as `$(REDIS_PASSWORD)`, which
-Kubernetes expands from the container's env, so it never appears in the Deployment.
-The proxy does not splice: it reads GATEHOUSE_REDIS_PASSWORD (for --redis and
---config-redis alike), which keeps the password out of its command line.
-*/}}
+{{/* The Redis URL, without credentials: the password comes from the environment. */}}
 {{- define "gatehouse.redis.url" -}}
-{{- $v := .ctx.Values.redis }}
+{{- $v := .Values.redis }}
 {{- $url := $v.url }}
 {{- if $v.bundled.enabled }}
-{{- $url = printf "redis://%s:6379/0" (include "gatehouse.redis.fullname" .ctx) }}
+{{- $url = printf "redis://%s:6379/0" (include "gatehouse.redis.fullname" .) }}
 {{- end }}
 {{- if not (regexMatch "^rediss?(\\+sentinel)?://" $url) }}
 {{- fail (printf "redis.url must start with redis://, rediss://, redis+sentinel:// or rediss+sentinel:// (got %q); or set redis.bundled.enabled=true" $url) }}
 {{- end }}
-{{- if regexMatch "^[a-z+]+://[^/]*@" $url }}
+{{- if regexMatch "(^|,)[a-z+]+://[^/,]*@" $url }}
 {{- fail "redis.url must not carry credentials: put the password in a Secret and set redis.passwordSecret.name" }}
-{{- end }}
-{{- if and $v.passwordSecret.name .splice }}
-{{- $url = regexReplaceAll "^([a-z+]+)://" $url "${1}://:$(REDIS_PASSWORD)@" }}
 {{- end }}
 {{- $url }}
 {{- end }}
 
-{{/* Env of a Gatehouse container: (dict "ctx" $ "component" "controller"|"proxy"). */}}
+{{/*
+Env of both Gatehouse components. Both read the Redis password from
+GATEHOUSE_REDIS_PASSWORD (used for every Redis connection, --config-redis included), so
+it never appears in the Deployment or on a command line.
+*/}}
 {{- define "gatehouse.env" -}}
-{{- $v := .ctx.Values.redis }}
-{{- $proxy := eq .component "proxy" -}}
 - name: GATEHOUSE_LOG
-  value: {{ .ctx.Values.logLevel | quote }}
-{{- if $v.passwordSecret.name }}
-- name: {{ ternary "GATEHOUSE_REDIS_PASSWORD" "REDIS_PASSWORD" $proxy }}
+  value: {{ .Values.logLevel | quote }}
+{{- with .Values.redis.passwordSecret.name }}
+- name: GATEHOUSE_REDIS_PASSWORD
   valueFrom:
     secretKeyRef:
-      name: {{ $v.passwordSecret.name }}
-      key: {{ $v.passwordSecret.key }}
+      name: {{ . }}
+      key: {{ $.Values.redis.passwordSecret.key }}
 {{- end }}
 - name: REDIS_URL
-  value: {{ include "gatehouse.redis.url" (dict "ctx" .ctx "splice" (not $proxy)) | quote }}
+  value: {{ include "gatehouse.redis.url" . | quote }}
 {{- end }}
 
 {{/* Default soft anti-affinity: spread replicas of a component over nodes. */}}
