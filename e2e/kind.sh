@@ -330,6 +330,8 @@ run_all() {
     --set proxy.service.type=ClusterIP \
     --set proxy.autoscaling.enabled=false --set proxy.replicas=2 \
     --set-string 'logLevel=info\,gatehouse_controller=debug'
+  kubectl wait --for=condition=Established --timeout 60s \
+    crd/consumers.gatehouse.dev crd/oauth2clients.gatehouse.dev crd/protectedroutes.gatehouse.dev
   # Redis and the controller first; proxies report ready once the controller has
   # published a snapshot, which is checked after the example is applied.
   kubectl -n "$NAMESPACE" rollout status "deployment/$RELEASE-redis" --timeout 180s
