@@ -6,10 +6,16 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod body;
 pub mod catalog;
 pub mod cli;
+pub mod compiled;
 pub mod config;
 pub mod enforce;
+pub mod error;
+pub mod forwarded;
+pub mod headers;
+pub mod metrics;
 pub mod oauth2;
 pub mod router;
 pub mod secret;

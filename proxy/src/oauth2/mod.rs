@@ -5,13 +5,31 @@
 //! The server (crate::server) matches the route, checks the body size, and hands the
 //! raw request parts here; this module owns parameter parsing, every OAuth2 decision
 //! and the exact response (status, headers, JSON body).
+//!
+//! Layout: [`params`] reads the request, [`client_auth`] authenticates clients,
+//! [`scope`] and [`pkce`] hold the shared rules, one module per endpoint decides,
+//! and [`error`] is the single place a failure becomes a response.
+
+pub mod authorize;
+pub mod client_auth;
+pub mod error;
+pub mod introspect;
+mod lookup;
+pub mod metadata;
+pub mod params;
+pub mod pkce;
+pub mod revoke;
+pub mod scope;
+pub mod token;
 
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method, StatusCode};
 
 use crate::catalog::Catalog;
-use crate::config::{Route, RouteOAuth2};
-use crate::store::{TokenStore, UnixTime};
+use crate::config::{GrantType, OAuth2Client, Route, RouteOAuth2};
+use crate::store::{Digest, TokenStore, UnixTime};
+use error::OAuthError;
+use params::Params;
 
 /// Which endpoint a request addresses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,6 +52,17 @@ impl Endpoint {
             "/oauth2/revoke" => Some(Endpoint::Revoke),
             "/.well-known/oauth-authorization-server" => Some(Endpoint::Metadata),
             _ => None,
+        }
+    }
+
+    /// Name used in messages ("… is invalid for the token endpoint").
+    fn name(self) -> &'static str {
+        match self {
+            Endpoint::Authorize => "authorize",
+            Endpoint::Token => "token",
+            Endpoint::Introspect => "introspection",
+            Endpoint::Revoke => "revocation",
+            Endpoint::Metadata => "metadata",
         }
     }
 }
@@ -68,6 +97,24 @@ pub struct OAuthResponse {
     pub body: Bytes,
 }
 
+/// Everything an endpoint decision needs, for one request.
+pub(crate) struct Ctx<'a> {
+    pub req: &'a OAuthRequest,
+    pub route: &'a Route,
+    pub oauth: &'a RouteOAuth2,
+    pub catalog: &'a Catalog,
+    pub store: &'a dyn TokenStore,
+    pub now: UnixTime,
+    pub params: Params,
+}
+
+impl Ctx<'_> {
+    /// The client's `state`, echoed in responses (a malformed one is not echoed).
+    pub fn state(&self) -> Option<&str> {
+        self.params.get("state").ok().flatten()
+    }
+}
+
 /// Serve one OAuth2 endpoint request for `route`.
 pub async fn handle(
     req: OAuthRequest,
@@ -77,10 +124,118 @@ pub async fn handle(
     store: &dyn TokenStore,
     now: UnixTime,
 ) -> OAuthResponse {
-    let _ = (req, route, oauth, catalog, store, now);
-    OAuthResponse {
-        status: StatusCode::NOT_IMPLEMENTED,
-        headers: Vec::new(),
-        body: Bytes::from_static(b"{\"error\":\"server_error\"}"),
+    let endpoint = req.endpoint;
+    if endpoint == Endpoint::Metadata {
+        if req.method != Method::GET {
+            return deny(
+                route,
+                endpoint,
+                OAuthError::invalid_method(&req.method, endpoint.name(), "GET"),
+            );
+        }
+        return metadata::respond(&req, oauth);
+    }
+    if req.method != Method::POST {
+        return deny(
+            route,
+            endpoint,
+            OAuthError::invalid_method(&req.method, endpoint.name(), "POST"),
+        );
+    }
+    let parsed = Params::parse(req.query.as_deref(), req.content_type.as_deref(), &req.body);
+    // Kong's HTTPS rule: real TLS, or a trusted proxy that terminated TLS when the
+    // route accepts that. Checked before anything else is looked at.
+    let https = req.tls || (req.forwarded_https && oauth.accept_http_if_already_terminated);
+    if !https {
+        let state = parsed
+            .as_ref()
+            .ok()
+            .and_then(|p| p.get("state").ok().flatten())
+            .map(str::to_owned);
+        return deny(
+            route,
+            endpoint,
+            OAuthError::https_required().with_state(state.as_deref()),
+        );
+    }
+    let params = match parsed {
+        Ok(p) => p,
+        Err(e) => return deny(route, endpoint, e),
+    };
+    let ctx = Ctx {
+        req: &req,
+        route,
+        oauth,
+        catalog,
+        store,
+        now,
+        params,
+    };
+    let result = match endpoint {
+        Endpoint::Authorize => authorize::respond(&ctx).await,
+        Endpoint::Token => token::respond(&ctx).await,
+        Endpoint::Introspect => introspect::respond(&ctx).await,
+        Endpoint::Revoke => revoke::respond(&ctx).await,
+        // Answered above; kept total so a new endpoint cannot be forgotten here.
+        Endpoint::Metadata => Ok(metadata::respond(&req, oauth)),
+    };
+    match result {
+        Ok(resp) => resp,
+        Err(e) => deny(route, endpoint, e.with_state(ctx.state())),
     }
 }
+
+/// Log a refused request (never with secrets) and render the error.
+fn deny(route: &Route, endpoint: Endpoint, e: OAuthError) -> OAuthResponse {
+    tracing::info!(
+        route.name = %route.id,
+        endpoint = endpoint.name(),
+        error = e.code.as_str(),
+        "OAuth2 request denied"
+    );
+    e.into_response()
+}
+
+/// Whether a token (or code) bound to `token_route` / `token_global` may be used on
+/// `route`: a global token only on routes that share global credentials, any other
+/// token only on the route it was issued on (Kong's rule).
+pub fn valid_on_route(
+    token_route: &str,
+    token_global: bool,
+    route: &Route,
+    oauth: &RouteOAuth2,
+) -> bool {
+    if token_global {
+        oauth.global_credentials
+    } else {
+        token_route == route.id
+    }
+}
+
+/// Whether `client` may use `grant`. An empty `grant_types` allows every grant the
+/// route enables. Refreshing is allowed to any client that can obtain a refresh
+/// token (authorization code, password) unless its list says otherwise.
+pub fn client_allows(client: &OAuth2Client, grant: GrantType) -> bool {
+    let g = &client.grant_types;
+    g.is_empty()
+        || g.contains(&grant)
+        || (grant == GrantType::RefreshToken
+            && (g.contains(&GrantType::AuthorizationCode) || g.contains(&GrantType::Password)))
+}
+
+/// Check the login app's `provision_key` against the route's digest in constant
+/// time. A route without a provision key refuses every request that needs one.
+pub(crate) fn check_provision_key(params: &Params, oauth: &RouteOAuth2) -> error::Result<()> {
+    let expected = oauth
+        .provision_key_sha256
+        .as_deref()
+        .and_then(Digest::from_hex);
+    let presented = params.get("provision_key").ok().flatten();
+    match (expected, presented) {
+        (Some(expected), Some(p)) if Digest::of(p.as_bytes()).ct_eq(&expected) => Ok(()),
+        _ => Err(OAuthError::invalid_provision_key()),
+    }
+}
+
+#[cfg(test)]
+mod tests;

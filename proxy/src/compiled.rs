@@ -1,0 +1,89 @@
+//! A snapshot compiled for serving: routing table, catalog and upstream sets, built once
+//! per snapshot change and shared read-only by every worker. Swapping the whole
+//! `Arc<Compiled>` at once is what keeps a request from ever seeing half a config.
+
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+use crate::catalog::Catalog;
+use crate::router::Router;
+use crate::source::ConfigRx;
+use crate::upstream::UpstreamSet;
+use crate::Snapshot;
+
+/// Everything a request needs, derived from one snapshot.
+#[derive(Debug)]
+pub struct Compiled {
+    pub snapshot: Arc<Snapshot>,
+    pub router: Router,
+    pub catalog: Catalog,
+    /// One per route, same index as `snapshot.routes`.
+    pub upstreams: Vec<UpstreamSet>,
+}
+
+/// Receiving end of compiled configs (`None` until the first snapshot arrives).
+pub type CompiledRx = watch::Receiver<Option<Arc<Compiled>>>;
+/// Publishing end of compiled configs.
+pub type CompiledTx = watch::Sender<Option<Arc<Compiled>>>;
+
+impl Compiled {
+    /// Compile a snapshot. Unusable parts (a malformed endpoint URL) are logged and
+    /// left out; they never make the whole snapshot fail.
+    pub fn new(snapshot: Arc<Snapshot>) -> Self {
+        let router = Router::new(&snapshot.routes);
+        let catalog = Catalog::new(&snapshot);
+        let upstreams = snapshot
+            .routes
+            .iter()
+            .map(|route| {
+                let (set, problems) = UpstreamSet::new(&route.upstream);
+                for problem in problems {
+                    tracing::warn!(route.id = %route.id, %problem, "Upstream endpoint ignored");
+                }
+                set
+            })
+            .collect();
+        Compiled {
+            snapshot,
+            router,
+            catalog,
+            upstreams,
+        }
+    }
+}
+
+/// Compile what `config` holds now (so a snapshot loaded before the server started is
+/// served from the first request).
+pub fn compile_current(config: &ConfigRx) -> Option<Arc<Compiled>> {
+    let snapshot = config.borrow().clone()?;
+    Some(Arc::new(Compiled::new(snapshot)))
+}
+
+/// Compile every snapshot published on `config` into `out` until the source goes away
+/// (the last compiled config then stays in force).
+pub async fn follow(
+    mut config: ConfigRx,
+    out: CompiledTx,
+    reloads: prometheus_client::metrics::counter::Counter,
+) {
+    while config.changed().await.is_ok() {
+        let Some(snapshot) = config.borrow_and_update().clone() else {
+            continue;
+        };
+        let unchanged = out
+            .borrow()
+            .as_ref()
+            .is_some_and(|c| Arc::ptr_eq(&c.snapshot, &snapshot) || *c.snapshot == *snapshot);
+        if unchanged {
+            continue;
+        }
+        let revision = snapshot.revision.clone();
+        let routes = snapshot.routes.len();
+        let compiled = Arc::new(Compiled::new(snapshot));
+        out.send_replace(Some(compiled));
+        reloads.inc();
+        tracing::info!(%revision, routes, "Configuration loaded");
+    }
+    tracing::debug!("Configuration source closed; keeping the last configuration");
+}

@@ -1,0 +1,67 @@
+//! `POST /oauth2/introspect` (RFC 7662), beyond Kong.
+//!
+//! The caller must authenticate as a client. A confidential client may introspect
+//! any token valid on this route (it can act as a resource server); a public client
+//! only its own tokens. Anything else — unknown, expired, revoked, other route,
+//! someone else's — is `{"active": false}` with no further detail (RFC 7662 §2.2).
+
+use serde_json::{json, Map, Value};
+
+use super::client_auth;
+use super::error::{json_response, Result};
+use super::lookup::{find, Found};
+use super::{valid_on_route, Ctx, OAuthResponse};
+use http::StatusCode;
+
+pub(crate) async fn respond(ctx: &Ctx<'_>) -> Result<OAuthResponse> {
+    let client =
+        client_auth::authenticate(&ctx.params, ctx.req.authorization.as_deref(), ctx.catalog)?;
+    let found = find(&ctx.params, ctx.store).await?;
+    let visible = found.filter(|f| {
+        let (route_id, global) = match f {
+            Found::Access(_, t) => (&t.route_id, t.global),
+            Found::Refresh(_, t) => (&t.route_id, t.global),
+        };
+        valid_on_route(route_id, global, ctx.route, ctx.oauth)
+            && (!client.is_public() || f.client_id() == client.client_id())
+    });
+    let Some(found) = visible else {
+        return Ok(json_response(StatusCode::OK, &json!({ "active": false })));
+    };
+    let mut body = Map::new();
+    body.insert("active".into(), true.into());
+    let (scopes, client_id, user, iat, exp, token_type) = match &found {
+        Found::Access(_, t) => (
+            &t.scopes,
+            &t.client_id,
+            &t.authenticated_userid,
+            t.issued_at,
+            t.expires_at,
+            Some("bearer"),
+        ),
+        Found::Refresh(_, t) => (
+            &t.scopes,
+            &t.client_id,
+            &t.authenticated_userid,
+            t.issued_at,
+            t.expires_at,
+            None,
+        ),
+    };
+    if !scopes.is_empty() {
+        body.insert("scope".into(), scopes.join(" ").into());
+    }
+    body.insert("client_id".into(), client_id.clone().into());
+    if let Some(u) = user {
+        body.insert("username".into(), u.clone().into());
+        body.insert("sub".into(), u.clone().into());
+    }
+    if let Some(t) = token_type {
+        body.insert("token_type".into(), t.into());
+    }
+    if let Some(e) = exp {
+        body.insert("exp".into(), e.into());
+    }
+    body.insert("iat".into(), iat.into());
+    Ok(json_response(StatusCode::OK, &Value::Object(body)))
+}
