@@ -119,6 +119,10 @@ impl OAuthError {
         e
     }
 
+    pub fn unsupported_grant_type() -> Self {
+        Self::new(ErrorCode::UnsupportedGrantType, "Invalid grant_type")
+    }
+
     pub fn invalid_provision_key() -> Self {
         Self::new(ErrorCode::InvalidProvisionKey, "Invalid provision_key")
     }

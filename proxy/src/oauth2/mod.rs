@@ -44,7 +44,12 @@ pub enum Endpoint {
 impl Endpoint {
     /// Map the request path *after* the matched route prefix (for route `/stepon`
     /// and request `/stepon/oauth2/token`, the suffix is `/oauth2/token`).
+    /// One trailing slash is tolerated (`/oauth2/token/`), as Kong does.
     pub fn from_suffix(suffix: &str) -> Option<Endpoint> {
+        let suffix = match suffix.strip_suffix('/') {
+            Some(s) if !s.is_empty() => s,
+            _ => suffix,
+        };
         match suffix {
             "/oauth2/authorize" => Some(Endpoint::Authorize),
             "/oauth2/token" => Some(Endpoint::Token),
@@ -197,19 +202,16 @@ fn deny(route: &Route, endpoint: Endpoint, e: OAuthError) -> OAuthResponse {
 }
 
 /// Whether a token (or code) bound to `token_route` / `token_global` may be used on
-/// `route`: a global token only on routes that share global credentials, any other
-/// token only on the route it was issued on (Kong's rule).
+/// `route`: on the route it was issued on, or — when issued on a route sharing global
+/// credentials — on every route that also shares them (Kong's rule; the same rule
+/// enforcement applies).
 pub fn valid_on_route(
     token_route: &str,
     token_global: bool,
     route: &Route,
     oauth: &RouteOAuth2,
 ) -> bool {
-    if token_global {
-        oauth.global_credentials
-    } else {
-        token_route == route.id
-    }
+    token_route == route.id || (token_global && oauth.global_credentials)
 }
 
 /// Whether `client` may use `grant`. An empty `grant_types` allows every grant the

@@ -557,6 +557,111 @@ async fn a_failing_store_makes_endpoints_answer_503_temporarily_unavailable() {
     }
 }
 
+#[test]
+fn endpoints_are_recognised_with_or_without_a_trailing_slash() {
+    assert_eq!(
+        Endpoint::from_suffix("/oauth2/token"),
+        Some(Endpoint::Token)
+    );
+    assert_eq!(
+        Endpoint::from_suffix("/oauth2/authorize/"),
+        Some(Endpoint::Authorize)
+    );
+    assert_eq!(
+        Endpoint::from_suffix("/.well-known/oauth-authorization-server"),
+        Some(Endpoint::Metadata)
+    );
+    assert_eq!(Endpoint::from_suffix("/oauth2/token//"), None);
+    assert_eq!(Endpoint::from_suffix("/"), None);
+    assert_eq!(Endpoint::from_suffix("/stepcounts"), None);
+}
+
+#[tokio::test]
+async fn random_garbage_in_every_part_of_a_request_gets_a_json_answer_never_a_panic() {
+    use rand::{Rng, SeedableRng};
+    let h = Harness::new(|o| o.enable_implicit_grant = true);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0x6a7e);
+    // Fragments of real requests, so the garbage reaches deep into each endpoint.
+    let pieces = [
+        "grant_type=",
+        "authorization_code",
+        "refresh_token",
+        "client_credentials",
+        "password",
+        "&code=",
+        "&client_id=shoe-fly-shoe",
+        "&client_secret=sfs-secret",
+        "&scope=",
+        "step_counts",
+        "&state=",
+        "&provision_key=provision123",
+        "&authenticated_userid=",
+        "&response_type=",
+        "code",
+        "token",
+        "&redirect_uri=",
+        "&code_challenge=",
+        "&code_verifier=",
+        "&token=",
+        "&token_type_hint=",
+        "%",
+        "%zz",
+        "&",
+        "=",
+        "+",
+        "\u{0}",
+        "{",
+        "}",
+        "\"",
+        ":",
+        ",",
+        "[",
+        "]",
+        "null",
+        "1e999",
+        "\u{ff}",
+        "#",
+        "?",
+    ];
+    let endpoints = [
+        Endpoint::Authorize,
+        Endpoint::Token,
+        Endpoint::Introspect,
+        Endpoint::Revoke,
+    ];
+    let content_types = [
+        None,
+        Some("application/json"),
+        Some("application/x-www-form-urlencoded"),
+        Some("text/html"),
+    ];
+    for i in 0..400 {
+        let mut text = String::new();
+        for _ in 0..rng.random_range(0..12) {
+            text.push_str(pieces[rng.random_range(0..pieces.len())]);
+        }
+        let mut body: Vec<u8> = text.clone().into_bytes();
+        if i % 7 == 0 {
+            body.extend((0..rng.random_range(0..16)).map(|_| rng.random::<u8>()));
+        }
+        let mut req = h.req(endpoints[i % endpoints.len()]);
+        req.inner.content_type = content_types[i % content_types.len()].map(str::to_owned);
+        req.inner.body = Bytes::from(body);
+        if i % 3 == 0 {
+            req.inner.query = Some(text.chars().rev().collect());
+        }
+        if i % 5 == 0 {
+            let raw: Vec<u8> = (0..rng.random_range(0..24))
+                .map(|_| rng.random::<u8>())
+                .collect();
+            req.inner.authorization = Some(format!("Basic {}", STANDARD.encode(raw)));
+        }
+        let r = req.send().await;
+        assert!(r.status.as_u16() < 500, "{r:?}");
+        assert!(r.json.is_object(), "{r:?}");
+    }
+}
+
 // ---------------------------------------------------------------- authorize
 
 #[tokio::test]

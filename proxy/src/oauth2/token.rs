@@ -20,8 +20,7 @@ use crate::store::{AccessToken, CodeRedemption, Digest, IssuedPair, RefreshToken
 use http::StatusCode;
 
 /// A freshly minted token pair: the raw values for the client, the records for the
-/// store.
-#[derive(Debug, Clone)]
+/// store. Deliberately not `Debug`: it holds raw tokens that must never be logged.
 pub(crate) struct Minted {
     pub access: String,
     pub refresh: Option<String>,
@@ -163,10 +162,7 @@ pub(crate) async fn respond(ctx: &Ctx<'_>) -> Result<OAuthResponse> {
         GrantType::Implicit => false,
     });
     let Some(grant) = grant else {
-        return Err(OAuthError::new(
-            super::error::ErrorCode::UnsupportedGrantType,
-            "Invalid grant_type",
-        ));
+        return Err(OAuthError::unsupported_grant_type());
     };
     let c = &client.entry.client;
     if grant == GrantType::ClientCredentials && client.is_public() {
@@ -194,12 +190,7 @@ pub(crate) async fn respond(ctx: &Ctx<'_>) -> Result<OAuthResponse> {
         GrantType::RefreshToken => refresh_token(ctx, client).await?,
         GrantType::ClientCredentials => client_credentials(ctx, client).await?,
         GrantType::Password => password(ctx, client).await?,
-        GrantType::Implicit => {
-            return Err(OAuthError::new(
-                super::error::ErrorCode::UnsupportedGrantType,
-                "Invalid grant_type",
-            ))
-        }
+        GrantType::Implicit => return Err(OAuthError::unsupported_grant_type()),
     };
     tracing::debug!(
         route.name = %ctx.route.id,
