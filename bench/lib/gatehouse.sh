@@ -4,6 +4,14 @@
 # case presents. Sourced by bench/run after the nginx cases are up.
 
 BENCH_CLIENT_SECRET=bench-secret-$RANDOM$RANDOM
+# `--token-cache-ttl 0` turns the local token cache off (proxy/src/store/args.rs):
+# every enforced request then costs one Redis GET.
+GH_NO_CACHE=(--token-cache-ttl 0)
+# The token endpoint is reached over plain HTTP on loopback as if TLS had been
+# terminated in front: the bench route sets accept_http_if_already_terminated and the
+# proxy trusts X-Forwarded-Proto from 127.0.0.0/8 by default (--trusted-proxies). Case
+# (g) therefore measures issuing tokens, not TLS.
+FORWARDED_HTTPS="X-Forwarded-Proto: https"
 
 # start_redis NAME: a throw-away redis-server on a run-time port; sets REDIS_URL_<NAME>.
 start_redis() {
@@ -70,12 +78,14 @@ setup_gatehouse_cases() {
   # not stop the script under `set -e`.
   local sha tok
   sha=$(sha256_hex "$BENCH_CLIENT_SECRET")
-  write_snapshot "$small" 0 "$UPSTREAM_URL" "$sha" false
-  needs d10k e10k && write_snapshot "$big" "$SCALE_ROUTES" "$UPSTREAM_URL" "$sha" false
+  write_snapshot "$small" 0 "$UPSTREAM_URL" "$sha" true
+  if needs d10k e10k; then
+    write_snapshot "$big" "$SCALE_ROUTES" "$UPSTREAM_URL" "$sha" true
+  fi
 
-  needs e f e10k && start_redis redis-small
-  needs e1m f1m && start_redis redis-big
-  needs g && start_redis redis-token
+  if needs e f e10k; then start_redis redis-small; fi
+  if needs e1m f1m; then start_redis redis-big; fi
+  if needs g; then start_redis redis-token; fi
 
   if needs c; then
     start_gatehouse gh-plain "$small"
@@ -98,7 +108,7 @@ setup_gatehouse_cases() {
     gatehouse_case e gh-redis /api/bench "$tok_small"
   fi
   if needs f; then
-    start_gatehouse gh-nocache "$small" --redis "$(redis_url redis-small)" $GH_NO_CACHE
+    start_gatehouse gh-nocache "$small" --redis "$(redis_url redis-small)" "${GH_NO_CACHE[@]}"
     gatehouse_case f gh-nocache /api/bench "$tok_small"
   fi
   if needs e10k; then
@@ -106,20 +116,21 @@ setup_gatehouse_cases() {
     gatehouse_case e10k gh-redis-10k /api/bench "$tok_small"
   fi
   if needs e1m f1m; then
-    log "loading $SCALE_TOKENS tokens into Redis"
-    load_tokens "$(redis_port redis-big)" "$SCALE_TOKENS"
     start_gatehouse gh-redis-1m "$small" --redis "$(redis_url redis-big)"
     local tok_big
     tok_big=$(fetch_token "$(token_url gh-redis-1m)")
+    log "loading $SCALE_TOKENS filler tokens into Redis"
+    load_tokens "$(redis_port redis-big)" "$SCALE_TOKENS" "$tok_big"
     gatehouse_case e1m gh-redis-1m /api/bench "$tok_big"
     if needs f1m; then
-      start_gatehouse gh-nocache-1m "$small" --redis "$(redis_url redis-big)" $GH_NO_CACHE
+      start_gatehouse gh-nocache-1m "$small" --redis "$(redis_url redis-big)" "${GH_NO_CACHE[@]}"
       gatehouse_case f1m gh-nocache-1m /api/bench "$tok_big"
     fi
   fi
   if needs g; then
     start_gatehouse gh-token "$small" --redis "$(redis_url redis-token)"
     gatehouse_case g gh-token /api/oauth2/token
+    CASE_HEADER[g]=$FORWARDED_HTTPS
     CASE_METHOD[g]=POST
     CASE_CTYPE[g]=application/x-www-form-urlencoded
     CASE_BODY[g]=$(grant_body)
