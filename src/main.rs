@@ -41,8 +41,12 @@ fn main() -> anyhow::Result<()> {
     };
     match cli.command {
         Command::Controller(args) => runtime()?.block_on(control::run_controller(args)),
-        // The proxy builds its own runtimes (one per core, see proxy::server).
-        Command::Proxy(args) => runtime()?.block_on(proxy::run(args)),
+        // The proxy serves on its own per-core runtimes (see proxy::server); this one
+        // only runs the config source and waits for signals.
+        Command::Proxy(args) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(proxy::run(args)),
         Command::Standalone(args) => runtime()?.block_on(control::run_standalone(args)),
         Command::Render(args) => {
             let code = control::run_render(args)?;

@@ -1,7 +1,10 @@
 //! Command-line arguments of `gatehouse proxy`, and the flag groups that
 //! `gatehouse standalone` reuses.
 
+use anyhow::Context as _;
 use clap::Args;
+
+use crate::source::file::FileSource;
 
 use crate::store::args::StoreArgs;
 
@@ -23,7 +26,42 @@ pub struct ProxyArgs {
     pub store: StoreArgs,
 }
 
-/// Run `gatehouse proxy` until SIGTERM/SIGINT.
-pub async fn run(_args: ProxyArgs) -> anyhow::Result<()> {
-    anyhow::bail!("proxy is not wired yet")
+/// Run `gatehouse proxy` until SIGTERM/SIGINT, then shut down gracefully.
+pub async fn run(args: ProxyArgs) -> anyhow::Result<()> {
+    if args.config_redis.is_some() {
+        anyhow::bail!("--config-redis is not available in this build yet; use --config-file");
+    }
+    let Some(path) = args.config_file else {
+        anyhow::bail!("gatehouse proxy needs --config-file PATH");
+    };
+    let store = args.store.build().await.context("token store")?;
+    let (tx, rx) = crate::source::channel();
+    let mut source = FileSource::new(path);
+    source.load_initial(&tx)?;
+    let follower = tokio::spawn(source.follow(tx));
+    let server = crate::server::spawn(&args.server, rx, store)?;
+    shutdown_signal().await?;
+    tracing::info!("Shutting down");
+    server.shutdown().await;
+    follower.abort();
+    tracing::info!("Stopped");
+    Ok(())
+}
+
+/// Resolves on the first SIGTERM or SIGINT.
+pub async fn shutdown_signal() -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+        tokio::select! {
+            _ = term.recv() => {}
+            result = tokio::signal::ctrl_c() => result.context("installing the SIGINT handler")?,
+        }
+    }
+    #[cfg(not(unix))]
+    tokio::signal::ctrl_c()
+        .await
+        .context("installing the Ctrl-C handler")?;
+    Ok(())
 }

@@ -3,6 +3,7 @@
 //! (the proxy answers 503 and `/readyz` says not ready). A source that fails keeps
 //! the last good snapshot in the channel.
 
+pub mod file;
 pub mod redis;
 
 use std::sync::Arc;
