@@ -27,23 +27,30 @@ start_redis() {
 redis_port() { local v="REDIS_PORT_${1//-/_}"; printf '%s' "${!v}"; }
 redis_url() { local v="REDIS_URL_${1//-/_}"; printf '%s' "${!v}"; }
 
+# Snapshot and extra flags of each Gatehouse process, so --callgrind can start a twin.
+declare -A GH_SNAPSHOT GH_FLAGS
+
 # start_gatehouse NAME SNAPSHOT [extra proxy args...]: sets GH_PORT_<NAME>.
+# $GH_WRAPPER (e.g. valgrind) is prepended to the command when set.
 start_gatehouse() {
   local name=$1 snapshot=$2 port
   shift 2
+  GH_SNAPSHOT[$name]=$snapshot
+  GH_FLAGS[$name]="$*"
   alloc_port port
-  spawn "$name" env GATEHOUSE_LOG=warn "$GATEHOUSE" proxy --config-file "$snapshot" \
-    --listen "127.0.0.1:$port" "$@"
-  wait_listening "$name" "$port"
+  # shellcheck disable=SC2086 # GH_WRAPPER is a word list on purpose
+  spawn "$name" env GATEHOUSE_LOG=warn ${GH_WRAPPER:-} "$GATEHOUSE" proxy \
+    --config-file "$snapshot" --listen "127.0.0.1:$port" "$@"
+  wait_listening "$name" "$port" "${GH_START_SECONDS:-10}"
   # Listening is not serving: wait until the snapshot is loaded and routes answer.
-  local i code
-  for i in $(seq 1 200); do
+  local i code secs=${GH_START_SECONDS:-10}
+  for i in $(seq 1 $((secs * 20))); do
     code=$(http_status "http://127.0.0.1:$port/plain/")
     [ "$code" = 200 ] && break
     check_alive "$name"
     sleep 0.05
   done
-  [ "$code" = 200 ] || die "$name: /plain/ answers $code after 10 s (log: $RUN_DIR/$name.log)"
+  [ "$code" = 200 ] || die "$name: /plain/ answers $code after $secs s (log: $RUN_DIR/$name.log)"
   printf -v "GH_PORT_${name//-/_}" '%s' "$port"
 }
 gh_port() { local v="GH_PORT_${1//-/_}"; printf '%s' "${!v}"; }

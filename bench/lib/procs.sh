@@ -90,17 +90,17 @@ http_status() {
   curl -ks -o /dev/null -w '%{http_code}' --max-time 5 "$@" "$url" || true
 }
 
-# wait_listening NAME PORT: wait until PORT accepts connections (10 s at most).
+# wait_listening NAME PORT [SECONDS]: wait until PORT accepts connections (default 10 s).
 wait_listening() {
-  local name=$1 port=$2 i
-  for i in $(seq 1 200); do
+  local name=$1 port=$2 secs=${3:-10} i
+  for i in $(seq 1 $((secs * 20))); do
     if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
       return 0
     fi
     check_alive "$name"
     sleep 0.05
   done
-  die "$name did not listen on 127.0.0.1:$port within 10 s (log: $RUN_DIR/$name.log)"
+  die "$name did not listen on 127.0.0.1:$port within $secs s (log: $RUN_DIR/$name.log)"
 }
 
 # proc_tree PID: PID and its direct children (nginx master + workers).

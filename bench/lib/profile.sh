@@ -8,8 +8,14 @@
 #      entries by self time, by shared object, and the Gatehouse-only symbols.
 # Everything is written to $RUN_DIR/perf-<case>.* (the directory is kept).
 
-# perf_table FILE: perf report lines without comments, blanks and trailing padding.
-perf_table() { grep -v '^#' "$1" | grep -v '^$' | sed -e 's/[ -]*$//' | cut -c1-150; }
+# perf_table FILE LIMIT [user]: the first LIMIT perf report lines (user-space symbols only
+# with "user"), without comments, blanks and trailing padding. One awk, no `| head`:
+# under pipefail a reader that stops early would fail the pipeline.
+perf_table() {
+  awk -v max="$2" -v user="${3:-}" '/^#/ || /^[ \t]*$/ { next }
+    user != "" && index($0, "[.]") == 0 { next }
+    n < max { sub(/[ -]*$/, ""); print substr($0, 1, 150); n++ }' "$1"
+}
 
 profile_case() {
   local c=$1 proc=${CASE_PROC[$1]} pids data="$RUN_DIR/perf-$1.data"
@@ -51,10 +57,10 @@ profile_case() {
     >"$RUN_DIR/perf-$c.children.txt" 2>/dev/null
   {
     echo "---- perf record, case $c: by shared object"
-    perf_table "$RUN_DIR/perf-$c.dso.txt" | head -n 8
+    perf_table "$RUN_DIR/perf-$c.dso.txt" 8
     echo "---- perf record, case $c: self time by symbol, top 30 (full: $RUN_DIR/perf-$c.flat.txt)"
-    perf_table "$RUN_DIR/perf-$c.flat.txt" | head -n 30
+    perf_table "$RUN_DIR/perf-$c.flat.txt" 30
     echo "---- perf record, case $c: user-space symbols only, top 30"
-    perf_table "$RUN_DIR/perf-$c.flat.txt" | grep -F '[.]' | head -n 30
+    perf_table "$RUN_DIR/perf-$c.flat.txt" 30 user
   } | tee "$RUN_DIR/perf-$c.summary.txt" >&2
 }
