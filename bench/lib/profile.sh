@@ -1,7 +1,8 @@
 # shellcheck shell=bash
 # `bench/run --perf CASES`: where the proxy under test spends its time. For each case,
 # under the same wrk load as the measured runs:
-#   1. `perf stat` counts syscalls and context switches per request (software events and
+#   1. `perf stat` counts syscalls (all; futex = cross-thread wakeups; epoll_wait) and
+#      context switches per request (software events and
 #      tracepoints: this VM has no hardware counters), so Gatehouse and nginx can be
 #      compared on the work the kernel does for them;
 #   2. `perf record` samples the CPU (cpu-clock, DWARF call graphs) and prints the top
@@ -24,7 +25,7 @@ profile_case() {
   pids=$(proc_tree "$(pid_of "$proc")" | paste -sd, -)
 
   log "perf stat: case $c (pids $pids), ${DURATION}s"
-  perf stat -x, -e raw_syscalls:sys_enter,context-switches,cpu-migrations,task-clock \
+  perf stat -x, -e raw_syscalls:sys_enter,syscalls:sys_enter_futex,syscalls:sys_enter_epoll_wait,context-switches,cpu-migrations,task-clock \
     -p "$pids" -o "$RUN_DIR/perf-$c.stat.csv" -- sleep "$((DURATION + 1))" \
     >"$RUN_DIR/perf-$c.stat.log" 2>&1 &
   local stat_pid=$!
