@@ -19,6 +19,10 @@ pub struct ProxyArgs {
     #[arg(long, value_name = "URL")]
     pub config_redis: Option<String>,
 
+    /// How often --config-file is checked for changes, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 1000)]
+    pub config_poll_ms: u64,
+
     #[command(flatten)]
     pub server: crate::server::ServerArgs,
 
@@ -36,7 +40,10 @@ pub async fn run(args: ProxyArgs) -> anyhow::Result<()> {
     };
     let store = args.store.build().await.context("token store")?;
     let (tx, rx) = crate::source::channel();
-    let mut source = FileSource::new(path);
+    let mut source = FileSource::with_interval(
+        path,
+        std::time::Duration::from_millis(args.config_poll_ms.max(10)),
+    );
     source.load_initial(&tx)?;
     let follower = tokio::spawn(source.follow(tx));
     let server = crate::server::spawn(&args.server, rx, store)?;

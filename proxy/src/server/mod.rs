@@ -21,7 +21,7 @@ use prometheus_client::registry::Registry;
 use tokio::sync::{oneshot, watch};
 
 use crate::admin::AdminState;
-use crate::compiled::{self, CompiledTx};
+use crate::compiled::{self, CompiledRx, CompiledTx};
 use crate::forwarded::TrustedProxies;
 use crate::metrics::Metrics;
 use crate::source::ConfigRx;
@@ -101,9 +101,28 @@ pub struct ServerHandle {
     pub admin_addr: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     done: Vec<oneshot::Receiver<()>>,
+    compiled: CompiledRx,
 }
 
 impl ServerHandle {
+    /// Revision of the configuration being served, if one is loaded.
+    pub fn revision(&self) -> Option<String> {
+        self.compiled
+            .borrow()
+            .as_ref()
+            .map(|c| c.snapshot.revision.clone())
+    }
+
+    /// Wait until the configuration with `revision` is being served (snapshots are
+    /// compiled in the background after they are published).
+    pub async fn wait_for_revision(&self, revision: &str) {
+        let mut rx = self.compiled.clone();
+        // The sender lives as long as worker 0; if it is gone nothing will change.
+        let _ = rx
+            .wait_for(|c| c.as_ref().is_some_and(|c| c.snapshot.revision == revision))
+            .await;
+    }
+
     /// Stop accepting, drain in-flight requests (bounded by `--shutdown-grace`), and
     /// wait for the workers.
     pub async fn shutdown(mut self) {
@@ -226,5 +245,6 @@ pub fn spawn(
         admin_addr,
         shutdown: shutdown_tx,
         done,
+        compiled: compiled_rx,
     })
 }
