@@ -1,0 +1,48 @@
+# shellcheck shell=bash
+# Snapshot generator for bench/run: the proxy config (proxy::config::Snapshot JSON)
+# every Gatehouse case serves, optionally padded with filler routes for the scale runs.
+#
+# Routes, in this order (fillers first, so a router that scans linearly pays for all
+# of them before it reaches the measured routes):
+#   fill/svc-N   filler routes, three shapes in turn: `/svc-N`; `/svc-N/v1` on host
+#                `svc-N.example.com`; `/api/svc-N` (nested under the measured `/api`
+#                route, so prefix matching must look past it). Every other filler is
+#                OAuth2-protected.
+#   bench/plain  `/plain`, no OAuth2                              -> case (c)
+#   bench/api    `/api`, OAuth2, client_credentials enabled       -> cases (d)-(g)
+# One consumer and one confidential client (`bench-client`) that may use
+# client_credentials.
+
+BENCH_CLIENT_ID=bench-client
+BENCH_CONSUMER_ID=bench/consumer
+
+# write_snapshot FILE FILLERS UPSTREAM_URL CLIENT_SECRET_SHA256 ACCEPT_FORWARDED_HTTPS
+write_snapshot() {
+  local file=$1 fillers=$2 upstream=$3 secret_sha=$4 forwarded=$5
+  awk -v n="$fillers" -v up="$upstream" -v sha="$secret_sha" -v fwd="$forwarded" \
+    -v client="$BENCH_CLIENT_ID" -v consumer="$BENCH_CONSUMER_ID" '
+    function ups() {
+      return "\"upstream\":{\"endpoints\":[\"" up "\"],\"connect_timeout_ms\":2000,\"response_timeout_ms\":10000}"
+    }
+    BEGIN {
+      printf "{\"format\":1,\"revision\":\"bench-%d\",\"routes\":[\n", n
+      for (i = 1; i <= n; i++) {
+        id = sprintf("svc-%05d", i)
+        shape = i % 3
+        if (shape == 0) { hosts = "[]"; path = "/" id }
+        else if (shape == 1) { hosts = "[\"" id ".example.com\"]"; path = "/" id "/v1" }
+        else { hosts = "[]"; path = "/api/" id }
+        oauth = (i % 2 == 0) ? ",\"oauth2\":{\"enable_client_credentials\":true}" : ""
+        printf "{\"id\":\"fill/%s\",\"hosts\":%s,\"paths\":[\"%s\"],\"strip_path\":true,\"preserve_host\":false,%s%s},\n", id, hosts, path, ups(), oauth
+      }
+      printf "{\"id\":\"bench/plain\",\"hosts\":[],\"paths\":[\"/plain\"],\"strip_path\":false,\"preserve_host\":false,%s},\n", ups()
+      printf "{\"id\":\"bench/api\",\"hosts\":[],\"paths\":[\"/api\"],\"strip_path\":false,\"preserve_host\":false,%s,", ups()
+      printf "\"oauth2\":{\"scopes\":[],\"mandatory_scope\":false,\"token_expiration\":7200,"
+      printf "\"enable_authorization_code\":false,\"enable_client_credentials\":true,"
+      printf "\"hide_credentials\":false,\"accept_http_if_already_terminated\":%s}}\n", fwd
+      printf "],\"consumers\":[{\"id\":\"%s\",\"username\":\"bench\",\"custom_id\":\"bench-001\"}],\n", consumer
+      printf "\"clients\":[{\"client_id\":\"%s\",\"secret_sha256\":\"%s\",\"name\":\"Bench client\",", client, sha
+      printf "\"consumer_id\":\"%s\",\"client_type\":\"confidential\",\"redirect_uris\":[\"https://bench.invalid/cb\"],", consumer
+      printf "\"grant_types\":[\"client_credentials\"],\"scopes\":null}]}\n"
+    }' >"$file"
+}
