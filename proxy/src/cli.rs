@@ -46,8 +46,14 @@ pub async fn run(args: ProxyArgs) -> anyhow::Result<()> {
     );
     source.load_initial(&tx)?;
     let follower = tokio::spawn(source.follow(tx));
-    let server = crate::server::spawn(&args.server, rx, store)?;
-    shutdown_signal().await?;
+    let mut server = crate::server::spawn(&args.server, rx, store)?;
+    tokio::select! {
+        signal = shutdown_signal() => signal?,
+        _ = server.worker_exited() => {
+            follower.abort();
+            anyhow::bail!("a proxy worker stopped unexpectedly; exiting");
+        }
+    }
     tracing::info!("Shutting down");
     server.shutdown().await;
     follower.abort();
