@@ -12,6 +12,7 @@
 //! (RFC 6749 §4.1.2, RFC 9700 §4.14).
 
 pub mod args;
+pub mod cache;
 pub mod memory;
 pub mod redis;
 

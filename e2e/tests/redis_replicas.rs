@@ -1,0 +1,500 @@
+//! Several in-process proxies (`server::spawn`) sharing one real `redis-server`
+//! behave as one: tokens, codes, revocations and config are shared; Redis outages
+//! give 503 and heal without restarting the proxies.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use gatehouse_e2e::redis_server::RedisServer;
+use gatehouse_proxy::config::{
+    ClientType, Consumer, OAuth2Client, Route, RouteOAuth2, Snapshot, Upstream, FORMAT_VERSION,
+};
+use gatehouse_proxy::server::{self, ServerArgs, ServerHandle};
+use gatehouse_proxy::source::redis::{spawn_follow, ConfigPublisher};
+use gatehouse_proxy::source::{channel, ConfigTx};
+use gatehouse_proxy::store::args::StoreArgs;
+use gatehouse_proxy::store::{Digest, TokenStore};
+use http_body_util::Full;
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+
+const PROVISION_KEY: &str = "provision-key-123";
+const CLIENT: &str = "shoe-fly-shoe";
+const SECRET: &str = "sfs-secret";
+const CALLBACK: &str = "https://shoeflyshoe.example/callback";
+
+/// A tiny upstream that greets the authenticated user.
+async fn start_upstream() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(|req: hyper::Request<_>| async move {
+                    let user = req
+                        .headers()
+                        .get("x-authenticated-userid")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("nobody")
+                        .to_owned();
+                    Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from(format!(
+                        "steps for {user}"
+                    )))))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+fn mk_snapshot(upstream: SocketAddr, revision: &str, path: &str) -> Snapshot {
+    Snapshot {
+        format: FORMAT_VERSION,
+        revision: revision.into(),
+        routes: vec![Route {
+            id: "default/stepon".into(),
+            hosts: vec![],
+            paths: vec![path.into()],
+            strip_path: true,
+            preserve_host: false,
+            upstream: Upstream {
+                endpoints: vec![format!("http://{upstream}")],
+                connect_timeout_ms: 1000,
+                response_timeout_ms: 5000,
+            },
+            oauth2: Some(RouteOAuth2 {
+                scopes: vec!["step_counts".into()],
+                provision_key_sha256: Some(Digest::of(PROVISION_KEY.as_bytes()).to_hex()),
+                accept_http_if_already_terminated: true,
+                ..RouteOAuth2::default()
+            }),
+        }],
+        consumers: vec![Consumer {
+            id: "default/shoe-fly-shoe".into(),
+            username: Some("shoeflyshoe".into()),
+            custom_id: None,
+        }],
+        clients: vec![OAuth2Client {
+            client_id: CLIENT.into(),
+            secret_sha256: Some(Digest::of(SECRET.as_bytes()).to_hex()),
+            name: "Shoe Fly Shoe".into(),
+            consumer_id: "default/shoe-fly-shoe".into(),
+            client_type: ClientType::Confidential,
+            redirect_uris: vec![CALLBACK.into()],
+            grant_types: vec![],
+            scopes: None,
+        }],
+    }
+}
+
+fn store_args(redis: &RedisServer, cache_ttl: Duration) -> StoreArgs {
+    StoreArgs {
+        redis: Some(redis.url()),
+        token_cache_ttl: cache_ttl,
+        ..Default::default()
+    }
+}
+
+/// One proxy replica with its own store (and cache) on the shared Redis.
+struct Replica {
+    handle: Option<ServerHandle>,
+    base: String,
+    admin: String,
+    _config: ConfigTx,
+}
+
+impl Replica {
+    async fn start(args: &StoreArgs, snapshot: Snapshot) -> Replica {
+        let (tx, rx) = channel();
+        tx.send_replace(Some(Arc::new(snapshot)));
+        Self::start_with(args, tx, rx).await
+    }
+
+    async fn start_with(
+        args: &StoreArgs,
+        tx: ConfigTx,
+        rx: gatehouse_proxy::source::ConfigRx,
+    ) -> Replica {
+        let store: Arc<dyn TokenStore> = args.build().await.unwrap();
+        let server_args = ServerArgs {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            admin_listen: Some("127.0.0.1:0".parse().unwrap()),
+            workers: Some(1),
+            shutdown_grace: 1,
+            ..ServerArgs::default()
+        };
+        let handle = server::spawn(&server_args, rx, store).unwrap();
+        let base = format!("http://{}", handle.http_addr);
+        let admin = format!("http://{}", handle.admin_addr.unwrap());
+        Replica {
+            handle: Some(handle),
+            base,
+            admin,
+            _config: tx,
+        }
+    }
+
+    async fn stop(mut self) {
+        if let Some(h) = self.handle.take() {
+            h.shutdown().await;
+        }
+    }
+}
+
+fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+async fn post(base: &str, endpoint: &str, form: &str) -> (u16, Value) {
+    let resp = http()
+        .post(format!("{base}/stepon/oauth2/{endpoint}"))
+        .header("x-forwarded-proto", "https")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form.to_owned())
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let body = resp.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&body).unwrap_or(Value::String(body)),
+    )
+}
+
+/// The login app asks for a code for clark.
+async fn authorize(base: &str) -> String {
+    let (status, body) = post(
+        base,
+        "authorize",
+        &format!(
+            "response_type=code&client_id={CLIENT}&provision_key={PROVISION_KEY}\
+             &authenticated_userid=clark&scope=step_counts"
+        ),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let uri = url::Url::parse(body["redirect_uri"].as_str().unwrap()).unwrap();
+    uri.query_pairs()
+        .find(|(k, _)| k == "code")
+        .map(|(_, v)| v.into_owned())
+        .unwrap()
+}
+
+async fn redeem(base: &str, code: &str) -> (u16, Value) {
+    post(
+        base,
+        "token",
+        &format!(
+            "grant_type=authorization_code&code={code}&client_id={CLIENT}\
+             &client_secret={SECRET}&redirect_uri={}",
+            url::form_urlencoded::byte_serialize(CALLBACK.as_bytes()).collect::<String>()
+        ),
+    )
+    .await
+}
+
+/// A fresh access/refresh pair via `base`.
+async fn tokens(base: &str) -> (String, String) {
+    let code = authorize(base).await;
+    let (status, body) = redeem(base, &code).await;
+    assert_eq!(status, 200, "{body}");
+    (
+        body["access_token"].as_str().unwrap().to_owned(),
+        body["refresh_token"].as_str().unwrap().to_owned(),
+    )
+}
+
+async fn refresh(base: &str, refresh_token: &str) -> (u16, Value) {
+    post(
+        base,
+        "token",
+        &format!(
+            "grant_type=refresh_token&refresh_token={refresh_token}\
+             &client_id={CLIENT}&client_secret={SECRET}"
+        ),
+    )
+    .await
+}
+
+/// Call the protected API; returns status and body.
+async fn api(base: &str, token: &str) -> (u16, String) {
+    let resp = http()
+        .get(format!("{base}/stepon/steps"))
+        .header("x-forwarded-proto", "https")
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.text().await.unwrap())
+}
+
+async fn ready(admin: &str) -> u16 {
+    http()
+        .get(format!("{admin}/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// Poll `f` until it returns true, at most `limit`.
+async fn eventually<F, Fut>(limit: Duration, what: &str, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    while !f().await {
+        assert!(Instant::now() < deadline, "never happened: {what}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_issued_by_one_replica_works_on_the_other() {
+    let redis = RedisServer::start().unwrap();
+    let up = start_upstream().await;
+    let args = store_args(&redis, Duration::from_secs(1));
+    let a = Replica::start(&args, mk_snapshot(up, "r1", "/stepon")).await;
+    let b = Replica::start(&args, mk_snapshot(up, "r1", "/stepon")).await;
+
+    let (access, _) = tokens(&a.base).await;
+    assert_eq!(api(&b.base, &access).await, (200, "steps for clark".into()));
+    assert_eq!(api(&a.base, &access).await.0, 200);
+    assert_eq!(api(&b.base, "not-a-token").await.0, 401);
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_revoked_on_one_replica_is_rejected_by_the_other_without_waiting_for_its_cache() {
+    let redis = RedisServer::start().unwrap();
+    let up = start_upstream().await;
+    // A cache TTL far longer than the test: only the invalidation message can make
+    // replica A reject the token in time.
+    let args = store_args(&redis, Duration::from_secs(600));
+    let a = Replica::start(&args, mk_snapshot(up, "r1", "/stepon")).await;
+    let b = Replica::start(&args, mk_snapshot(up, "r1", "/stepon")).await;
+    let (access, _) = tokens(&a.base).await;
+    assert_eq!(api(&a.base, &access).await.0, 200, "A has it cached now");
+
+    let (status, body) = post(
+        &b.base,
+        "revoke",
+        &format!("token={access}&client_id={CLIENT}&client_secret={SECRET}"),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(api(&b.base, &access).await.0, 401, "B rejects at once");
+    eventually(
+        Duration::from_secs(10),
+        "A rejects the revoked token",
+        || async { api(&a.base, &access).await.0 == 401 },
+    )
+    .await;
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_redemptions_of_one_code_on_two_replicas_give_exactly_one_token() {
+    let redis = RedisServer::start().unwrap();
+    let up = start_upstream().await;
+    let args = store_args(&redis, Duration::from_secs(1));
+    let a = Replica::start(&args, mk_snapshot(up, "r1", "/stepon")).await;
+    let b = Replica::start(&args, mk_snapshot(up, "r1", "/stepon")).await;
+    for _ in 0..5 {
+        let code = authorize(&a.base).await;
+        let mut racers = Vec::new();
+        for i in 0..6 {
+            let base = if i % 2 == 0 {
+                a.base.clone()
+            } else {
+                b.base.clone()
+            };
+            let code = code.clone();
+            racers.push(tokio::spawn(async move { redeem(&base, &code).await }));
+        }
+        let mut winners = Vec::new();
+        for r in racers {
+            let (status, body) = r.await.unwrap();
+            match status {
+                200 => winners.push(body["access_token"].as_str().unwrap().to_owned()),
+                400 => assert_eq!(body["error"], "invalid_grant", "{body}"),
+                other => panic!("unexpected {other}: {body}"),
+            }
+        }
+        assert_eq!(winners.len(), 1, "exactly one winner");
+        // The losers replayed the code, which revokes what the winner got.
+        assert_eq!(api(&b.base, &winners[0]).await.0, 401);
+    }
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reusing_a_rotated_refresh_token_on_another_replica_revokes_the_family() {
+    let redis = RedisServer::start().unwrap();
+    let up = start_upstream().await;
+    let args = store_args(&redis, Duration::from_secs(600));
+    let a = Replica::start(&args, mk_snapshot(up, "r1", "/stepon")).await;
+    let b = Replica::start(&args, mk_snapshot(up, "r1", "/stepon")).await;
+    let (access1, refresh1) = tokens(&a.base).await;
+
+    let (status, body) = refresh(&a.base, &refresh1).await;
+    assert_eq!(status, 200, "{body}");
+    let access2 = body["access_token"].as_str().unwrap().to_owned();
+    let refresh2 = body["refresh_token"].as_str().unwrap().to_owned();
+    assert_eq!(api(&b.base, &access1).await.0, 401, "rotated away");
+    assert_eq!(
+        api(&a.base, &access2).await.0,
+        200,
+        "A caches the new token"
+    );
+
+    // The stolen first refresh token is replayed on B.
+    let (status, body) = refresh(&b.base, &refresh1).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+    eventually(Duration::from_secs(10), "A drops the family", || async {
+        api(&a.base, &access2).await.0 == 401
+    })
+    .await;
+    let (status, _) = refresh(&a.base, &refresh2).await;
+    assert_eq!(
+        status, 400,
+        "the legitimate refresh token died with its family"
+    );
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarting_a_proxy_keeps_every_issued_token() {
+    let redis = RedisServer::start().unwrap();
+    let up = start_upstream().await;
+    let args = store_args(&redis, Duration::from_secs(1));
+    let a = Replica::start(&args, mk_snapshot(up, "r1", "/stepon")).await;
+    let (access, refresh_token) = tokens(&a.base).await;
+    a.stop().await;
+
+    let again = Replica::start(&args, mk_snapshot(up, "r1", "/stepon")).await;
+    assert_eq!(api(&again.base, &access).await.0, 200);
+    assert_eq!(refresh(&again.base, &refresh_token).await.0, 200);
+    again.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_outage_gives_503_and_the_proxy_recovers_without_restart() {
+    let mut redis = RedisServer::start().unwrap();
+    let up = start_upstream().await;
+    // No local cache: every check needs Redis, so the outage shows at once.
+    let args = store_args(&redis, Duration::ZERO);
+    let a = Replica::start(&args, mk_snapshot(up, "r1", "/stepon")).await;
+    let (access, _) = tokens(&a.base).await;
+    assert_eq!(api(&a.base, &access).await.0, 200);
+    assert_eq!(ready(&a.admin).await, 200);
+
+    redis.kill();
+    let resp = http()
+        .get(format!("{}/stepon/steps", a.base))
+        .header("x-forwarded-proto", "https")
+        .bearer_auth(&access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 503);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"], "temporarily_unavailable");
+    assert_eq!(
+        api(&a.base, "unknown-token").await.0,
+        503,
+        "never 401/200 unverified"
+    );
+    let (status, body) = post(
+        &a.base,
+        "token",
+        &format!("grant_type=authorization_code&code=x&client_id={CLIENT}&client_secret={SECRET}"),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (503, Some("temporarily_unavailable"))
+    );
+    assert_eq!(ready(&a.admin).await, 503);
+
+    redis.restart().unwrap();
+    eventually(
+        Duration::from_secs(20),
+        "the proxy serves again",
+        || async { api(&a.base, &access).await.0 == 200 },
+    )
+    .await;
+    assert_eq!(ready(&a.admin).await, 200);
+    a.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_published_by_the_writer_reaches_a_running_proxy() {
+    let redis = RedisServer::start().unwrap();
+    let up = start_upstream().await;
+    let args = store_args(&redis, Duration::from_secs(1));
+    let target = args.target_for(&redis.url()).unwrap();
+    let (tx, rx) = channel();
+    let follower = spawn_follow(target.clone(), args.redis_prefix.clone(), tx.clone());
+    let proxy = Replica::start_with(&args, tx, rx).await;
+    assert_eq!(ready(&proxy.admin).await, 503, "no config yet");
+
+    let publisher = ConfigPublisher::new(&target, &args.redis_prefix).unwrap();
+    publisher
+        .publish(&mk_snapshot(up, "v1", "/stepon"))
+        .await
+        .unwrap();
+    eventually(Duration::from_secs(10), "v1 is served", || async {
+        ready(&proxy.admin).await == 200
+    })
+    .await;
+    let (access, _) = tokens(&proxy.base).await;
+    assert_eq!(api(&proxy.base, &access).await.0, 200);
+
+    // Move the route: the old path stops matching, the new one works.
+    publisher
+        .publish(&mk_snapshot(up, "v2", "/steps-v2"))
+        .await
+        .unwrap();
+    let base = proxy.base.clone();
+    let access2 = access.clone();
+    eventually(Duration::from_secs(10), "v2 is served", move || {
+        let (base, access) = (base.clone(), access2.clone());
+        async move {
+            let resp = http()
+                .get(format!("{base}/steps-v2/x"))
+                .header("x-forwarded-proto", "https")
+                .bearer_auth(&access)
+                .send()
+                .await
+                .unwrap();
+            resp.status().as_u16() == 200
+        }
+    })
+    .await;
+    follower.abort();
+    proxy.stop().await;
+}

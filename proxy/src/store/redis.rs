@@ -1,1 +1,0 @@
-//! Redis token store (to be written).

@@ -1,0 +1,121 @@
+//! The Redis key layout. Every key starts with the configurable prefix (default
+//! `gatehouse:`) and names tokens and codes only by their SHA-256 hex digest.
+//!
+//! | key                          | type   | holds                                   | expiry                        |
+//! |------------------------------|--------|-----------------------------------------|-------------------------------|
+//! | `<p>at:<sha256>`             | string | access token record (JSON)              | the token's expiry            |
+//! | `<p>rt:<sha256>`             | string | refresh token record (JSON)             | the token's expiry            |
+//! | `<p>rt-used:<sha256>`        | string | family of a rotated refresh token       | its remaining lifetime        |
+//! | `<p>code:<sha256>`           | hash   | `rec` (JSON), `fam`, `life` (ms)        | the code's expiry             |
+//! | `<p>code-used:<sha256>`      | string | family of a redeemed code               | the code's original lifetime  |
+//! | `<p>fam:<family>`            | set    | live members `a:<sha256>`, `r:<sha256>` | longest member                |
+//! | `<p>fam-revoked:<family>`    | string | marker: refuse new tokens in the family | 10 minutes                    |
+//! | `<p>config`                  | hash   | `snapshot`, `sha256`, `version`         | none                          |
+//!
+//! Channels: `<p>invalidate` (space-separated access-token digests that died) and
+//! `<p>config:changed` (the new config version).
+//!
+//! Redis Cluster: the Lua scripts touch several keys at once, which Cluster allows only
+//! within one hash slot, so in cluster mode the prefix must carry a hash tag
+//! (`{gatehouse}:`); [`Keys::new`] adds one when the configured prefix has none.
+
+use crate::store::Digest;
+
+/// Key and channel names under one prefix.
+#[derive(Clone, Debug)]
+pub struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    /// Keys under `prefix`. With `cluster`, a prefix without a `{hash tag}` gets one
+    /// (`gatehouse:` → `{gatehouse}:`) so all keys land in one slot.
+    pub fn new(prefix: &str, cluster: bool) -> Self {
+        let prefix = if cluster && !has_hash_tag(prefix) {
+            let name = prefix.trim_end_matches(':');
+            let name = if name.is_empty() { "gatehouse" } else { name };
+            format!("{{{name}}}:")
+        } else {
+            prefix.to_owned()
+        };
+        Keys { prefix }
+    }
+
+    /// The effective prefix.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    pub fn access(&self, d: &Digest) -> String {
+        format!("{}at:{}", self.prefix, d.to_hex())
+    }
+
+    pub fn refresh(&self, d: &Digest) -> String {
+        format!("{}rt:{}", self.prefix, d.to_hex())
+    }
+
+    pub fn rotated(&self, d: &Digest) -> String {
+        format!("{}rt-used:{}", self.prefix, d.to_hex())
+    }
+
+    pub fn code(&self, d: &Digest) -> String {
+        format!("{}code:{}", self.prefix, d.to_hex())
+    }
+
+    pub fn code_used(&self, d: &Digest) -> String {
+        format!("{}code-used:{}", self.prefix, d.to_hex())
+    }
+
+    pub fn family(&self, family: &str) -> String {
+        format!("{}fam:{}", self.prefix, family)
+    }
+
+    /// The snapshot hash.
+    pub fn config(&self) -> String {
+        format!("{}config", self.prefix)
+    }
+
+    /// Channel announcing a new snapshot version.
+    pub fn config_channel(&self) -> String {
+        format!("{}config:changed", self.prefix)
+    }
+
+    /// Channel announcing access tokens that died (revoked, rotated, family revoked).
+    pub fn invalidate_channel(&self) -> String {
+        format!("{}invalidate", self.prefix)
+    }
+}
+
+/// Redis hashes only the part between the first `{` and the next `}` when that part
+/// is non-empty.
+fn has_hash_tag(s: &str) -> bool {
+    match s.find('{') {
+        Some(open) => s[open + 1..].find('}').is_some_and(|close| close > 0),
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_hold_digests_under_the_prefix() {
+        let k = Keys::new("gatehouse:", false);
+        let d = Digest::of(b"secret-token");
+        let key = k.access(&d);
+        assert_eq!(key, format!("gatehouse:at:{}", d.to_hex()));
+        assert!(!key.contains("secret-token"));
+        assert_eq!(k.config(), "gatehouse:config");
+    }
+
+    #[test]
+    fn cluster_mode_adds_a_hash_tag_when_the_prefix_has_none() {
+        assert_eq!(Keys::new("gatehouse:", true).prefix(), "{gatehouse}:");
+        assert_eq!(Keys::new("prod:gh:", true).prefix(), "{prod:gh}:");
+        assert_eq!(Keys::new("{gh}:", true).prefix(), "{gh}:");
+        // `{}` is not a hash tag for Redis.
+        assert_eq!(Keys::new("{}x:", true).prefix(), "{{}x}:");
+        assert_eq!(Keys::new("gatehouse:", false).prefix(), "gatehouse:");
+    }
+}

@@ -1,0 +1,301 @@
+//! Redis token store: the production store, shared by every proxy replica.
+//!
+//! Records are JSON under SHA-256-digest keys (see [`keys`] for the layout); expiry is
+//! Redis TTL, so no sweeper runs. Every change that touches more than one key is one
+//! Lua script ([`scripts`]), which Redis runs atomically: a code is taken exactly once
+//! across replicas, a refresh rotation retires the old pair in the same step the new
+//! one is born, and reuse of a rotated refresh token or replay of a redeemed code
+//! revokes the whole family.
+//!
+//! Failures (Redis down, timeout, script error) surface as
+//! [`StoreError::Unavailable`]; the server turns that into 503 and `/readyz` not ready.
+
+pub mod backoff;
+pub mod conn;
+pub mod keys;
+pub mod scripts;
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use ::redis::RedisError;
+use async_trait::async_trait;
+
+use super::cache::TokenCache;
+use super::*;
+use conn::{RedisConn, SubscriptionEvent, Target, TargetError};
+use keys::Keys;
+use scripts::Scripts;
+
+/// How long the "rotated" tombstone of a refresh token that never expires is kept:
+/// reuse after that is reported as unknown (rejected) instead of revoking the family.
+const NEVER_EXPIRING_TOMBSTONE_MS: u64 = 30 * 24 * 3600 * 1000;
+
+/// Token store backed by Redis (single server, Sentinel or Cluster).
+pub struct RedisStore {
+    conn: RedisConn,
+    keys: Keys,
+    scripts: Scripts,
+    /// Local cache to drop revoked access tokens from at once (other replicas learn
+    /// through the `<prefix>invalidate` channel).
+    local: Option<Arc<TokenCache>>,
+}
+
+impl RedisStore {
+    /// A store on `target` with keys under `prefix`. Does not wait for Redis.
+    pub fn new(target: &Target, prefix: &str) -> Result<Self, TargetError> {
+        Ok(RedisStore {
+            conn: target.connect()?,
+            keys: Keys::new(prefix, target.is_cluster()),
+            scripts: Scripts::new(),
+            local: None,
+        })
+    }
+
+    /// Also drop revoked access tokens from this local cache synchronously.
+    pub fn with_local_cache(mut self, cache: Arc<TokenCache>) -> Self {
+        self.local = Some(cache);
+        self
+    }
+
+    /// The key layout in use.
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    async fn run(&self, inv: ::redis::ScriptInvocation<'_>) -> Result<Vec<String>> {
+        self.conn
+            .invoke::<Vec<String>>(&inv)
+            .await
+            .map_err(unavailable)
+    }
+
+    /// Drop the access-token digests a script reported (from `skip` on) locally.
+    fn forget(&self, reply: &[String], skip: usize) {
+        if let Some(cache) = &self.local {
+            cache.invalidate(reply.iter().skip(skip).filter_map(|h| Digest::from_hex(h)));
+        }
+    }
+
+    fn pair_args(inv: &mut ::redis::ScriptInvocation<'_>, pair: &IssuedPair) -> Result<()> {
+        let access_json = serde_json::to_string(&pair.access).map_err(corrupt)?;
+        inv.arg(&pair.access.family)
+            .arg(pair.access_digest.to_hex())
+            .arg(access_json)
+            .arg(ttl_ms(pair.access.expires_at));
+        match &pair.refresh {
+            Some((digest, record)) => {
+                let json = serde_json::to_string(record).map_err(corrupt)?;
+                inv.arg(digest.to_hex())
+                    .arg(json)
+                    .arg(ttl_ms(record.expires_at));
+            }
+            None => {
+                inv.arg("").arg("").arg(0);
+            }
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl TokenStore for RedisStore {
+    async fn put_code(&self, code: Digest, record: AuthorizationCode) -> Result<()> {
+        let json = serde_json::to_string(&record).map_err(corrupt)?;
+        let life = ttl_ms(Some(record.expires_at)).max(1);
+        let mut inv = self.scripts.put_code.prepare_invoke();
+        inv.key(self.keys.code(&code))
+            .arg(self.keys.prefix())
+            .arg(json)
+            .arg(&record.family)
+            .arg(life);
+        self.run(inv).await.map(|_| ())
+    }
+
+    async fn take_code(&self, code: Digest) -> Result<CodeRedemption> {
+        let mut inv = self.scripts.take_code.prepare_invoke();
+        inv.key(self.keys.code(&code))
+            .key(self.keys.code_used(&code))
+            .arg(self.keys.prefix());
+        let reply = self.run(inv).await?;
+        match reply.first().map(String::as_str) {
+            Some("redeemed") => {
+                let json = reply.get(1).ok_or_else(|| short_reply("take_code"))?;
+                let record: AuthorizationCode = serde_json::from_str(json).map_err(corrupt)?;
+                if record.expires_at <= now_secs() {
+                    // Redis TTL and our clock disagree by a fraction of a second.
+                    return Ok(CodeRedemption::Unknown);
+                }
+                Ok(CodeRedemption::Redeemed(record))
+            }
+            Some("replayed") => {
+                self.forget(&reply, 2);
+                let family = reply.get(1).ok_or_else(|| short_reply("take_code"))?;
+                Ok(CodeRedemption::Replayed {
+                    family: family.clone(),
+                })
+            }
+            Some("unknown") => Ok(CodeRedemption::Unknown),
+            _ => Err(unexpected("take_code", &reply)),
+        }
+    }
+
+    async fn issue(&self, pair: IssuedPair) -> Result<()> {
+        let mut inv = self.scripts.issue.prepare_invoke();
+        inv.key(self.keys.access(&pair.access_digest))
+            .arg(self.keys.prefix());
+        Self::pair_args(&mut inv, &pair)?;
+        let reply = self.run(inv).await?;
+        match reply.first().map(String::as_str) {
+            // A refused pair belongs to a family revoked a moment ago (its code was
+            // replayed): it is dead on arrival, as if issued and then revoked.
+            Some("issued") | Some("refused") => Ok(()),
+            _ => Err(unexpected("issue", &reply)),
+        }
+    }
+
+    async fn access_token(&self, token: Digest) -> Result<Option<AccessToken>> {
+        let raw: Option<String> = self
+            .conn
+            .query(::redis::cmd("GET").arg(self.keys.access(&token)))
+            .await
+            .map_err(unavailable)?;
+        let Some(raw) = raw else { return Ok(None) };
+        let record: AccessToken = serde_json::from_str(&raw).map_err(corrupt)?;
+        Ok(live(record.expires_at).then_some(record))
+    }
+
+    async fn refresh_token(&self, token: Digest) -> Result<Option<RefreshToken>> {
+        let raw: Option<String> = self
+            .conn
+            .query(::redis::cmd("GET").arg(self.keys.refresh(&token)))
+            .await
+            .map_err(unavailable)?;
+        let Some(raw) = raw else { return Ok(None) };
+        let record: RefreshToken = serde_json::from_str(&raw).map_err(corrupt)?;
+        Ok(live(record.expires_at).then_some(record))
+    }
+
+    async fn rotate(&self, old: Digest, new: IssuedPair) -> Result<Rotation> {
+        let mut inv = self.scripts.rotate.prepare_invoke();
+        inv.key(self.keys.refresh(&old))
+            .key(self.keys.rotated(&old))
+            .arg(self.keys.prefix())
+            .arg(old.to_hex())
+            .arg(NEVER_EXPIRING_TOMBSTONE_MS);
+        Self::pair_args(&mut inv, &new)?;
+        let reply = self.run(inv).await?;
+        match reply.first().map(String::as_str) {
+            Some("rotated") => {
+                self.forget(&reply, 2);
+                Ok(Rotation::Rotated)
+            }
+            Some("reused") => {
+                self.forget(&reply, 2);
+                let family = reply.get(1).ok_or_else(|| short_reply("rotate"))?;
+                Ok(Rotation::Reused {
+                    family: family.clone(),
+                })
+            }
+            Some("unknown") => Ok(Rotation::Unknown),
+            _ => Err(unexpected("rotate", &reply)),
+        }
+    }
+
+    async fn revoke(&self, token: Digest) -> Result<bool> {
+        let mut inv = self.scripts.revoke.prepare_invoke();
+        inv.key(self.keys.access(&token))
+            .key(self.keys.refresh(&token))
+            .arg(self.keys.prefix())
+            .arg(token.to_hex());
+        let reply = self.run(inv).await?;
+        match reply.first().map(String::as_str) {
+            Some("revoked") => {
+                self.forget(&reply, 2);
+                Ok(true)
+            }
+            Some("unknown") => Ok(false),
+            _ => Err(unexpected("revoke", &reply)),
+        }
+    }
+
+    async fn revoke_family(&self, family: &str) -> Result<()> {
+        let mut inv = self.scripts.revoke_family.prepare_invoke();
+        inv.key(self.keys.family(family))
+            .arg(self.keys.prefix())
+            .arg(family);
+        let reply = self.run(inv).await?;
+        match reply.first().map(String::as_str) {
+            Some("revoked") => {
+                self.forget(&reply, 2);
+                Ok(())
+            }
+            _ => Err(unexpected("revoke_family", &reply)),
+        }
+    }
+
+    async fn ping(&self) -> Result<()> {
+        let _: String = self
+            .conn
+            .query(&::redis::cmd("PING"))
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+}
+
+/// Follow `<prefix>invalidate` and drop the announced access tokens from `cache`.
+/// Every (re)subscription clears the whole cache: messages may have been missed
+/// while the subscription was down. Runs until aborted.
+pub async fn follow_invalidations(target: Target, keys: Keys, cache: Arc<TokenCache>) {
+    let channel = keys.invalidate_channel();
+    conn::subscribe_forever(target, channel, move |event| match event {
+        SubscriptionEvent::Connected => cache.invalidate_all(),
+        SubscriptionEvent::Message(payload) => cache.invalidate_announced(payload),
+        SubscriptionEvent::Lost => {}
+    })
+    .await
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn now_secs() -> UnixTime {
+    now_ms() / 1000
+}
+
+fn live(expires_at: Option<UnixTime>) -> bool {
+    expires_at.is_none_or(|e| e > now_secs())
+}
+
+/// Milliseconds until `expires_at` for `SET ... PX`; 0 means "never expires". A
+/// record already past its expiry gets 1 ms so it vanishes at once.
+fn ttl_ms(expires_at: Option<UnixTime>) -> u64 {
+    match expires_at {
+        None => 0,
+        Some(t) => t.saturating_mul(1000).saturating_sub(now_ms()).max(1),
+    }
+}
+
+fn unavailable(e: RedisError) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+fn corrupt(e: serde_json::Error) -> StoreError {
+    StoreError::Corrupt(e.to_string())
+}
+
+fn short_reply(script: &str) -> StoreError {
+    StoreError::Corrupt(format!("{script}: reply too short"))
+}
+
+fn unexpected(script: &str, reply: &[String]) -> StoreError {
+    StoreError::Corrupt(format!(
+        "{script}: unexpected reply {:?}",
+        reply.first().map(String::as_str).unwrap_or("<empty>")
+    ))
+}

@@ -1,0 +1,240 @@
+//! The Lua scripts that make every multi-key change atomic on the Redis server: code
+//! redemption, refresh rotation with reuse detection, revocation and issuance.
+//!
+//! Every script gets the key prefix as `ARGV[1]` and returns an array whose first
+//! element is a status word; scripts that kill access tokens also return their
+//! digests (so the caller can drop them from its local cache at once) and PUBLISH them
+//! on `<prefix>invalidate` for the other replicas, in the same atomic step.
+
+use redis::Script;
+
+/// Shared Lua helpers, prepended to each script.
+const PRELUDE: &str = r#"
+local P = ARGV[1]
+-- A revoked family refuses new members for this long: covers a token request that
+-- races the replay of its own code, or a rotation racing a reuse detection.
+local REVOKED_MARKER_MS = 600000
+
+local function family_key(fam) return P .. 'fam:' .. fam end
+
+local function revoke_family(fam)
+  local fkey = family_key(fam)
+  local removed = {}
+  for _, m in ipairs(redis.call('SMEMBERS', fkey)) do
+    local hex = string.sub(m, 3)
+    if string.sub(m, 1, 1) == 'a' then
+      redis.call('DEL', P .. 'at:' .. hex)
+      removed[#removed + 1] = hex
+    else
+      redis.call('DEL', P .. 'rt:' .. hex)
+    end
+  end
+  redis.call('DEL', fkey)
+  redis.call('SET', P .. 'fam-revoked:' .. fam, '1', 'PX', REVOKED_MARKER_MS)
+  return removed
+end
+
+local function announce(removed)
+  if #removed > 0 then
+    redis.call('PUBLISH', P .. 'invalidate', table.concat(removed, ' '))
+  end
+end
+
+-- Add a member to its family set; the set lives as long as its longest member
+-- (ttl 0 = the member never expires).
+local function join_family(fam, member, ttl)
+  local fkey = family_key(fam)
+  local cur = redis.call('PTTL', fkey)
+  redis.call('SADD', fkey, member)
+  if ttl == 0 then
+    redis.call('PERSIST', fkey)
+  elseif cur == -2 or (cur >= 0 and cur < ttl) then
+    redis.call('PEXPIRE', fkey, ttl)
+  end
+end
+
+local function put(key, value, ttl)
+  if ttl == 0 then
+    redis.call('SET', key, value)
+  else
+    redis.call('SET', key, value, 'PX', ttl)
+  end
+end
+
+-- ARGV[base..base+6]: family, access hex, access json, access ttl,
+-- refresh hex ('' = none), refresh json, refresh ttl.
+local function issue_pair(base)
+  local fam = ARGV[base]
+  local ahex = ARGV[base + 1]
+  local attl = tonumber(ARGV[base + 3])
+  put(P .. 'at:' .. ahex, ARGV[base + 2], attl)
+  join_family(fam, 'a:' .. ahex, attl)
+  local rhex = ARGV[base + 4]
+  if rhex ~= '' then
+    local rttl = tonumber(ARGV[base + 6])
+    put(P .. 'rt:' .. rhex, ARGV[base + 5], rttl)
+    join_family(fam, 'r:' .. rhex, rttl)
+  end
+end
+
+local function with_removed(head, removed)
+  for _, hex in ipairs(removed) do head[#head + 1] = hex end
+  return head
+end
+"#;
+
+/// KEYS: code. ARGV: prefix, record JSON, family, lifetime ms.
+const PUT_CODE: &str = r#"
+redis.call('HSET', KEYS[1], 'rec', ARGV[2], 'fam', ARGV[3], 'life', ARGV[4])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return {'stored'}
+"#;
+
+/// KEYS: code, code-used. ARGV: prefix.
+const TAKE_CODE: &str = r#"
+local h = redis.call('HMGET', KEYS[1], 'rec', 'fam', 'life')
+if h[1] then
+  redis.call('DEL', KEYS[1])
+  redis.call('SET', KEYS[2], h[2], 'PX', h[3])
+  return {'redeemed', h[1]}
+end
+local fam = redis.call('GET', KEYS[2])
+if fam then
+  local removed = revoke_family(fam)
+  announce(removed)
+  return with_removed({'replayed', fam}, removed)
+end
+return {'unknown'}
+"#;
+
+/// KEYS: new access token. ARGV: prefix, then the pair (see `issue_pair`).
+const ISSUE: &str = r#"
+if redis.call('EXISTS', P .. 'fam-revoked:' .. ARGV[2]) == 1 then
+  return {'refused'}
+end
+issue_pair(2)
+return {'issued'}
+"#;
+
+/// KEYS: old refresh, its rotated tombstone. ARGV: prefix, old refresh hex, tombstone
+/// lifetime for never-expiring tokens (ms), then the new pair (see `issue_pair`).
+const ROTATE: &str = r#"
+local rec = redis.call('GET', KEYS[1])
+if not rec then
+  local fam = redis.call('GET', KEYS[2])
+  if fam then
+    local removed = revoke_family(fam)
+    announce(removed)
+    return with_removed({'reused', fam}, removed)
+  end
+  return {'unknown'}
+end
+local old = cjson.decode(rec)
+local fam = old['family']
+local left = redis.call('PTTL', KEYS[1])
+if left < 0 then left = tonumber(ARGV[3]) end
+redis.call('DEL', KEYS[1])
+redis.call('SET', KEYS[2], fam, 'PX', left)
+local fkey = family_key(fam)
+redis.call('SREM', fkey, 'r:' .. ARGV[2])
+local removed = {}
+local access = old['access']
+if type(access) == 'string' then
+  redis.call('DEL', P .. 'at:' .. access)
+  redis.call('SREM', fkey, 'a:' .. access)
+  removed[1] = access
+end
+if redis.call('EXISTS', P .. 'fam-revoked:' .. ARGV[4]) == 0 then
+  issue_pair(4)
+end
+announce(removed)
+return with_removed({'rotated', fam}, removed)
+"#;
+
+/// KEYS: access key, refresh key of the same digest. ARGV: prefix, digest hex.
+const REVOKE: &str = r#"
+local hex = ARGV[2]
+local a = redis.call('GET', KEYS[1])
+if a then
+  local rec = cjson.decode(a)
+  local fkey = family_key(rec['family'])
+  redis.call('DEL', KEYS[1])
+  redis.call('SREM', fkey, 'a:' .. hex)
+  local r = rec['refresh']
+  if type(r) == 'string' then
+    redis.call('DEL', P .. 'rt:' .. r)
+    redis.call('SREM', fkey, 'r:' .. r)
+  end
+  announce({hex})
+  return {'revoked', rec['family'], hex}
+end
+local t = redis.call('GET', KEYS[2])
+if t then
+  local rec = cjson.decode(t)
+  local fkey = family_key(rec['family'])
+  redis.call('DEL', KEYS[2])
+  redis.call('SREM', fkey, 'r:' .. hex)
+  local acc = rec['access']
+  redis.call('DEL', P .. 'at:' .. acc)
+  redis.call('SREM', fkey, 'a:' .. acc)
+  announce({acc})
+  return {'revoked', rec['family'], acc}
+end
+return {'unknown'}
+"#;
+
+/// KEYS: family set. ARGV: prefix, family.
+const REVOKE_FAMILY: &str = r#"
+local removed = revoke_family(ARGV[2])
+announce(removed)
+return with_removed({'revoked', ARGV[2]}, removed)
+"#;
+
+/// Publish a snapshot only when its digest changed. KEYS: config hash. ARGV: prefix,
+/// snapshot JSON, its sha256 hex, announce channel. Returns {'unchanged', version} or
+/// {'published', version}.
+const PUBLISH_CONFIG: &str = r#"
+local cur = redis.call('HGET', KEYS[1], 'sha256')
+if cur == ARGV[3] then
+  return {'unchanged', redis.call('HGET', KEYS[1], 'version') or '0'}
+end
+redis.call('HSET', KEYS[1], 'snapshot', ARGV[2], 'sha256', ARGV[3])
+local v = redis.call('HINCRBY', KEYS[1], 'version', 1)
+redis.call('PUBLISH', ARGV[4], tostring(v))
+return {'published', tostring(v)}
+"#;
+
+/// All scripts, hashed once.
+pub struct Scripts {
+    pub put_code: Script,
+    pub take_code: Script,
+    pub issue: Script,
+    pub rotate: Script,
+    pub revoke: Script,
+    pub revoke_family: Script,
+}
+
+impl Scripts {
+    pub fn new() -> Self {
+        let with_prelude = |body: &str| Script::new(&format!("{PRELUDE}\n{body}"));
+        Scripts {
+            put_code: with_prelude(PUT_CODE),
+            take_code: with_prelude(TAKE_CODE),
+            issue: with_prelude(ISSUE),
+            rotate: with_prelude(ROTATE),
+            revoke: with_prelude(REVOKE),
+            revoke_family: with_prelude(REVOKE_FAMILY),
+        }
+    }
+}
+
+impl Default for Scripts {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The config publication script (used by `source::redis`).
+pub fn publish_config() -> Script {
+    Script::new(PUBLISH_CONFIG)
+}
