@@ -1072,10 +1072,11 @@ fn watch(shared: Arc<Shared>, target: &Target, q: &HashMap<String, String>) -> R
             tick.borrow_and_update();
             let (events, now_rv) = {
                 let st = shared.state.lock().expect("fake API state lock");
-                let events: Vec<Value> = st
-                    .log
+                // The log is in resourceVersion order: start after the cursor.
+                let from = st.log.partition_point(|c| c.rv <= cursor);
+                let events: Vec<Value> = st.log[from..]
                     .iter()
-                    .filter(|c| c.rv > cursor && c.res == filter.res)
+                    .filter(|c| c.res == filter.res)
                     .filter_map(|c| event_for(c, &filter))
                     .collect();
                 (events, st.rv)

@@ -42,10 +42,8 @@ pub async fn run(args: ProxyArgs) -> anyhow::Result<()> {
         }
         // --- end --config-redis
         (None, Some(path)) => {
-            let mut source = FileSource::with_interval(
-                path,
-                std::time::Duration::from_millis(args.config_poll_ms.max(10)),
-            );
+            let interval = std::time::Duration::from_millis(args.config_poll_ms.max(10));
+            let mut source = FileSource::with_interval(path, interval);
             source.load_initial(&tx)?;
             tokio::spawn(source.follow(tx))
         }
@@ -53,8 +51,14 @@ pub async fn run(args: ProxyArgs) -> anyhow::Result<()> {
             anyhow::bail!("gatehouse proxy needs --config-file PATH or --config-redis URL")
         }
     };
-    let server = crate::server::spawn(&args.server, rx, store)?;
-    shutdown_signal().await?;
+    let mut server = crate::server::spawn(&args.server, rx, store)?;
+    tokio::select! {
+        signal = shutdown_signal() => signal?,
+        _ = server.worker_exited() => {
+            follower.abort();
+            anyhow::bail!("a proxy worker stopped unexpectedly; exiting");
+        }
+    }
     tracing::info!("Shutting down");
     server.shutdown().await;
     follower.abort();

@@ -473,7 +473,10 @@ pub async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
     let mut registry = Registry::with_prefix("gatehouse_controller");
     let metrics = Arc::new(Metrics::register(&mut registry));
     let (leader_tx, leader_rx) = watch::channel(false);
+    // Two stop signals: the loop (and admin) stop first, the elector after the loop
+    // has finished its last writes, so no write can follow the Lease release.
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let (release_tx, release_rx) = watch::channel(false);
     let health = Arc::new(Health::new(leader_rx.clone()));
 
     let listener = tokio::net::TcpListener::bind(args.admin_listen)
@@ -505,7 +508,7 @@ pub async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
     let identity = lease.identity.clone();
     let elector = tokio::spawn(Elector::new(client.clone(), lease).run(
         leader_tx,
-        shutdown_rx.clone(),
+        release_rx,
         metrics.clone(),
     ));
     let controller = Controller {
@@ -546,6 +549,7 @@ pub async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
     if crashed.is_none() {
         let _ = main.await;
     }
+    release_tx.send_replace(true);
     let _ = elector.await;
     for w in &watchers {
         w.abort();

@@ -178,6 +178,14 @@ impl<K: Resource> Cache<K> {
             .len()
     }
 
+    fn is_known_malformed(&self, k: &Key, resource_version: &Option<String>) -> bool {
+        self.malformed
+            .read()
+            .expect("cache lock is never poisoned")
+            .get(k)
+            == Some(resource_version)
+    }
+
     /// Replace everything (end of a (re)list) and mark the cache synced.
     fn replace(&self, objects: HashMap<Key, Arc<K>>, malformed: HashMap<Key, Option<String>>) {
         *self.objects.write().expect("cache lock is never poisoned") = objects;
@@ -293,7 +301,10 @@ pub async fn run<K>(
                         objects.insert(key(o.meta()), Arc::new(o));
                     }
                     Lenient::Malformed { meta, error } => {
-                        warn_malformed(kind, &meta, &error);
+                        // A relist sees the same bad object again: report new versions only.
+                        if !cache.is_known_malformed(&key(&meta), &meta.resource_version) {
+                            warn_malformed(kind, &meta, &error);
+                        }
                         malformed.insert(key(&meta), meta.resource_version.clone());
                     }
                 }

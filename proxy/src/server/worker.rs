@@ -129,10 +129,17 @@ impl Worker {
         }
         drop(accepting);
 
-        let _ = shutdown.wait_for(|stop| *stop).await;
-        for accept in loops {
-            let _ = accept.await;
+        // Accept loops only end on shutdown; one ending earlier (a panic) is fatal for
+        // the worker, which then exits so the process can fail fast.
+        let mut loops = futures::future::select_all(loops);
+        tokio::select! {
+            _ = async { let _ = shutdown.wait_for(|stop| *stop).await; } => {}
+            (result, _, _) = &mut loops => {
+                tracing::error!(?result, "Listener task ended unexpectedly; stopping this worker");
+                return Err(std::io::Error::other("listener task ended unexpectedly"));
+            }
         }
+        let _ = futures::future::join_all(loops.into_inner()).await;
         // Every connection task holds a sender; recv() yields None once all are gone.
         if tokio::time::timeout(grace, open_rx.recv()).await.is_err() {
             tracing::warn!(
