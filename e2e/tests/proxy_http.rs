@@ -627,3 +627,40 @@ async fn tls_listener_speaks_http2_and_http1_and_marks_requests_https() {
     assert_eq!(echo["path"], "/h1");
     assert_eq!(echo["headers"]["x-forwarded-proto"], "https");
 }
+
+#[tokio::test]
+async fn an_upstream_that_never_accepts_hits_the_connect_timeout_as_a_502() {
+    // A listener that never accepts, with its accept queue filled: further SYNs are
+    // dropped, so connecting hangs until the proxy's connect timeout. The response
+    // timeout is far longer, so a 504 would mean the connect timeout did not apply.
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket
+        .bind(
+            &"127.0.0.1:0"
+                .parse::<std::net::SocketAddr>()
+                .unwrap()
+                .into(),
+        )
+        .unwrap();
+    socket.listen(0).unwrap();
+    let addr = socket.local_addr().unwrap().as_socket().unwrap();
+    let mut queued = Vec::new();
+    for _ in 0..16 {
+        match tokio::time::timeout(
+            Duration::from_millis(200),
+            tokio::net::TcpStream::connect(addr),
+        )
+        .await
+        {
+            Ok(Ok(stream)) => queued.push(stream),
+            _ => break,
+        }
+    }
+    let mut route = mk_route("r", &["/"], &[format!("http://{addr}")]);
+    route.upstream.connect_timeout_ms = 300;
+    route.upstream.response_timeout_ms = 60_000;
+    let proxy = Proxy::start(mk_snapshot(vec![route]), store()).await;
+    let resp = get(&proxy.url("/"), &[]).await;
+    assert_eq!(resp.status, 502, "{resp:?}");
+    drop(queued);
+}
