@@ -154,9 +154,7 @@ async fn keys_hold_only_digests_and_expire_with_the_token() {
         ttl > 0 && ttl <= 120_000,
         "access key TTL follows the token: {ttl}"
     );
-    let ttl = redis
-        .command(&["PTTL", &format!("gatehouse:fam:fam-keys")])
-        .unwrap();
+    let ttl = redis.command(&["PTTL", "gatehouse:fam:fam-keys"]).unwrap();
     let ttl: i64 = ttl.trim_start_matches(':').trim().parse().unwrap();
     assert!(
         ttl > 120_000,

@@ -67,7 +67,8 @@ enum TargetKind {
     Single(Client),
     Sentinel(SentinelSpec),
     Cluster {
-        client: ClusterClient,
+        // Boxed: a cluster client is much larger than the other variants.
+        client: Box<ClusterClient>,
         /// One plain client per seed node for pub/sub (a PUBLISH anywhere in a
         /// cluster reaches subscribers on every node).
         nodes: Vec<Client>,
@@ -166,7 +167,10 @@ impl Target {
             .map(|i| build_client(i, &opts))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Target {
-            kind: TargetKind::Cluster { client, nodes },
+            kind: TargetKind::Cluster {
+                client: Box::new(client),
+                nodes,
+            },
             opts,
         })
     }
