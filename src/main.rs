@@ -22,7 +22,7 @@ enum Command {
     /// Watch Consumer/OAuth2Client/ProtectedRoute resources and publish proxy config.
     Controller(control::ControllerArgs),
     /// Run the data-plane proxy from a snapshot file or Redis.
-    Proxy(proxy::ProxyArgs),
+    Proxy(Box<proxy::ProxyArgs>),
     /// Run controller logic and proxy in one process from a manifests directory.
     Standalone(control::StandaloneArgs),
     /// Translate a manifests directory and print the snapshot and object statuses.
@@ -46,7 +46,7 @@ fn main() -> anyhow::Result<()> {
         Command::Proxy(args) => tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?
-            .block_on(proxy::run(args)),
+            .block_on(proxy::run(*args)),
         Command::Standalone(args) => runtime()?.block_on(control::run_standalone(args)),
         Command::Render(args) => {
             let code = control::run_render(args)?;
