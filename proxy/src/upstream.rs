@@ -1,20 +1,28 @@
 //! Calling upstreams: endpoint URLs compiled once per snapshot, round robin, and a
-//! pooled keep-alive HTTP/1.1 client per worker thread with the route's timeouts.
+//! keep-alive HTTP/1.1 connection pool per worker thread with the route's timeouts.
 //!
-//! Bodies are streamed both ways: the request body is handed to the client as the
+//! Each worker is its own `current_thread` runtime, so the pool is a thread-local
+//! list of idle `hyper::client::conn::http1` senders per upstream address: no lock,
+//! no checkout future, no background task per request (the generic pooled client
+//! cost a few microseconds per request in those). A connection's driver task runs
+//! on the worker that opened it.
+//!
+//! Bodies are streamed both ways: the request body is handed to the connection as the
 //! stream it arrived as, and the response body is returned unread.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderValue, Request, Response, Uri, Version};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
 
 use crate::body::ProxyBody;
 use crate::config::Upstream;
@@ -28,6 +36,10 @@ const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(50);
 #[derive(Debug, Clone)]
 pub struct Endpoint {
     authority: Authority,
+    /// Host name or IP literal (without IPv6 brackets) to connect to.
+    connect_host: String,
+    /// Port to connect to (80 when the URL names none).
+    port: u16,
     /// Base path without trailing `/` (empty for none).
     base_path: String,
     /// `Host` header value when the route does not preserve the client's.
@@ -51,16 +63,40 @@ impl Endpoint {
             .ok_or_else(|| format!("`{url}` has no host"))?;
         let host =
             HeaderValue::from_str(authority.as_str()).map_err(|e| format!("`{url}`: {e}"))?;
+        let connect_host = authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        let port = authority.port_u16().unwrap_or(80);
         let base_path = uri.path().trim_end_matches('/').to_owned();
         Ok(Endpoint {
             authority,
+            connect_host,
+            port,
             base_path,
             host,
         })
     }
 
-    /// The upstream URI for a (possibly stripped) request path and raw query.
+    /// The absolute upstream URI for a (possibly stripped) request path and raw query.
     pub fn uri(&self, path: &str, query: Option<&str>) -> Result<Uri, Rejection> {
+        let pq = self.path_and_query(path, query)?;
+        Uri::builder()
+            .scheme(Scheme::HTTP)
+            .authority(self.authority.clone())
+            .path_and_query(pq)
+            .build()
+            .map_err(|_| Rejection::BadRequest)
+    }
+
+    /// The origin-form request target (`/base/path?query`) sent on the upstream
+    /// connection for a (possibly stripped) request path and raw query.
+    pub fn origin_uri(&self, path: &str, query: Option<&str>) -> Result<Uri, Rejection> {
+        Ok(Uri::from(self.path_and_query(path, query)?))
+    }
+
+    fn path_and_query(&self, path: &str, query: Option<&str>) -> Result<PathAndQuery, Rejection> {
         let mut pq = String::with_capacity(
             self.base_path.len() + path.len() + query.map_or(0, |q| q.len() + 1),
         );
@@ -70,13 +106,7 @@ impl Endpoint {
             pq.push('?');
             pq.push_str(q);
         }
-        let pq = PathAndQuery::from_maybe_shared(pq).map_err(|_| Rejection::BadRequest)?;
-        Uri::builder()
-            .scheme(Scheme::HTTP)
-            .authority(self.authority.clone())
-            .path_and_query(pq)
-            .build()
-            .map_err(|_| Rejection::BadRequest)
+        PathAndQuery::from_maybe_shared(pq).map_err(|_| Rejection::BadRequest)
     }
 
     /// The endpoint's own `Host` header value.
@@ -124,53 +154,148 @@ impl UpstreamSet {
         Ok(&self.endpoints[i])
     }
 
-    /// Send a fully prepared request (absolute URI, headers rewritten) and wait for the
-    /// response headers within the route's response timeout. Connection failures
-    /// (including the connect timeout) are 502, the response timeout 504.
-    pub async fn send(&self, mut req: Request<ProxyBody>) -> Result<Response<Incoming>, Rejection> {
+    /// Send a fully prepared request (origin-form URI from [`Endpoint::origin_uri`],
+    /// headers rewritten) to `endpoint` and wait for the response headers within the
+    /// route's response timeout. Connection failures (including the connect timeout)
+    /// are 502, the response timeout 504.
+    pub async fn send(
+        &self,
+        endpoint: &Endpoint,
+        mut req: Request<ProxyBody>,
+    ) -> Result<Response<Incoming>, Rejection> {
         // Upstream connections are HTTP/1.1 whatever the client spoke.
         *req.version_mut() = Version::HTTP_11;
-        let client = client_for(self.connect_timeout);
-        match tokio::time::timeout(self.response_timeout, client.request(req)).await {
-            Ok(Ok(resp)) => Ok(resp),
-            Ok(Err(error)) => {
-                tracing::debug!(%error, connect = error.is_connect(), "Upstream request failed");
-                Err(Rejection::UpstreamUnavailable)
-            }
+        match tokio::time::timeout(self.response_timeout, self.exchange(endpoint, req)).await {
+            Ok(result) => result,
             Err(_) => Err(Rejection::UpstreamTimeout),
+        }
+    }
+
+    async fn exchange(
+        &self,
+        endpoint: &Endpoint,
+        mut req: Request<ProxyBody>,
+    ) -> Result<Response<Incoming>, Rejection> {
+        loop {
+            let (mut sender, reused) = match checkout(&endpoint.authority) {
+                Some(sender) => (sender, true),
+                None => (connect(endpoint, self.connect_timeout).await?, false),
+            };
+            match sender.try_send_request(req).await {
+                Ok(resp) => {
+                    // The sender goes back at once; checkout skips it until the
+                    // connection has finished this response and wants the next.
+                    checkin(&endpoint.authority, sender);
+                    return Ok(resp);
+                }
+                Err(mut error) => match error.take_message() {
+                    // A kept-alive connection closed before the request was written
+                    // (the upstream closed it while idle): retry on another one.
+                    Some(unsent) if reused => req = unsent,
+                    _ => {
+                        tracing::debug!(error = %error.error(), "Upstream request failed");
+                        return Err(Rejection::UpstreamUnavailable);
+                    }
+                },
+            }
         }
     }
 }
 
-type UpstreamClient = Client<HttpConnector, ProxyBody>;
-
-thread_local! {
-    /// One pool per worker thread and connect timeout: workers never contend on a
-    /// pool lock, and routes share keep-alive connections to the same upstream.
-    static CLIENTS: RefCell<HashMap<Duration, UpstreamClient>> = RefCell::new(HashMap::new());
+/// A kept-alive connection waiting in the pool.
+struct Idle {
+    sender: SendRequest<ProxyBody>,
+    since: Instant,
 }
 
-fn client_for(connect_timeout: Duration) -> UpstreamClient {
-    CLIENTS.with(|clients| {
-        clients
-            .borrow_mut()
-            .entry(connect_timeout)
-            .or_insert_with(|| new_client(connect_timeout))
-            .clone()
+thread_local! {
+    /// One pool per worker thread: workers never contend on a pool lock, and routes
+    /// share keep-alive connections to the same upstream address.
+    static POOL: RefCell<HashMap<Authority, Vec<Idle>>> = RefCell::new(HashMap::new());
+}
+
+/// A pooled connection ready for a request, if there is one. Closed and expired
+/// connections met on the way are dropped (dropping the sender closes the connection);
+/// connections still busy with a response stay.
+fn checkout(authority: &Authority) -> Option<SendRequest<ProxyBody>> {
+    POOL.with(|pool| {
+        let mut pool = pool.borrow_mut();
+        let idle = pool.get_mut(authority)?;
+        let now = Instant::now();
+        let mut i = idle.len();
+        while i > 0 {
+            i -= 1;
+            let entry = &idle[i];
+            if entry.sender.is_closed() || now.duration_since(entry.since) > POOL_IDLE_TIMEOUT {
+                idle.swap_remove(i);
+            } else if entry.sender.is_ready() {
+                return Some(idle.swap_remove(i).sender);
+            }
+        }
+        None
     })
 }
 
-fn new_client(connect_timeout: Duration) -> UpstreamClient {
-    let mut connector = HttpConnector::new();
-    connector.set_connect_timeout(Some(connect_timeout));
-    connector.set_nodelay(true);
-    Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-        .pool_timer(TokioTimer::new())
-        .timer(TokioTimer::new())
-        // The proxy always sets Host itself (preserve_host or the endpoint's).
-        .set_host(false)
-        .build(connector)
+fn checkin(authority: &Authority, sender: SendRequest<ProxyBody>) {
+    POOL.with(|pool| {
+        let mut pool = pool.borrow_mut();
+        let idle = Idle {
+            sender,
+            since: Instant::now(),
+        };
+        match pool.get_mut(authority) {
+            Some(list) => list.push(idle),
+            None => {
+                pool.insert(authority.clone(), vec![idle]);
+            }
+        }
+    })
+}
+
+/// Open a new connection to `endpoint` within `timeout` and start its driver task on
+/// this worker.
+async fn connect(
+    endpoint: &Endpoint,
+    timeout: Duration,
+) -> Result<SendRequest<ProxyBody>, Rejection> {
+    let stream = match tokio::time::timeout(timeout, open_tcp(endpoint)).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(error)) => {
+            tracing::debug!(%error, upstream = %endpoint.authority, "Upstream connect failed");
+            return Err(Rejection::UpstreamUnavailable);
+        }
+        Err(_) => {
+            tracing::debug!(upstream = %endpoint.authority, "Upstream connect timed out");
+            return Err(Rejection::UpstreamUnavailable);
+        }
+    };
+    let _ = stream.set_nodelay(true);
+    let (sender, conn) = http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|error| {
+            tracing::debug!(%error, "Upstream handshake failed");
+            Rejection::UpstreamUnavailable
+        })?;
+    tokio::spawn(async move {
+        if let Err(error) = conn.await {
+            tracing::debug!(%error, "Upstream connection ended with an error");
+        }
+    });
+    Ok(sender)
+}
+
+async fn open_tcp(endpoint: &Endpoint) -> std::io::Result<TcpStream> {
+    if let Ok(ip) = endpoint.connect_host.parse::<IpAddr>() {
+        return TcpStream::connect(SocketAddr::new(ip, endpoint.port)).await;
+    }
+    let mut last = None;
+    for addr in tokio::net::lookup_host((endpoint.connect_host.as_str(), endpoint.port)).await? {
+        match TcpStream::connect(addr).await {
+            Ok(stream) => return Ok(stream),
+            Err(error) => last = Some(error),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::other("host name resolved to no address")))
 }
 
 #[cfg(test)]
@@ -185,8 +310,12 @@ mod tests {
             "http://127.0.0.1:9000/base/x/y?a=1"
         );
         assert_eq!(e.host(), "127.0.0.1:9000");
+        assert_eq!(e.origin_uri("/x/y", Some("a=1")).unwrap(), "/base/x/y?a=1");
         let e = Endpoint::parse("http://upstream").unwrap();
         assert_eq!(e.uri("/", None).unwrap(), "http://upstream/");
+        assert_eq!((e.connect_host.as_str(), e.port), ("upstream", 80));
+        let e = Endpoint::parse("http://[::1]:8080").unwrap();
+        assert_eq!((e.connect_host.as_str(), e.port), ("::1", 8080));
     }
 
     #[test]

@@ -142,7 +142,7 @@ async fn serve(
     let endpoint = upstreams.pick()?;
     let upstream_path = if route.strip_path { suffix } else { &path };
     // Enforcement may have rewritten the query (hide_credentials), so read it again.
-    let target = endpoint.uri(upstream_path, parts.uri.query())?;
+    let target = endpoint.origin_uri(upstream_path, parts.uri.query())?;
     strip_hop_by_hop(&mut parts.headers);
     conn.set_forwarded_headers(&mut parts.headers, host_value.as_ref());
     let upstream_host = match (&host_value, route.preserve_host) {
@@ -151,7 +151,9 @@ async fn serve(
     };
     parts.headers.insert(HOST, upstream_host);
     parts.uri = target;
-    let mut resp = upstreams.send(Request::from_parts(parts, body)).await?;
+    let mut resp = upstreams
+        .send(endpoint, Request::from_parts(parts, body))
+        .await?;
     strip_hop_by_hop(resp.headers_mut());
     shared.metrics.proxied();
     Ok(resp.map(Either::Left))
