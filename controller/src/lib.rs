@@ -3,3 +3,9 @@
 #![forbid(unsafe_code)]
 
 pub mod cli;
+pub mod echo;
+pub mod k8s;
+pub mod manifests;
+pub mod render;
+pub mod standalone;
+pub mod translate;

@@ -3,7 +3,7 @@
 //! temp file that [`Gatehouse::log`] returns, and that is printed when a wait fails.
 //!
 //! The binary is the one next to the test executable (`target/<profile>/gatehouse`),
-//! rebuilt once per test process with `cargo build --bin gatehouse` so a test never
+//! rebuilt once per test process with `cargo build --workspace --bins` so a test never
 //! runs a stale binary; set `GATEHOUSE_BIN=/path/to/gatehouse` to use another one
 //! (then nothing is built).
 
@@ -43,7 +43,9 @@ fn locate_and_build() -> anyhow::Result<PathBuf> {
     let release = profile_dir.file_name().is_some_and(|n| n == "release");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut build = Command::new(cargo);
-    build.args(["build", "--quiet", "-p", "gatehouse", "--bin", "gatehouse"]);
+    // `--workspace` resolves features exactly as `cargo build --workspace` (scripts/test)
+    // does, so after that build this one is a no-op.
+    build.args(["build", "--quiet", "--workspace", "--bins"]);
     // Cargo gives the test process package-specific variables; build scripts (ring's)
     // track some of them, and inheriting them would rebuild half the tree every time.
     for (key, _) in std::env::vars_os() {

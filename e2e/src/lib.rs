@@ -2,5 +2,6 @@
 //! chosen at run time, cleaned up on drop.
 
 pub mod binary;
+pub mod fake_apiserver;
 pub mod redis_server;
 pub mod upstream;

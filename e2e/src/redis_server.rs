@@ -224,8 +224,17 @@ pub struct RedisSentinel {
 
 impl RedisSentinel {
     /// Start a sentinel (quorum 1, master considered down after 1 s) that monitors
-    /// `master` as `name`.
-    pub fn start(master: &RedisServer, name: &str) -> anyhow::Result<Self> {
+    /// `master` as `name` and knows `replicas` from the start (instead of discovering
+    /// them on its next INFO poll, which takes seconds).
+    pub fn start(
+        master: &RedisServer,
+        name: &str,
+        replicas: &[&RedisServer],
+    ) -> anyhow::Result<Self> {
+        let known: String = replicas
+            .iter()
+            .map(|r| format!("sentinel known-replica {name} 127.0.0.1 {}\n", r.port()))
+            .collect();
         let mut last = None;
         for _ in 0..5 {
             let port = free_port(false)?;
@@ -238,7 +247,7 @@ impl RedisSentinel {
                      logfile {dir}/sentinel.log\n\
                      sentinel monitor {name} 127.0.0.1 {mport} 1\n\
                      sentinel down-after-milliseconds {name} 1000\n\
-                     sentinel failover-timeout {name} 5000\n",
+                     sentinel failover-timeout {name} 5000\n{known}",
                     dir = dir.path().display(),
                     mport = master.port(),
                 ),

@@ -177,6 +177,33 @@ pub async fn echo_response(req: Request<Incoming>) -> Response<TestBody> {
     resp
 }
 
+/// Consume a request body and check it is the [`pattern_body`] byte stream; answers
+/// `{"body_len": n, "pattern_ok": bool}`. Cheaper than hashing for multi-MiB bodies.
+pub async fn pattern_check_response(req: Request<Incoming>) -> Response<TestBody> {
+    let mut body = req.into_body();
+    let (mut len, mut ok) = (0u64, true);
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else {
+            ok = false;
+            break;
+        };
+        if let Ok(data) = frame.into_data() {
+            ok &= matches_pattern(len, &data);
+            len += data.len() as u64;
+        }
+    }
+    Response::new(full(
+        serde_json::json!({ "body_len": len, "pattern_ok": ok }).to_string(),
+    ))
+}
+
+/// Whether `data` equals the pattern bytes starting at `offset`.
+pub fn matches_pattern(offset: u64, data: &[u8]) -> bool {
+    data.chunks(PATTERN_CHUNK).enumerate().all(|(i, part)| {
+        part == pattern_chunk(offset + (i * PATTERN_CHUNK) as u64, part.len()).as_ref()
+    })
+}
+
 /// A complete body from bytes.
 pub fn full(bytes: impl Into<Bytes>) -> TestBody {
     Full::new(bytes.into())
@@ -218,8 +245,18 @@ fn hex_digest(hasher: Sha256) -> String {
 
 const PATTERN_CHUNK: usize = 64 * 1024;
 
-fn pattern_chunk(offset: u64, len: usize) -> Vec<u8> {
-    (0..len as u64).map(|i| pattern_byte(offset + i)).collect()
+/// The pattern repeats every 251 bytes: one pre-built run is sliced (no copy) for
+/// every chunk, which keeps multi-MiB tests cheap even in debug builds.
+fn pattern_chunk(offset: u64, len: usize) -> Bytes {
+    static RUN: std::sync::OnceLock<Bytes> = std::sync::OnceLock::new();
+    let run = RUN.get_or_init(|| {
+        (0..(PATTERN_CHUNK + 251) as u64)
+            .map(pattern_byte)
+            .collect::<Vec<u8>>()
+            .into()
+    });
+    let start = (offset % 251) as usize;
+    run.slice(start..start + len)
 }
 
 /// A body of `total` pattern bytes generated chunk by chunk as it is polled (never
@@ -247,7 +284,7 @@ impl Body for PatternBody {
         let n = (self.total - self.offset).min(PATTERN_CHUNK as u64);
         let chunk = pattern_chunk(self.offset, n as usize);
         self.offset += n;
-        Poll::Ready(Some(Ok(Frame::data(Bytes::from(chunk)))))
+        Poll::Ready(Some(Ok(Frame::data(chunk))))
     }
 
     fn is_end_stream(&self) -> bool {
@@ -267,4 +304,27 @@ pub fn channel_body() -> (
 ) {
     let (tx, body) = http_body_util::channel::Channel::<Bytes, std::io::Error>::new(4);
     (tx, body.boxed())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pattern_check_accepts_the_pattern_and_nothing_else() {
+        let expected: Vec<u8> = (70_000..70_000 + 3 * PATTERN_CHUNK as u64)
+            .map(pattern_byte)
+            .collect();
+        assert!(matches_pattern(70_000, &expected));
+        assert!(!matches_pattern(70_001, &expected));
+        let mut corrupt = expected.clone();
+        corrupt[PATTERN_CHUNK + 5] ^= 1;
+        assert!(!matches_pattern(70_000, &corrupt));
+    }
+
+    #[test]
+    fn the_pattern_hash_matches_hashing_the_bytes() {
+        let bytes: Vec<u8> = (0..100_000).map(pattern_byte).collect();
+        assert_eq!(pattern_sha256(100_000), sha256_hex(&bytes));
+    }
 }

@@ -10,7 +10,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use gatehouse_e2e::binary::free_addr;
 use gatehouse_e2e::upstream::{
-    channel_body, echo_response, full, pattern_body, pattern_sha256, TestBody, TestUpstream,
+    channel_body, echo_response, full, matches_pattern, pattern_body, pattern_check_response,
+    TestBody, TestUpstream,
 };
 use gatehouse_proxy::forwarded::TrustedProxies;
 use gatehouse_proxy::store::memory::MemoryStore;
@@ -291,19 +292,19 @@ async fn endpoints_are_used_round_robin() {
 #[tokio::test]
 async fn twenty_mebibytes_stream_through_in_both_directions() {
     const SIZE: u64 = 20 * 1024 * 1024;
-    let echo = TestUpstream::echo().await;
+    let sink = TestUpstream::start(pattern_check_response).await;
     let source = TestUpstream::streaming(SIZE).await;
     let routes = vec![
-        mk_route("up", &["/upload"], &[echo.url()]),
+        mk_route("up", &["/upload"], &[sink.url()]),
         mk_route("down", &["/download"], &[source.url()]),
     ];
     let proxy = Proxy::start(mk_snapshot(routes), store()).await;
     let req = Request::post(proxy.url("/upload"))
         .body(pattern_body(SIZE))
         .unwrap();
-    let echo_json = send(req).await.echo();
-    assert_eq!(echo_json["body_len"], SIZE);
-    assert_eq!(echo_json["body_sha256"], pattern_sha256(SIZE));
+    let checked = send(req).await.echo();
+    assert_eq!(checked["body_len"], SIZE);
+    assert_eq!(checked["pattern_ok"], true);
 
     let resp = client()
         .request(
@@ -314,12 +315,18 @@ async fn twenty_mebibytes_stream_through_in_both_directions() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
-    let body = resp.into_body().collect().await.unwrap().to_bytes();
-    assert_eq!(body.len() as u64, SIZE);
-    assert_eq!(
-        gatehouse_e2e::upstream::sha256_hex(&body),
-        pattern_sha256(SIZE)
-    );
+    let mut body = resp.into_body();
+    let mut received = 0u64;
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame.unwrap().into_data() {
+            assert!(
+                matches_pattern(received, &data),
+                "byte mismatch near offset {received}"
+            );
+            received += data.len() as u64;
+        }
+    }
+    assert_eq!(received, SIZE);
 }
 
 #[tokio::test]
@@ -619,4 +626,41 @@ async fn tls_listener_speaks_http2_and_http1_and_marks_requests_https() {
         serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap();
     assert_eq!(echo["path"], "/h1");
     assert_eq!(echo["headers"]["x-forwarded-proto"], "https");
+}
+
+#[tokio::test]
+async fn an_upstream_that_never_accepts_hits_the_connect_timeout_as_a_502() {
+    // A listener that never accepts, with its accept queue filled: further SYNs are
+    // dropped, so connecting hangs until the proxy's connect timeout. The response
+    // timeout is far longer, so a 504 would mean the connect timeout did not apply.
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket
+        .bind(
+            &"127.0.0.1:0"
+                .parse::<std::net::SocketAddr>()
+                .unwrap()
+                .into(),
+        )
+        .unwrap();
+    socket.listen(0).unwrap();
+    let addr = socket.local_addr().unwrap().as_socket().unwrap();
+    let mut queued = Vec::new();
+    for _ in 0..16 {
+        match tokio::time::timeout(
+            Duration::from_millis(200),
+            tokio::net::TcpStream::connect(addr),
+        )
+        .await
+        {
+            Ok(Ok(stream)) => queued.push(stream),
+            _ => break,
+        }
+    }
+    let mut route = mk_route("r", &["/"], &[format!("http://{addr}")]);
+    route.upstream.connect_timeout_ms = 300;
+    route.upstream.response_timeout_ms = 60_000;
+    let proxy = Proxy::start(mk_snapshot(vec![route]), store()).await;
+    let resp = get(&proxy.url("/"), &[]).await;
+    assert_eq!(resp.status, 502, "{resp:?}");
+    drop(queued);
 }

@@ -451,12 +451,20 @@ async fn a_dead_redis_is_reported_unavailable_and_the_store_recovers_by_itself()
 #[tokio::test]
 async fn a_hung_redis_fails_requests_after_the_timeout_instead_of_hanging() {
     let redis = RedisServer::start().unwrap();
-    let store = store_on(&redis.url());
+    let short = ConnectOptions {
+        timeout: Duration::from_millis(200),
+        ..Default::default()
+    };
+    let store = RedisStore::new(
+        &Target::from_url(&redis.url(), short).unwrap(),
+        "gatehouse:",
+    )
+    .unwrap();
     store.ping().await.unwrap();
     // DEBUG SLEEP blocks the whole server, like a hung Redis.
     let addr = redis.addr();
     let hang = std::thread::spawn(move || {
-        gatehouse_e2e::redis_server::raw_command(addr, &["DEBUG", "SLEEP", "3"])
+        gatehouse_e2e::redis_server::raw_command(addr, &["DEBUG", "SLEEP", "0.8"])
     });
     tokio::time::sleep(Duration::from_millis(100)).await;
     let err = store.access_token(Digest::of(b"x")).await.unwrap_err();
@@ -595,11 +603,11 @@ async fn the_store_works_on_a_three_master_cluster() {
 }
 
 #[tokio::test]
-async fn the_store_follows_a_sentinel_failover() {
-    let master = RedisServer::start().unwrap();
+async fn the_store_follows_a_sentinel_failover_when_the_master_dies() {
+    let mut master = RedisServer::start().unwrap();
     let replica =
         RedisServer::start_with(&["--replicaof", "127.0.0.1", &master.port().to_string()]).unwrap();
-    let sentinel = RedisSentinel::start(&master, "gh").unwrap();
+    let sentinel = RedisSentinel::start(&master, "gh", &[&replica]).unwrap();
     let store = StoreArgs {
         redis: Some(sentinel.url()),
         ..Default::default()
@@ -610,54 +618,50 @@ async fn the_store_follows_a_sentinel_failover() {
     let pair = mk_pair("fam-sentinel", 7200);
     store.issue(pair.clone()).await.unwrap();
 
-    // Wait until the replica has the data and the sentinel knows the replica.
+    // Wait until the replica has the data.
+    let key = format!("gatehouse:at:{}", pair.access_digest.to_hex());
     let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let info = sentinel
-            .command(&["SENTINEL", "REPLICAS", "gh"])
-            .unwrap_or_default();
-        let synced = replica
-            .command(&[
-                "EXISTS",
-                &format!("gatehouse:at:{}", pair.access_digest.to_hex()),
-            ])
-            .unwrap_or_default();
-        if info.contains(&replica.port().to_string()) && synced.trim() == ":1" {
-            break;
-        }
-        assert!(Instant::now() < deadline, "replica never registered");
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    while replica
+        .command(&["EXISTS", &key])
+        .unwrap_or_default()
+        .trim()
+        != ":1"
+    {
+        assert!(Instant::now() < deadline, "replica never synced");
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let reply = sentinel.command(&["SENTINEL", "FAILOVER", "gh"]).unwrap();
-    assert!(reply.starts_with("+OK"), "{reply}");
-    let deadline = Instant::now() + Duration::from_secs(30);
+    // The master crashes; the sentinel promotes the replica.
+    master.kill();
+    assert!(matches!(
+        store.access_token(pair.access_digest).await,
+        Err(StoreError::Unavailable(_))
+    ));
+    // Generous: a sentinel whose timer was starved (a loaded CI machine) enters TILT
+    // mode for 30 s and refuses to act until it leaves it.
+    let deadline = Instant::now() + Duration::from_secs(90);
     while sentinel.master_port().unwrap() != replica.port() {
         assert!(Instant::now() < deadline, "failover did not happen");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    // Writes go to the new master: once the old one is demoted (read-only) the
-    // store asks the sentinel again. A write that lands on the old master in the
-    // moment before its demotion is lost (Redis replication is asynchronous), so
-    // keep issuing until one is visible on the new master.
+    // The store asks the sentinel again and carries on with the new master.
     let deadline = Instant::now() + Duration::from_secs(30);
+    let next = mk_pair("fam-sentinel", 7200);
     loop {
-        let next = mk_pair("fam-sentinel", 7200);
-        let issued = store.issue(next.clone()).await.is_ok();
-        let on_new_master = replica
-            .command(&[
-                "EXISTS",
-                &format!("gatehouse:at:{}", next.access_digest.to_hex()),
-            ])
-            .unwrap_or_default();
-        if issued && on_new_master.trim() == ":1" {
-            break;
+        match store.issue(next.clone()).await {
+            Ok(()) => break,
+            Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
+            Err(e) => panic!("store did not follow the failover: {e}"),
         }
-        assert!(
-            Instant::now() < deadline,
-            "store did not follow the failover"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let on_new_master = replica
+        .command(&[
+            "EXISTS",
+            &format!("gatehouse:at:{}", next.access_digest.to_hex()),
+        ])
+        .unwrap();
+    assert_eq!(on_new_master.trim(), ":1");
     assert!(store
         .access_token(pair.access_digest)
         .await
@@ -665,64 +669,23 @@ async fn the_store_follows_a_sentinel_failover() {
         .is_some());
 }
 
-/// A throw-away CA and a server certificate for 127.0.0.1, made with the openssl CLI.
+/// A throw-away CA (`ca.pem`) and a server certificate for 127.0.0.1
+/// (`server.pem`, `server.key`) signed by it.
 fn make_certs(dir: &std::path::Path) {
-    let run = |args: &[&str]| {
-        let out = std::process::Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .expect("openssl CLI on PATH");
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    let mut ca = vec![
-        "req",
-        "-x509",
-        "-days",
-        "1",
-        "-subj",
-        "/CN=gatehouse-test-ca",
-    ];
-    ca.extend(ec);
-    ca.extend(["-keyout", "ca.key", "-out", "ca.pem"]);
-    run(&ca);
-    let mut csr = vec!["req", "-subj", "/CN=127.0.0.1"];
-    csr.extend(ec);
-    csr.extend(["-keyout", "server.key", "-out", "server.csr"]);
-    run(&csr);
-    std::fs::write(
-        dir.join("san.ext"),
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
-    )
-    .unwrap();
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-days",
-        "1",
-        "-extfile",
-        "san.ext",
-        "-out",
-        "server.pem",
-    ]);
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
+    std::fs::write(dir.join("ca.pem"), ca_cert.pem()).unwrap();
+    std::fs::write(dir.join("server.pem"), cert.pem()).unwrap();
+    std::fs::write(dir.join("server.key"), key.serialize_pem()).unwrap();
 }
 
 #[tokio::test]
@@ -773,4 +736,31 @@ async fn the_store_speaks_tls_to_rediss_urls_with_a_custom_ca() {
         untrusted.ping().await,
         Err(StoreError::Unavailable(_))
     ));
+}
+
+#[tokio::test]
+async fn a_store_built_while_redis_is_down_starts_and_works_once_redis_appears() {
+    let mut redis = RedisServer::start().unwrap();
+    redis.kill();
+    let store = cached_args(&redis.url(), Duration::from_secs(1))
+        .build()
+        .await
+        .expect("start-up does not need Redis");
+    assert!(matches!(
+        store.ping().await,
+        Err(StoreError::Unavailable(_))
+    ));
+    redis.restart().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while store.ping().await.is_err() {
+        assert!(Instant::now() < deadline, "store never connected");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let pair = mk_pair("fam-late", 7200);
+    store.issue(pair.clone()).await.unwrap();
+    assert!(store
+        .access_token(pair.access_digest)
+        .await
+        .unwrap()
+        .is_some());
 }

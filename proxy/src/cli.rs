@@ -32,22 +32,33 @@ pub struct ProxyArgs {
 
 /// Run `gatehouse proxy` until SIGTERM/SIGINT, then shut down gracefully.
 pub async fn run(args: ProxyArgs) -> anyhow::Result<()> {
-    if args.config_redis.is_some() {
-        anyhow::bail!("--config-redis is not available in this build yet; use --config-file");
-    }
-    let Some(path) = args.config_file else {
-        anyhow::bail!("gatehouse proxy needs --config-file PATH");
-    };
     let store = args.store.build().await.context("token store")?;
     let (tx, rx) = crate::source::channel();
-    let mut source = FileSource::with_interval(
-        path,
-        std::time::Duration::from_millis(args.config_poll_ms.max(10)),
-    );
-    source.load_initial(&tx)?;
-    let follower = tokio::spawn(source.follow(tx));
-    let server = crate::server::spawn(&args.server, rx, store)?;
-    shutdown_signal().await?;
+    let follower = match (&args.config_redis, args.config_file) {
+        // --- --config-redis (redis area): load `<prefix>config` and follow updates;
+        // the proxy answers 503 until the first snapshot arrives.
+        (Some(url), _) => {
+            crate::source::redis::spawn_from_args(url, &args.store, tx).context("--config-redis")?
+        }
+        // --- end --config-redis
+        (None, Some(path)) => {
+            let interval = std::time::Duration::from_millis(args.config_poll_ms.max(10));
+            let mut source = FileSource::with_interval(path, interval);
+            source.load_initial(&tx)?;
+            tokio::spawn(source.follow(tx))
+        }
+        (None, None) => {
+            anyhow::bail!("gatehouse proxy needs --config-file PATH or --config-redis URL")
+        }
+    };
+    let mut server = crate::server::spawn(&args.server, rx, store)?;
+    tokio::select! {
+        signal = shutdown_signal() => signal?,
+        _ = server.worker_exited() => {
+            follower.abort();
+            anyhow::bail!("a proxy worker stopped unexpectedly; exiting");
+        }
+    }
     tracing::info!("Shutting down");
     server.shutdown().await;
     follower.abort();

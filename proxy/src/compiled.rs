@@ -87,3 +87,61 @@ pub async fn follow(
     }
     tracing::debug!("Configuration source closed; keeping the last configuration");
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::FORMAT_VERSION;
+
+    fn mk_snapshot(revision: &str) -> Arc<Snapshot> {
+        Arc::new(Snapshot {
+            format: FORMAT_VERSION,
+            revision: revision.into(),
+            ..Default::default()
+        })
+    }
+
+    #[tokio::test]
+    async fn each_new_snapshot_is_compiled_once_and_equal_ones_are_skipped() {
+        let (config_tx, config_rx) = crate::source::channel();
+        let (out_tx, mut out_rx) = watch::channel(None);
+        let reloads = prometheus_client::metrics::counter::Counter::<u64>::default();
+        let task = tokio::spawn(follow(config_rx, out_tx, reloads.clone()));
+
+        config_tx.send_replace(Some(mk_snapshot("one")));
+        out_rx.changed().await.unwrap();
+        assert_eq!(
+            out_rx
+                .borrow_and_update()
+                .as_ref()
+                .unwrap()
+                .snapshot
+                .revision,
+            "one"
+        );
+
+        // An equal snapshot (new Arc, same content) is not recompiled; the next
+        // different one is.
+        config_tx.send_replace(Some(mk_snapshot("one")));
+        config_tx.send_replace(Some(mk_snapshot("two")));
+        out_rx.changed().await.unwrap();
+        assert_eq!(
+            out_rx
+                .borrow_and_update()
+                .as_ref()
+                .unwrap()
+                .snapshot
+                .revision,
+            "two"
+        );
+
+        drop(config_tx);
+        task.await.unwrap();
+        assert!(
+            reloads.get() <= 2,
+            "unchanged config must not count as a reload"
+        );
+        // The last compiled config stays in force after the source goes away.
+        assert_eq!(out_rx.borrow().as_ref().unwrap().snapshot.revision, "two");
+    }
+}

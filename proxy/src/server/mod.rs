@@ -105,6 +105,17 @@ pub struct ServerHandle {
 }
 
 impl ServerHandle {
+    /// Resolves when any worker has stopped on its own (it failed): callers that wait
+    /// for a signal should also wait on this and exit, so a supervisor restarts them.
+    /// Never resolves while every worker runs.
+    pub async fn worker_exited(&mut self) {
+        if self.done.is_empty() {
+            return std::future::pending().await;
+        }
+        let (_, index, _) = futures::future::select_all(self.done.iter_mut()).await;
+        self.done.remove(index);
+    }
+
     /// Revision of the configuration being served, if one is loaded.
     pub fn revision(&self) -> Option<String> {
         self.compiled

@@ -132,7 +132,9 @@ async fn serve(
             now: unix_now(),
             max_body_bytes: shared.limits.max_oauth_body_bytes,
         };
-        body = enforce::enforce(&ctx, &mut parts, body).await?;
+        body = enforce::enforce(&ctx, &mut parts, body).await.inspect_err(|rejection| {
+            tracing::info!(route.id = %route.id, peer = %conn.peer, reason = rejection.reason(), "Request denied");
+        })?;
     }
 
     // Build the upstream request.

@@ -129,10 +129,23 @@ impl Worker {
         }
         drop(accepting);
 
-        let _ = shutdown.wait_for(|stop| *stop).await;
-        for accept in loops {
-            let _ = accept.await;
-        }
+        // Accept loops only end on shutdown; one ending earlier (a panic) is fatal for
+        // the worker, which then exits so the process can fail fast.
+        let mut loops = futures::future::select_all(loops);
+        let remaining = tokio::select! {
+            // Biased: on shutdown the accept loops end too, and that must not be
+            // mistaken for a crash (which would skip draining in-flight requests).
+            biased;
+            _ = async { let _ = shutdown.wait_for(|stop| *stop).await; } => loops.into_inner(),
+            (result, _, rest) = &mut loops => {
+                if !*shutdown.borrow() {
+                    tracing::error!(?result, "Listener task ended unexpectedly; stopping this worker");
+                    return Err(std::io::Error::other("listener task ended unexpectedly"));
+                }
+                rest
+            }
+        };
+        let _ = futures::future::join_all(remaining).await;
         // Every connection task holds a sender; recv() yields None once all are gone.
         if tokio::time::timeout(grace, open_rx.recv()).await.is_err() {
             tracing::warn!(

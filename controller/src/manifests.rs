@@ -1,0 +1,343 @@
+//! Reading a directory of multi-document YAML manifests (standalone and render mode):
+//! Secrets, Services and the three Gatehouse kinds become a translate [`Input`]; other kinds are
+//! ignored with a warning. Every problem names its file and document number.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use gatehouse_crds::{Consumer, OAuth2Client, ProtectedRoute, API_VERSION};
+use k8s_openapi::api::core::v1::{Secret, Service};
+use serde::Deserialize;
+
+use crate::translate::Input;
+
+/// A problem with one manifest document (or file). Documents are numbered from 1.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("{}: cannot read: {source}", file.display())]
+    Read {
+        file: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: cannot list directory: {source}", dir.display())]
+    ListDir {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{} document {index}: {source}", file.display())]
+    Parse {
+        file: PathBuf,
+        index: usize,
+        #[source]
+        source: serde_yaml::Error,
+    },
+    #[error("{} document {index}: {what}", file.display())]
+    Invalid {
+        file: PathBuf,
+        index: usize,
+        what: String,
+    },
+}
+
+/// Where an object came from, for messages.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Origin {
+    pub file: PathBuf,
+    pub index: usize,
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} document {}", self.file.display(), self.index)
+    }
+}
+
+/// The result of reading manifests: the objects found, warnings for documents that
+/// were skipped, and errors. Callers decide what errors mean (standalone keeps its
+/// last good config; render fails).
+#[derive(Debug, Default)]
+pub struct Manifests {
+    pub input: Input,
+    pub warnings: Vec<String>,
+    pub errors: Vec<ManifestError>,
+}
+
+impl Manifests {
+    /// Read every `*.yaml` / `*.yml` file directly in `dir`, in file-name order.
+    pub fn read_dir(dir: &Path) -> Manifests {
+        let mut loader = Loader::default();
+        match manifest_files(dir) {
+            Ok(files) => {
+                for file in files {
+                    match std::fs::read_to_string(&file) {
+                        Ok(text) => loader.add_str(&file, &text),
+                        Err(source) => loader.out.errors.push(ManifestError::Read { file, source }),
+                    }
+                }
+            }
+            Err(source) => loader.out.errors.push(ManifestError::ListDir {
+                dir: dir.to_owned(),
+                source,
+            }),
+        }
+        loader.out
+    }
+
+    /// Read manifests from in-memory documents (the embedded quickstart), each named
+    /// like a file for messages.
+    pub fn read_strs<'a>(docs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Manifests {
+        let mut loader = Loader::default();
+        for (name, text) in docs {
+            loader.add_str(Path::new(name), text);
+        }
+        loader.out
+    }
+}
+
+/// The manifest files in `dir`, sorted by name (deterministic load order).
+pub fn manifest_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let is_yaml = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| e == "yaml" || e == "yml");
+        // Editors leave hidden swap/backup files around; never read them.
+        let hidden = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with('.'));
+        if is_yaml && !hidden && path.is_file() {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TypeMeta {
+    #[serde(default)]
+    api_version: String,
+    #[serde(default)]
+    kind: String,
+    #[serde(default)]
+    metadata: Meta,
+}
+
+#[derive(Deserialize, Default)]
+struct Meta {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    namespace: Option<String>,
+}
+
+#[derive(Default)]
+struct Loader {
+    out: Manifests,
+    /// (kind, namespace, name) → where it was first seen.
+    seen: HashMap<(String, String, String), Origin>,
+}
+
+impl Loader {
+    fn add_str(&mut self, file: &Path, text: &str) {
+        for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
+            let index = i + 1;
+            let value = match serde_yaml::Value::deserialize(doc) {
+                Ok(v) => v,
+                Err(source) => {
+                    self.out.errors.push(ManifestError::Parse {
+                        file: file.to_owned(),
+                        index,
+                        source,
+                    });
+                    // A syntax error ends the stream: later documents cannot be trusted.
+                    break;
+                }
+            };
+            if value.is_null() {
+                continue; // empty document, e.g. a trailing `---`
+            }
+            let origin = Origin {
+                file: file.to_owned(),
+                index,
+            };
+            if let Err(what) = self.add_value(value, &origin) {
+                self.out.errors.push(ManifestError::Invalid {
+                    file: file.to_owned(),
+                    index,
+                    what,
+                });
+            }
+        }
+    }
+
+    fn add_value(&mut self, value: serde_yaml::Value, origin: &Origin) -> Result<(), String> {
+        let meta: TypeMeta = serde_yaml::from_value(value.clone()).map_err(|e| e.to_string())?;
+        if meta.api_version.is_empty() || meta.kind.is_empty() {
+            return Err("apiVersion and kind are required".to_owned());
+        }
+        let known = matches!(
+            (meta.api_version.as_str(), meta.kind.as_str()),
+            ("v1", "Secret")
+                | ("v1", "Service")
+                | (API_VERSION, "Consumer")
+                | (API_VERSION, "OAuth2Client")
+                | (API_VERSION, "ProtectedRoute")
+        );
+        if !known {
+            self.out.warnings.push(format!(
+                "{origin}: ignoring {} {} (only Secrets, Services and {API_VERSION} resources are read)",
+                meta.api_version, meta.kind
+            ));
+            return Ok(());
+        }
+        let Some(name) = meta.metadata.name.clone().filter(|n| !n.is_empty()) else {
+            return Err(format!("{} has no metadata.name", meta.kind));
+        };
+        let namespace = meta
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".to_owned());
+        let key = (meta.kind.clone(), namespace.clone(), name.clone());
+        if let Some(first) = self.seen.get(&key) {
+            return Err(format!(
+                "{} {namespace}/{name} is already defined at {first}",
+                meta.kind
+            ));
+        }
+        fn typed<T: serde::de::DeserializeOwned>(
+            kind: &str,
+            name: &str,
+            v: serde_yaml::Value,
+        ) -> Result<Arc<T>, String> {
+            serde_yaml::from_value(v)
+                .map(Arc::new)
+                .map_err(|e| format!("{kind} {name:?}: {e}"))
+        }
+        let input = &mut self.out.input;
+        match meta.kind.as_str() {
+            "Secret" => input.secrets.push(typed::<Secret>("Secret", &name, value)?),
+            "Service" => input
+                .services
+                .push(typed::<Service>("Service", &name, value)?),
+            "Consumer" => input
+                .consumers
+                .push(typed::<Consumer>("Consumer", &name, value)?),
+            "OAuth2Client" => {
+                input
+                    .clients
+                    .push(typed::<OAuth2Client>("OAuth2Client", &name, value)?)
+            }
+            "ProtectedRoute" => {
+                input
+                    .routes
+                    .push(typed::<ProtectedRoute>("ProtectedRoute", &name, value)?)
+            }
+            _ => unreachable!("filtered by `known` above"),
+        }
+        self.seen.insert(key, origin.clone());
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+apiVersion: gatehouse.dev/v1alpha1
+kind: Consumer
+metadata:
+  name: shoeflyshoe
+spec:
+  username: shoeflyshoe
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: creds
+data:
+  client_id: c2hvZS1mbHktc2hvZQ==
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: ignored
+---
+"#;
+
+    #[test]
+    fn reads_our_kinds_and_secrets_and_warns_about_others() {
+        let m = Manifests::read_strs([("a.yaml", GOOD)]);
+        assert!(m.errors.is_empty(), "{:?}", m.errors);
+        assert_eq!(m.input.consumers.len(), 1);
+        assert_eq!(m.input.secrets.len(), 1);
+        let data = m.input.secrets[0].data.as_ref().unwrap();
+        assert_eq!(data["client_id"].0, b"shoe-fly-shoe");
+        assert_eq!(m.warnings.len(), 1);
+        assert!(
+            m.warnings[0].contains("a.yaml document 3"),
+            "{}",
+            m.warnings[0]
+        );
+        assert!(m.warnings[0].contains("Deployment"));
+    }
+
+    #[test]
+    fn errors_name_the_file_and_document() {
+        let bad = "apiVersion: gatehouse.dev/v1alpha1\nkind: Consumer\nmetadata: {name: a}\nspec: {}\n---\napiVersion: gatehouse.dev/v1alpha1\nkind: ProtectedRoute\nmetadata: {name: r}\nspec: {paths: 5}\n";
+        let m = Manifests::read_strs([("routes.yaml", bad)]);
+        assert_eq!(m.errors.len(), 1);
+        let msg = m.errors[0].to_string();
+        assert!(
+            msg.starts_with("routes.yaml document 2: ProtectedRoute \"r\""),
+            "{msg}"
+        );
+        assert_eq!(m.input.consumers.len(), 1);
+    }
+
+    #[test]
+    fn yaml_syntax_errors_and_duplicates_are_reported() {
+        let m = Manifests::read_strs([
+            ("a.yaml", GOOD),
+            ("b.yaml", "apiVersion: gatehouse.dev/v1alpha1\nkind: Consumer\nmetadata:\n  name: shoeflyshoe\nspec: {username: x}\n"),
+            ("c.yaml", "kind: [unclosed\n"),
+            ("d.yaml", "metadata: {name: x}\n"),
+        ]);
+        let msgs: Vec<String> = m.errors.iter().map(|e| e.to_string()).collect();
+        assert_eq!(msgs.len(), 3, "{msgs:?}");
+        assert!(
+            msgs[0].contains("b.yaml document 1")
+                && msgs[0].contains("already defined at a.yaml document 1")
+        );
+        assert!(msgs[1].starts_with("c.yaml document 1"));
+        assert!(msgs[2].contains("apiVersion and kind are required"));
+    }
+
+    #[test]
+    fn reads_only_yaml_files_of_a_directory_in_name_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let second = "apiVersion: gatehouse.dev/v1alpha1\nkind: Consumer\nmetadata: {name: second}\nspec: {username: s}\n";
+        std::fs::write(dir.path().join("b.yml"), second).unwrap();
+        std::fs::write(dir.path().join("a.yaml"), GOOD).unwrap();
+        std::fs::write(dir.path().join("notes.txt"), "not yaml: [").unwrap();
+        std::fs::write(dir.path().join(".a.yaml.swp"), "garbage: [").unwrap();
+        let m = Manifests::read_dir(dir.path());
+        assert!(m.errors.is_empty(), "{:?}", m.errors);
+        let names: Vec<_> = m
+            .input
+            .consumers
+            .iter()
+            .map(|c| c.metadata.name.clone().unwrap())
+            .collect();
+        assert_eq!(names, vec!["shoeflyshoe", "second"]);
+    }
+}

@@ -1,0 +1,242 @@
+//! The pure heart of the controller: observed resources in, proxy [`Snapshot`] +
+//! per-object status + Secrets to create out.
+//!
+//! No I/O and no clock reads happen here: the caller passes everything in (the three
+//! CR kinds, Secrets, Services, EndpointSlices, the current time, a random source for
+//! generated credentials) and applies what comes out. The cluster controller, the
+//! standalone mode and `gatehouse render` all call [`translate`], so they agree.
+//!
+//! Rules that hold for every kind:
+//! - a rejected object gets `Ready=False` with a stable reason (see
+//!   [`gatehouse_crds::conditions::reason`]) and never affects unrelated objects;
+//! - the output is deterministic: the same input yields a byte-identical snapshot
+//!   (lists sorted, revision = content hash), so publishers can skip no-op updates;
+//! - secrets and provision keys appear in the snapshot only as SHA-256 hex digests.
+
+mod backend;
+mod clients;
+mod consumers;
+mod object;
+mod routes;
+mod secrets;
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+
+use gatehouse_crds::{
+    conditions, Consumer, ConsumerStatus, OAuth2Client, OAuth2ClientStatus, ProtectedRoute,
+    ProtectedRouteStatus,
+};
+use gatehouse_proxy::config::{Snapshot, FORMAT_VERSION};
+use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use rand::RngCore;
+use sha2::{Digest as _, Sha256};
+
+pub use secrets::{generated_secret_name, GeneratedSecret, CLIENT_ID_KEY, CLIENT_SECRET_KEY};
+
+/// Label selecting which Gatehouse installation handles an object (like an ingress
+/// class). Objects without it belong to the installation that has no instance name.
+pub const INSTANCE_LABEL: &str = "gatehouse.dev/instance";
+
+/// Minimum length of a client secret in bytes (RFC 6749 §10.10: guessing must be
+/// infeasible; 32 bytes matches the generated secrets' entropy).
+pub const MIN_CLIENT_SECRET_BYTES: usize = 32;
+
+/// Everything translate looks at. Objects are `Arc`s so a controller can pass its
+/// reflector stores' contents without copying.
+#[derive(Clone, Debug, Default)]
+pub struct Input {
+    pub consumers: Vec<Arc<Consumer>>,
+    pub clients: Vec<Arc<OAuth2Client>>,
+    pub routes: Vec<Arc<ProtectedRoute>>,
+    /// Secrets that may be referenced (credentials, provision keys, generated ones).
+    pub secrets: Vec<Arc<Secret>>,
+    /// Services that ProtectedRoute backends may name.
+    pub services: Vec<Arc<Service>>,
+    /// EndpointSlices of those Services (label `kubernetes.io/service-name`).
+    pub endpoint_slices: Vec<Arc<EndpointSlice>>,
+}
+
+/// How to translate.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// "Now", used for condition `lastTransitionTime` (translate reads no clock).
+    pub now: Time,
+    /// Instance name (see [`INSTANCE_LABEL`]); `None` handles unlabelled objects.
+    pub instance: Option<String>,
+    /// Whether `backend.url` may be used (standalone: yes; in a cluster: no, a route
+    /// must not be able to send traffic anywhere the controller's user chooses).
+    pub allow_backend_url: bool,
+}
+
+impl Options {
+    /// Options for a cluster controller: Services only.
+    pub fn cluster(now: Time) -> Self {
+        Options {
+            now,
+            instance: None,
+            allow_backend_url: false,
+        }
+    }
+
+    /// Options for standalone and render: `backend.url` allowed.
+    pub fn standalone(now: Time) -> Self {
+        Options {
+            now,
+            instance: None,
+            allow_backend_url: true,
+        }
+    }
+}
+
+/// What translate decided.
+#[derive(Clone, Debug)]
+pub struct Output {
+    /// The proxy configuration; `revision` is a hash of the content.
+    pub snapshot: Snapshot,
+    /// Status of every handled object, sorted by kind, namespace and name.
+    pub statuses: Vec<ObjectStatus>,
+    /// Credentials Secrets to create for OAuth2Clients that have none.
+    pub secrets_to_create: Vec<GeneratedSecret>,
+}
+
+impl Output {
+    /// Objects whose `Ready` condition is not `True`.
+    pub fn not_ready(&self) -> impl Iterator<Item = &ObjectStatus> {
+        self.statuses.iter().filter(|s| !s.is_ready())
+    }
+}
+
+/// The three Gatehouse kinds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Kind {
+    Consumer,
+    OAuth2Client,
+    ProtectedRoute,
+}
+
+impl Kind {
+    /// The Kubernetes `kind`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Consumer => "Consumer",
+            Kind::OAuth2Client => "OAuth2Client",
+            Kind::ProtectedRoute => "ProtectedRoute",
+        }
+    }
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Identity of a handled object.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ObjectRef {
+    pub kind: Kind,
+    pub namespace: String,
+    pub name: String,
+    /// `metadata.uid`, absent in standalone manifests.
+    pub uid: Option<String>,
+    /// `metadata.generation`, absent in standalone manifests.
+    pub generation: Option<i64>,
+}
+
+impl std::fmt::Display for ObjectRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}/{}", self.kind, self.namespace, self.name)
+    }
+}
+
+/// The status translate computed for one object.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ObjectStatus {
+    pub object: ObjectRef,
+    pub status: Status,
+}
+
+/// The `status` subresource content, per kind.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Status {
+    Consumer(ConsumerStatus),
+    OAuth2Client(OAuth2ClientStatus),
+    ProtectedRoute(ProtectedRouteStatus),
+}
+
+impl Status {
+    /// The conditions of this status.
+    pub fn conditions(&self) -> &[Condition] {
+        match self {
+            Status::Consumer(s) | Status::ProtectedRoute(s) => &s.conditions,
+            Status::OAuth2Client(s) => &s.conditions,
+        }
+    }
+
+    /// The `status` object as JSON, ready for a server-side-apply patch body.
+    pub fn to_json(&self) -> serde_json::Value {
+        let v = match self {
+            Status::Consumer(s) | Status::ProtectedRoute(s) => serde_json::to_value(s),
+            Status::OAuth2Client(s) => serde_json::to_value(s),
+        };
+        v.expect("statuses contain only JSON-representable data")
+    }
+}
+
+impl ObjectStatus {
+    /// The `Ready` condition (translate always sets one).
+    pub fn ready(&self) -> &Condition {
+        conditions::find(self.status.conditions(), conditions::READY)
+            .expect("translate sets a Ready condition on every status")
+    }
+
+    /// Whether `Ready` is `True`.
+    pub fn is_ready(&self) -> bool {
+        self.ready().status == conditions::TRUE
+    }
+}
+
+/// Translate observed resources into a snapshot, statuses and Secrets to create.
+///
+/// `rng` is used only to generate credentials for OAuth2Clients without a Secret;
+/// pass a cryptographically secure generator (e.g. `rand::rng()`), or a seeded one in
+/// tests.
+pub fn translate(input: &Input, options: &Options, rng: &mut dyn RngCore) -> Output {
+    let ctx = object::Context::new(input, options);
+
+    let consumers = consumers::translate(&ctx);
+    let clients = clients::translate(&ctx, &consumers, rng);
+    let routes = routes::translate(&ctx, &consumers);
+
+    let mut statuses = consumers.statuses;
+    statuses.extend(clients.statuses);
+    statuses.extend(routes.statuses);
+    statuses.sort_by(|a, b| a.object.cmp(&b.object));
+
+    let mut snapshot = Snapshot {
+        format: FORMAT_VERSION,
+        revision: String::new(),
+        routes: routes.routes,
+        consumers: consumers.snapshot,
+        clients: clients.snapshot,
+    };
+    snapshot.revision = content_revision(&snapshot);
+
+    Output {
+        snapshot,
+        statuses,
+        secrets_to_create: clients.secrets_to_create,
+    }
+}
+
+/// A short content hash of the snapshot (with an empty revision field), so equal
+/// content always carries an equal revision.
+fn content_revision(snapshot: &Snapshot) -> String {
+    debug_assert!(snapshot.revision.is_empty());
+    let digest = Sha256::digest(snapshot.to_json());
+    hex::encode(&digest[..8])
+}

@@ -1,0 +1,189 @@
+//! Shared plumbing for the per-kind translators: lookups by namespace/name, which
+//! objects this instance handles, age ordering, and collecting an object's problems
+//! into its `Ready` condition.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use gatehouse_crds::conditions;
+use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta, Time};
+
+use super::{Input, Kind, ObjectRef, Options};
+
+/// Namespace assumed for objects that name none (standalone manifests).
+pub const DEFAULT_NAMESPACE: &str = "default";
+
+/// Label EndpointSlices carry to name their Service.
+const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
+/// Indexed view of the input, shared by the translators.
+pub struct Context<'a> {
+    pub input: &'a Input,
+    pub options: &'a Options,
+    secrets: HashMap<(&'a str, &'a str), &'a Secret>,
+    services: HashMap<(&'a str, &'a str), &'a Service>,
+    slices: HashMap<(&'a str, &'a str), Vec<&'a EndpointSlice>>,
+}
+
+impl<'a> Context<'a> {
+    pub fn new(input: &'a Input, options: &'a Options) -> Self {
+        fn index<T: kube::Resource>(items: &[Arc<T>]) -> HashMap<(&str, &str), &T> {
+            items
+                .iter()
+                .filter_map(|o| Some(((namespace(o.meta()), name(o.meta())?), &**o)))
+                .collect()
+        }
+        let mut slices: HashMap<_, Vec<_>> = HashMap::new();
+        for s in &input.endpoint_slices {
+            if let Some(svc) = s
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(SERVICE_NAME_LABEL))
+            {
+                slices
+                    .entry((namespace(&s.metadata), svc.as_str()))
+                    .or_default()
+                    .push(&**s);
+            }
+        }
+        // Slice order must not leak into the output: sort by name.
+        for list in slices.values_mut() {
+            list.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+        }
+        Context {
+            input,
+            options,
+            secrets: index(&input.secrets),
+            services: index(&input.services),
+            slices,
+        }
+    }
+
+    pub fn secret(&self, namespace: &str, name: &str) -> Option<&'a Secret> {
+        self.secrets.get(&(namespace, name)).copied()
+    }
+
+    pub fn service(&self, namespace: &str, name: &str) -> Option<&'a Service> {
+        self.services.get(&(namespace, name)).copied()
+    }
+
+    pub fn endpoint_slices(&self, namespace: &str, service: &str) -> Vec<&'a EndpointSlice> {
+        self.slices
+            .get(&(namespace, service))
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Whether this instance handles the object (instance label) and it is live.
+    pub fn handles(&self, meta: &ObjectMeta) -> bool {
+        if meta.deletion_timestamp.is_some() || meta.name.is_none() {
+            return false;
+        }
+        let label = meta
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(super::INSTANCE_LABEL));
+        label.map(String::as_str) == self.options.instance.as_deref()
+    }
+
+    /// The objects of one kind this instance handles, oldest first (ties broken by
+    /// namespace/name): the order in which conflicts are decided.
+    pub fn oldest_first<T>(&self, items: &'a [Arc<T>]) -> Vec<&'a T>
+    where
+        T: kube::Resource,
+    {
+        let mut v: Vec<&T> = items
+            .iter()
+            .map(|o| &**o)
+            .filter(|o| self.handles(o.meta()))
+            .collect();
+        v.sort_by(|a, b| age_key(a.meta()).cmp(&age_key(b.meta())));
+        v
+    }
+}
+
+/// Sort key: creation time (objects without one, as in standalone, sort as oldest),
+/// then namespace and name.
+fn age_key(meta: &ObjectMeta) -> (Option<&Time>, &str, &str) {
+    (
+        meta.creation_timestamp.as_ref(),
+        namespace(meta),
+        meta.name.as_deref().unwrap_or_default(),
+    )
+}
+
+pub fn namespace(meta: &ObjectMeta) -> &str {
+    meta.namespace.as_deref().unwrap_or(DEFAULT_NAMESPACE)
+}
+
+fn name(meta: &ObjectMeta) -> Option<&str> {
+    meta.name.as_deref()
+}
+
+pub fn object_ref(kind: Kind, meta: &ObjectMeta) -> ObjectRef {
+    ObjectRef {
+        kind,
+        namespace: namespace(meta).to_owned(),
+        name: meta.name.clone().unwrap_or_default(),
+        uid: meta.uid.clone(),
+        generation: meta.generation,
+    }
+}
+
+/// The problems found with one object; the first one names the reason.
+#[derive(Default)]
+pub struct Verdict {
+    problems: Vec<(&'static str, String)>,
+}
+
+impl Verdict {
+    pub fn reject(&mut self, reason: &'static str, message: impl Into<String>) {
+        self.problems.push((reason, message.into()));
+    }
+
+    pub fn is_ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+
+    /// The `Ready` condition: `True` with `ok_message`, or `False` with the first
+    /// problem's reason and every problem's message. The previous transition time is
+    /// kept when the status did not flip.
+    pub fn into_conditions(
+        self,
+        ok_message: &str,
+        object: &ObjectRef,
+        previous: &[Condition],
+        now: &Time,
+    ) -> Vec<Condition> {
+        let condition = match self.problems.first() {
+            None => conditions::ready(ok_message, object.generation, now),
+            Some((reason, _)) => {
+                let message = self
+                    .problems
+                    .iter()
+                    .map(|(_, m)| m.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                conditions::not_ready(reason, message, object.generation, now)
+            }
+        };
+        let mut next = vec![condition];
+        conditions::carry_transition_times(previous, &mut next);
+        next
+    }
+}
+
+/// RFC 6749 §3.3 scope-token: one or more of %x21 / %x23-5B / %x5D-7E.
+pub fn is_scope_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
+}
+
+/// Whether a value can be sent as an HTTP header value (no control characters).
+pub fn is_header_safe(s: &str) -> bool {
+    s.chars().all(|c| !c.is_control())
+}

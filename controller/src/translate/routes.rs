@@ -1,0 +1,335 @@
+//! ProtectedRoutes: spec checks, host+path conflicts (the older route wins), backend
+//! endpoints, provision key digest and anonymous consumer.
+//!
+//! What happens to a route with a problem depends on the problem: an invalid spec or a
+//! conflict keeps it out of the snapshot (the path is served by whatever else matches,
+//! or 404); a missing backend keeps it in with no endpoints (503); a missing provision
+//! key or anonymous consumer keeps it in with that feature off (fail closed).
+
+use std::collections::HashMap;
+
+use gatehouse_crds::conditions::reason;
+use gatehouse_crds::{Pkce, ProtectedRoute, ProtectedRouteStatus};
+use gatehouse_proxy::config;
+use sha2::{Digest as _, Sha256};
+
+use super::consumers::{Consumers, Lookup};
+use super::object::{is_scope_token, object_ref, Context, Verdict};
+use super::{backend, secrets, Kind, ObjectStatus, Status};
+
+/// Result of translating routes.
+pub struct Routes {
+    pub routes: Vec<config::Route>,
+    pub statuses: Vec<ObjectStatus>,
+}
+
+pub fn translate(ctx: &Context<'_>, consumers: &Consumers) -> Routes {
+    let mut out = Routes {
+        routes: Vec::new(),
+        statuses: Vec::new(),
+    };
+    // (host, path) → id of the older route serving it.
+    let mut claimed: HashMap<(String, String), String> = HashMap::new();
+
+    for r in ctx.oldest_first(&ctx.input.routes) {
+        let object = object_ref(Kind::ProtectedRoute, &r.metadata);
+        let id = format!("{}/{}", object.namespace, object.name);
+        let mut v = Verdict::default();
+        check_spec(r, &mut v);
+
+        if v.is_ok() {
+            let keys = match_keys(r);
+            if let Some(owner) = keys.iter().find_map(|k| claimed.get(k)) {
+                v.reject(
+                    reason::ROUTE_CONFLICT,
+                    format!("an older ProtectedRoute {owner} already serves one of these host and path pairs"),
+                );
+            } else {
+                for k in keys {
+                    claimed.insert(k, id.clone());
+                }
+            }
+        }
+
+        // Invalid and conflicting routes stay out; everything below keeps the route
+        // in the snapshot with the failing part switched off.
+        let admitted = v.is_ok();
+        let mut ok_message = "Route is in effect".to_owned();
+        if admitted {
+            let endpoints = backend::resolve(ctx, &object.namespace, &r.spec.backend, &mut v);
+            if v.is_ok() && endpoints.is_empty() {
+                ok_message =
+                    "Route is in effect; the backend has no ready endpoints yet (requests get 503)"
+                        .to_owned();
+            }
+            let provision_key_sha256 = provision_key(ctx, &object.namespace, r, &mut v);
+            let anonymous_consumer = anonymous(consumers, &object.namespace, r, &mut v);
+            out.routes.push(route(
+                r,
+                id,
+                endpoints,
+                provision_key_sha256,
+                anonymous_consumer,
+            ));
+        }
+
+        let previous = r.status.as_ref().map(|s| s.conditions.as_slice());
+        let conditions = v.into_conditions(
+            &ok_message,
+            &object,
+            previous.unwrap_or_default(),
+            &ctx.options.now,
+        );
+        out.statuses.push(ObjectStatus {
+            status: Status::ProtectedRoute(ProtectedRouteStatus {
+                conditions,
+                observed_generation: object.generation,
+            }),
+            object,
+        });
+    }
+    out.routes.sort_by(|a, b| a.id.cmp(&b.id));
+    out
+}
+
+/// Everything the schema (or CEL) checks in a cluster, checked again because
+/// standalone manifests never pass through an API server.
+fn check_spec(r: &ProtectedRoute, v: &mut Verdict) {
+    let s = &r.spec;
+    for p in &s.paths {
+        if !p.starts_with('/') {
+            v.reject(
+                reason::INVALID_SPEC,
+                format!("path {p:?} must start with /"),
+            );
+        }
+    }
+    for h in &s.hosts {
+        if !is_host_pattern(h) {
+            v.reject(
+                reason::INVALID_SPEC,
+                format!("host {h:?} is not a host name or *.wildcard"),
+            );
+        }
+    }
+    let o = &s.oauth2;
+    for scope in &o.scopes {
+        if !is_scope_token(scope) {
+            v.reject(
+                reason::INVALID_SPEC,
+                format!("scope {scope:?} is not a valid scope token"),
+            );
+        }
+    }
+    if o.mandatory_scope && o.scopes.is_empty() {
+        v.reject(
+            reason::INVALID_SPEC,
+            "mandatoryScope needs at least one scope in scopes",
+        );
+    }
+    if o.token_expiration < 0 || o.refresh_token_ttl < 0 {
+        v.reject(
+            reason::INVALID_SPEC,
+            "tokenExpiration and refreshTokenTtl must not be negative",
+        );
+    }
+    if o.auth_header_name.is_empty()
+        || !o
+            .auth_header_name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    {
+        v.reject(
+            reason::INVALID_SPEC,
+            format!(
+                "authHeaderName {:?} is not a header name",
+                o.auth_header_name
+            ),
+        );
+    }
+    for rule in &o.rules {
+        if !rule.path.starts_with('/') {
+            v.reject(
+                reason::INVALID_SPEC,
+                format!("rule path {:?} must start with /", rule.path),
+            );
+        }
+        if rule.required_scopes.is_empty() {
+            v.reject(
+                reason::INVALID_SPEC,
+                format!("rule {:?} names no requiredScopes", rule.path),
+            );
+        }
+        for scope in &rule.required_scopes {
+            if !o.scopes.contains(scope) {
+                v.reject(
+                    reason::INVALID_SPEC,
+                    format!(
+                        "rule {:?} requires scope {scope:?}, which is not listed in scopes",
+                        rule.path
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// `example.com` or `*.example.com`: DNS labels of letters, digits and inner hyphens.
+fn is_host_pattern(h: &str) -> bool {
+    let name = h.strip_prefix("*.").unwrap_or(h);
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+}
+
+/// The (host, path) pairs a route serves; "" stands for "any host".
+fn match_keys(r: &ProtectedRoute) -> Vec<(String, String)> {
+    let hosts: Vec<String> = if r.spec.hosts.is_empty() {
+        vec![String::new()]
+    } else {
+        r.spec
+            .hosts
+            .iter()
+            .map(|h| h.to_ascii_lowercase())
+            .collect()
+    };
+    let paths: Vec<String> = if r.spec.paths.is_empty() {
+        vec!["/".to_owned()]
+    } else {
+        r.spec.paths.iter().map(|p| normalize_path(p)).collect()
+    };
+    let mut keys = Vec::new();
+    for h in &hosts {
+        for p in &paths {
+            keys.push((h.clone(), p.clone()));
+        }
+    }
+    keys
+}
+
+/// Prefixes match on segment boundaries, so `/api/` and `/api` are the same prefix.
+fn normalize_path(p: &str) -> String {
+    let t = p.trim_end_matches('/');
+    if t.is_empty() {
+        "/".to_owned()
+    } else {
+        t.to_owned()
+    }
+}
+
+fn provision_key(
+    ctx: &Context<'_>,
+    namespace: &str,
+    r: &ProtectedRoute,
+    v: &mut Verdict,
+) -> Option<String> {
+    let reference = r.spec.oauth2.provision_key_secret_ref.as_ref()?;
+    let Some(secret) = ctx.secret(namespace, &reference.name) else {
+        v.reject(
+            reason::PROVISION_KEY_SECRET_NOT_FOUND,
+            format!(
+                "provision key Secret {:?} not found in namespace {namespace:?}; authorize and password grants are refused",
+                reference.name
+            ),
+        );
+        return None;
+    };
+    match secrets::value(secret, &reference.key) {
+        Some(raw) if !raw.is_empty() => Some(hex::encode(Sha256::digest(raw))),
+        _ => {
+            v.reject(
+                reason::PROVISION_KEY_SECRET_INVALID,
+                format!(
+                    "Secret {:?} has no non-empty {:?} key",
+                    reference.name, reference.key
+                ),
+            );
+            None
+        }
+    }
+}
+
+fn anonymous(
+    consumers: &Consumers,
+    namespace: &str,
+    r: &ProtectedRoute,
+    v: &mut Verdict,
+) -> Option<String> {
+    let name = r.spec.oauth2.anonymous_consumer.as_deref()?;
+    match consumers.lookup(namespace, name) {
+        Lookup::Ready(id) => Some(id.to_owned()),
+        Lookup::NotReady | Lookup::NotFound => {
+            v.reject(
+                reason::ANONYMOUS_CONSUMER_NOT_FOUND,
+                format!("anonymous Consumer {name:?} is not a Ready Consumer in namespace {namespace:?}; requests without a token get 401"),
+            );
+            None
+        }
+    }
+}
+
+fn route(
+    r: &ProtectedRoute,
+    id: String,
+    endpoints: Vec<String>,
+    provision_key_sha256: Option<String>,
+    anonymous_consumer: Option<String>,
+) -> config::Route {
+    let s = &r.spec;
+    let o = &s.oauth2;
+    let defaults = config::RouteOAuth2::default();
+    config::Route {
+        id,
+        hosts: s.hosts.iter().map(|h| h.to_ascii_lowercase()).collect(),
+        paths: s.paths.clone(),
+        strip_path: s.strip_path,
+        preserve_host: s.preserve_host,
+        upstream: config::Upstream {
+            endpoints,
+            connect_timeout_ms: 5_000,
+            response_timeout_ms: 60_000,
+        },
+        oauth2: Some(config::RouteOAuth2 {
+            scopes: o.scopes.clone(),
+            mandatory_scope: o.mandatory_scope,
+            // check_spec rejected negative values.
+            token_expiration: o.token_expiration.max(0) as u64,
+            refresh_token_ttl: o.refresh_token_ttl.max(0) as u64,
+            code_ttl: defaults.code_ttl,
+            reuse_refresh_token: o.reuse_refresh_token,
+            enable_authorization_code: o.authorization_code,
+            enable_client_credentials: o.client_credentials,
+            enable_password_grant: o.password,
+            enable_implicit_grant: o.implicit,
+            pkce: match o.pkce {
+                Pkce::None => config::PkceMode::None,
+                Pkce::Lax => config::PkceMode::Lax,
+                Pkce::Strict => config::PkceMode::Strict,
+            },
+            provision_key_sha256,
+            hide_credentials: o.hide_credentials,
+            accept_http_if_already_terminated: o.accept_http_if_already_terminated,
+            anonymous_consumer,
+            global_credentials: o.global_credentials,
+            auth_header_name: o.auth_header_name.to_ascii_lowercase(),
+            realm: defaults.realm,
+            rules: o
+                .rules
+                .iter()
+                .map(|rule| config::ScopeRule {
+                    path: rule.path.clone(),
+                    methods: rule.methods.iter().map(|m| m.as_str().to_owned()).collect(),
+                    required_scopes: rule.required_scopes.clone(),
+                })
+                .collect(),
+        }),
+    }
+}

@@ -1,0 +1,243 @@
+//! `ProtectedRoute`: where requests match, where they go, and the OAuth2 protection
+//! in front (Kong route + service + `oauth2` plugin in one object).
+
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::refs::SecretKeyRef;
+use crate::status::ObjectStatus;
+
+/// Status of a ProtectedRoute.
+pub type ProtectedRouteStatus = ObjectStatus;
+
+/// An API path served through Gatehouse and protected by OAuth2.
+#[derive(CustomResource, Clone, Debug, Default, PartialEq, Deserialize, Serialize, KubeSchema)]
+#[kube(
+    group = "gatehouse.dev",
+    version = "v1alpha1",
+    kind = "ProtectedRoute",
+    namespaced,
+    doc = "An API path served through Gatehouse and protected by OAuth2.",
+    status = "ProtectedRouteStatus",
+    shortname = "proute",
+    category = "gatehouse",
+    printcolumn = r#"{"name":"Hosts","type":"string","jsonPath":".spec.hosts"}"#,
+    printcolumn = r#"{"name":"Paths","type":"string","jsonPath":".spec.paths"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ProtectedRouteSpec {
+    /// Host names this route answers for: exact (`api.example.com`) or one leading
+    /// wildcard label (`*.example.com`). Empty means any host.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(
+        length(max = 16),
+        inner(
+            regex(
+                pattern = r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+            ),
+            length(max = 253)
+        )
+    )]
+    pub hosts: Vec<String>,
+    /// Path prefixes, matched on segment boundaries (`/api` matches `/api/x`, not
+    /// `/apix`). Empty means `/`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16), inner(regex(pattern = r"^/"), length(max = 1024)))]
+    pub paths: Vec<String>,
+    /// Remove the matched path prefix before proxying upstream.
+    #[serde(default = "yes")]
+    pub strip_path: bool,
+    /// Send the client's `Host` header upstream instead of the backend's own.
+    #[serde(default)]
+    pub preserve_host: bool,
+    /// Where matched requests go.
+    pub backend: Backend,
+    /// OAuth2 protection settings (Kong `oauth2` plugin config).
+    #[serde(default)]
+    pub oauth2: OAuth2Spec,
+}
+
+/// The upstream of a route: a Service in the cluster, or a URL in standalone mode.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, KubeSchema)]
+#[x_kube(validation = Rule::new("has(self.service) != has(self.url)").message("set exactly one of service or url"))]
+#[serde(rename_all = "camelCase")]
+pub struct Backend {
+    /// A Service in the route's namespace; traffic goes to its ready endpoints.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<ServiceBackend>,
+    /// A base URL (`http://127.0.0.1:3000`); allowed in standalone mode only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(url, regex(pattern = r"^https?://"), length(max = 2048))]
+    pub url: Option<String>,
+}
+
+/// A Service port in the route's namespace.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceBackend {
+    /// Service name.
+    #[schemars(length(min = 1, max = 63))]
+    pub name: String,
+    /// Service port number (`spec.ports[].port`).
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: i32,
+}
+
+/// OAuth2 settings of a route. Grant toggles mirror Kong's `enable_*` flags.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, KubeSchema)]
+#[x_kube(validation = Rule::new("!has(self.mandatoryScope) || !self.mandatoryScope || (has(self.scopes) && size(self.scopes) > 0)").message("mandatoryScope needs at least one scope in scopes"))]
+#[x_kube(validation = Rule::new("!has(self.rules) || size(self.rules) == 0 || (has(self.scopes) && self.rules.all(r, r.requiredScopes.all(s, s in self.scopes)))").message("every rules[].requiredScopes entry must be listed in scopes"))]
+#[serde(rename_all = "camelCase")]
+pub struct OAuth2Spec {
+    /// Scopes a client may request on this route. Empty means scopes are not used.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(
+        length(max = 64),
+        inner(regex(pattern = r"^[!#-\[\]-~]+$"), length(max = 128))
+    )]
+    pub scopes: Vec<String>,
+    /// Refuse authorization and token requests that name no scope.
+    #[serde(default)]
+    pub mandatory_scope: bool,
+    /// Access token lifetime in seconds; 0 means tokens never expire (and no refresh
+    /// tokens are issued).
+    #[serde(default = "default_token_expiration")]
+    #[schemars(range(min = 0))]
+    pub token_expiration: i64,
+    /// Refresh token lifetime in seconds; 0 means refresh tokens never expire.
+    #[serde(default = "default_refresh_token_ttl")]
+    #[schemars(range(min = 0))]
+    pub refresh_token_ttl: i64,
+    /// Keep the same refresh token on refresh instead of rotating it.
+    #[serde(default)]
+    pub reuse_refresh_token: bool,
+    /// Authorization code grant.
+    #[serde(default = "yes")]
+    pub authorization_code: bool,
+    /// Client credentials grant.
+    #[serde(default)]
+    pub client_credentials: bool,
+    /// Resource owner password grant (the login app checked the password).
+    #[serde(default)]
+    pub password: bool,
+    /// Implicit grant.
+    #[serde(default)]
+    pub implicit: bool,
+    /// PKCE enforcement.
+    #[serde(default)]
+    pub pkce: Pkce,
+    /// Secret key holding the provision key the login/consent app presents to
+    /// `/oauth2/authorize` and the password grant. Unset: those are refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provision_key_secret_ref: Option<SecretKeyRef>,
+    /// Strip the token from the request before proxying upstream.
+    #[serde(default)]
+    pub hide_credentials: bool,
+    /// Accept plain HTTP when a trusted front proxy sent `X-Forwarded-Proto: https`.
+    #[serde(default)]
+    pub accept_http_if_already_terminated: bool,
+    /// Name of a Consumer (same namespace) that requests without a token pass as.
+    /// Unset: requests without a token get 401.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub anonymous_consumer: Option<String>,
+    /// Tokens issued here are valid on every route that also sets this.
+    #[serde(default)]
+    pub global_credentials: bool,
+    /// Header the bearer token is read from.
+    #[serde(default = "default_auth_header")]
+    #[schemars(regex(pattern = r"^[A-Za-z0-9-]+$"), length(min = 1, max = 64))]
+    pub auth_header_name: String,
+    /// Scope requirements enforced at the gateway; the longest matching path wins.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub rules: Vec<ScopeRule>,
+}
+
+impl Default for OAuth2Spec {
+    fn default() -> Self {
+        // Deserializing an empty object applies every serde default in one place.
+        serde_json::from_str("{}").expect("every OAuth2Spec field has a serde default")
+    }
+}
+
+/// PKCE enforcement (Kong's `pkce`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Pkce {
+    /// Never required.
+    None,
+    /// Required for public clients.
+    #[default]
+    Lax,
+    /// Required for every client.
+    Strict,
+}
+
+/// A scope requirement for part of a route.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ScopeRule {
+    /// Path prefix relative to the matched route path (route `/stepon` + rule
+    /// `/stepcounts` covers `/stepon/stepcounts/...`).
+    #[schemars(regex(pattern = r"^/"), length(max = 1024))]
+    pub path: String,
+    /// Methods the rule applies to; empty means every method.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 9))]
+    pub methods: Vec<Method>,
+    /// Every one of these scopes must have been granted to the token.
+    #[schemars(length(min = 1, max = 16), inner(length(max = 128)))]
+    pub required_scopes: Vec<String>,
+}
+
+/// HTTP methods a scope rule can name.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize, JsonSchema,
+)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Method {
+    Get,
+    Head,
+    Post,
+    Put,
+    Patch,
+    Delete,
+    Options,
+    Connect,
+    Trace,
+}
+
+impl Method {
+    /// The method as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Head => "HEAD",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Patch => "PATCH",
+            Method::Delete => "DELETE",
+            Method::Options => "OPTIONS",
+            Method::Connect => "CONNECT",
+            Method::Trace => "TRACE",
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_token_expiration() -> i64 {
+    7_200
+}
+fn default_refresh_token_ttl() -> i64 {
+    1_209_600
+}
+fn default_auth_header() -> String {
+    "authorization".to_owned()
+}

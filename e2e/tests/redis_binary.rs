@@ -1,0 +1,151 @@
+//! The real `gatehouse proxy` binary with `--config-redis` and `--redis`: config
+//! published by the writer is served, and tokens survive a restart of the process.
+
+use std::time::{Duration, Instant};
+
+use gatehouse_e2e::binary::{free_addr, Gatehouse};
+use gatehouse_e2e::redis_server::RedisServer;
+use gatehouse_proxy::config::{
+    ClientType, Consumer, OAuth2Client, Route, RouteOAuth2, Snapshot, Upstream, FORMAT_VERSION,
+};
+use gatehouse_proxy::source::redis::ConfigPublisher;
+use gatehouse_proxy::store::Digest;
+use serde_json::Value;
+
+const PROVISION_KEY: &str = "provision-key-123";
+
+fn mk_snapshot(upstream: &str) -> Snapshot {
+    Snapshot {
+        format: FORMAT_VERSION,
+        revision: "bin-1".into(),
+        routes: vec![Route {
+            id: "default/stepon".into(),
+            hosts: vec![],
+            paths: vec!["/stepon".into()],
+            strip_path: true,
+            preserve_host: false,
+            upstream: Upstream {
+                endpoints: vec![upstream.to_owned()],
+                connect_timeout_ms: 1000,
+                response_timeout_ms: 5000,
+            },
+            oauth2: Some(RouteOAuth2 {
+                scopes: vec!["step_counts".into()],
+                provision_key_sha256: Some(Digest::of(PROVISION_KEY.as_bytes()).to_hex()),
+                enable_client_credentials: true,
+                accept_http_if_already_terminated: true,
+                ..RouteOAuth2::default()
+            }),
+        }],
+        consumers: vec![Consumer {
+            id: "default/shoe-fly-shoe".into(),
+            username: Some("shoeflyshoe".into()),
+            custom_id: None,
+        }],
+        clients: vec![OAuth2Client {
+            client_id: "sfs".into(),
+            secret_sha256: Some(Digest::of(b"sfs-secret").to_hex()),
+            name: "Shoe Fly Shoe".into(),
+            consumer_id: "default/shoe-fly-shoe".into(),
+            client_type: ClientType::Confidential,
+            redirect_uris: vec!["https://shoeflyshoe.example/cb".into()],
+            grant_types: vec![],
+            scopes: None,
+        }],
+    }
+}
+
+fn start_proxy(redis: &RedisServer) -> (Gatehouse, String, String) {
+    let (listen, admin) = (free_addr(), free_addr());
+    let proxy = Gatehouse::spawn([
+        "proxy".to_owned(),
+        "--config-redis".to_owned(),
+        redis.url(),
+        "--redis".to_owned(),
+        redis.url(),
+        "--listen".to_owned(),
+        listen.to_string(),
+        "--admin-listen".to_owned(),
+        admin.to_string(),
+        "--workers".to_owned(),
+        "1".to_owned(),
+    ])
+    .unwrap();
+    (proxy, format!("http://{listen}"), format!("http://{admin}"))
+}
+
+async fn wait_ready(proxy: &mut Gatehouse, admin: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(r) = reqwest::get(format!("{admin}/readyz")).await {
+            if r.status() == 200 {
+                return;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "proxy never became ready; log:\n{}",
+            proxy.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn client_credentials_token(base: &str) -> String {
+    let resp = reqwest::Client::new()
+        .post(format!("{base}/stepon/oauth2/token"))
+        .header("x-forwarded-proto", "https")
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", "sfs"),
+            ("client_secret", "sfs-secret"),
+            ("scope", "step_counts"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.unwrap();
+    body["access_token"].as_str().unwrap().to_owned()
+}
+
+async fn api_status(base: &str, token: &str) -> u16 {
+    reqwest::Client::new()
+        .get(format!("{base}/stepon/steps"))
+        .header("x-forwarded-proto", "https")
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_proxy_binary_serves_config_from_redis_and_keeps_tokens_across_restarts() {
+    let redis = RedisServer::start().unwrap();
+    let upstream = gatehouse_e2e::upstream::TestUpstream::echo().await;
+    let target = gatehouse_proxy::store::args::StoreArgs::default()
+        .target_for(&redis.url())
+        .unwrap();
+    ConfigPublisher::new(&target, "gatehouse:")
+        .unwrap()
+        .publish(&mk_snapshot(&upstream.url()))
+        .await
+        .unwrap();
+
+    let (mut proxy, base, admin) = start_proxy(&redis);
+    wait_ready(&mut proxy, &admin).await;
+    let token = client_credentials_token(&base).await;
+    assert_eq!(api_status(&base, &token).await, 200);
+
+    proxy.terminate().unwrap();
+    proxy.wait_exit(Duration::from_secs(20)).await.unwrap();
+    let (mut again, base, admin) = start_proxy(&redis);
+    wait_ready(&mut again, &admin).await;
+    assert_eq!(
+        api_status(&base, &token).await,
+        200,
+        "token survived the restart"
+    );
+}
