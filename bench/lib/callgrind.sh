@@ -61,7 +61,7 @@ callgrind_case() {
   for _ in $(seq 1 100); do [ -s "$dump" ] && break; sleep 0.1; done
   [ -s "$dump" ] || die "callgrind wrote no dump for case $c"
   requests=$(report_value "$RUN_DIR/callgrind-wrk-$c.txt" requests)
-  read -r status sock < <(errors_of "$RUN_DIR/callgrind-wrk-$c.txt")
+  read -r status sock _ < <(errors_of "$RUN_DIR/callgrind-wrk-$c.txt")
   if [ "$status" != 0 ] || [ "$sock" != 0 ]; then
     FAILURES+=("case $c under callgrind: $status non-2xx, $sock socket errors")
   fi

@@ -4,7 +4,7 @@
 #
 # runs.tsv columns (tab-separated, one row per measured wrk run):
 #   round case rps p50_us p99_us p999_us status_errors socket_errors cpu_ticks requests
-#   peak_rss_kib
+#   peak_rss_kib timeouts
 # cpu_ticks is -1 when the case has no proxy process (case a).
 
 # summary_table BASE_MODE CASES...: a Markdown table of the medians over rounds.
@@ -36,20 +36,20 @@ summary_table() {
       r = $1; c = $2
       rps[c, r] = $3; seen[c, r] = 1
       add(RPS, c, $3); add(P50, c, $4); add(P99, c, $5); add(P999, c, $6)
-      st[c] += $7; so[c] += $8
+      st[c] += $7; so[c] += $8; to[c] += $12
       if ($9 >= 0) { add(CPU, c, $9 / tck); add(US, c, ($9 / tck) * 1e6 / ($10 > 0 ? $10 : 1)) }
       if ($11 > rss[c]) rss[c] = $11
       if (r > rounds) rounds = r
     }
     END {
-      printf "| case | what | req/s | %s | p50 ms | p99 ms | p99.9 ms | non-2xx | socket errors | proxy CPU s | CPU µs/req | peak RSS MiB |\n", bh
-      printf "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+      printf "| case | what | req/s | %s | p50 ms | p99 ms | p99.9 ms | non-2xx | socket errors | timeouts | proxy CPU s | CPU µs/req | peak RSS MiB |\n", bh
+      printf "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
       n = split(spec, lines, "\n")
       for (k = 1; k <= n; k++) {
         if (lines[k] == "") continue
         split(lines[k], f, "|"); c = f[1]; base = f[2]; desc = f[3]
         if (mode == "b") base = "b"
-        if (!(c in RPS)) { printf "| %s | %s | not run |||||||||| \n", c, desc; continue }
+        if (!(c in RPS)) { printf "| %s | %s | not run | | | | | | | | | | |\n", c, desc; continue }
         ratios = ""
         for (r = 1; r <= rounds; r++)
           if (((c, r) in seen) && ((base, r) in seen) && rps[base, r] > 0)
@@ -58,9 +58,9 @@ summary_table() {
         cpu = (c in CPU) ? sprintf("%.2f", median(CPU[c])) : "—"
         us = (c in US) ? sprintf("%.1f", median(US[c])) : "—"
         mem = (c in CPU) ? sprintf("%.1f", rss[c] / 1024) : "—"
-        printf "| %s | %s | %.0f | %s | %.3f | %.3f | %.3f | %d | %d | %s | %s | %s |\n", \
+        printf "| %s | %s | %.0f | %s | %.3f | %.3f | %.3f | %d | %d | %d | %s | %s | %s |\n", \
           c, desc, median(RPS[c]), ratio, median(P50[c]) / 1000, median(P99[c]) / 1000, \
-          median(P999[c]) / 1000, st[c], so[c], cpu, us, mem
+          median(P999[c]) / 1000, st[c], so[c], to[c], cpu, us, mem
       }
     }' "$RUN_DIR/runs.tsv"
 }
