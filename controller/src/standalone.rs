@@ -186,7 +186,7 @@ pub async fn run(mut args: StandaloneArgs) -> anyhow::Result<()> {
         Source::Embedded => None,
     };
 
-    shutdown_signal().await;
+    gatehouse_proxy::cli::shutdown_signal().await?;
     eprintln!("Shutting down");
     if let Some(w) = watcher {
         w.abort();
@@ -357,28 +357,6 @@ fn watch(
             }
         }
     }))
-}
-
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }
 
 #[cfg(test)]

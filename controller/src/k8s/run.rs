@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use gatehouse_crds::{Consumer, OAuth2Client, ProtectedRoute};
+use gatehouse_proxy::cli::shutdown_signal;
 use gatehouse_proxy::store::args::StoreArgs;
 use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -579,24 +580,6 @@ async fn kube_client(args: &ControllerArgs) -> anyhow::Result<Client> {
     .await
     .with_context(|| format!("loading --kubeconfig {}", path.display()))?;
     Client::try_from(config).context("building the Kubernetes client")
-}
-
-/// Resolves on the first SIGTERM or SIGINT.
-async fn shutdown_signal() -> anyhow::Result<()> {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-        tokio::select! {
-            _ = term.recv() => {}
-            result = tokio::signal::ctrl_c() => result.context("installing the SIGINT handler")?,
-        }
-    }
-    #[cfg(not(unix))]
-    tokio::signal::ctrl_c()
-        .await
-        .context("installing the Ctrl-C handler")?;
-    Ok(())
 }
 
 #[cfg(test)]
