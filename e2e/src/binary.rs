@@ -60,6 +60,7 @@ fn locate_and_build() -> anyhow::Result<PathBuf> {
                     | "CARGO_BIN_NAME"
                     | "CARGO_PRIMARY_PACKAGE"
                     | "CARGO_TARGET_TMPDIR"
+                    | "CARGO_RUSTC_CURRENT_DIR"
                     | "OUT_DIR"
             );
         if per_package {

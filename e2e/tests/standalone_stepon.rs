@@ -13,7 +13,7 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex, Once};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -37,50 +37,9 @@ fn workspace_root() -> PathBuf {
         .to_owned()
 }
 
-/// The `gatehouse` binary, built once per test run (`GATEHOUSE_BIN` overrides).
-///
-/// Not `gatehouse_e2e::binary::binary_path()`: that build inherits this process's
-/// `CARGO_MANIFEST_DIR`, which ring's build script tracks, so it and every plain
-/// `cargo build`/`cargo test` rebuild ring and everything above it in turn.
+/// The `gatehouse` binary under test (the shared helper builds it once per run).
 fn binary() -> PathBuf {
-    if let Some(bin) = std::env::var_os("GATEHOUSE_BIN") {
-        return bin.into();
-    }
-    static BUILD: Once = Once::new();
-    BUILD.call_once(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        // Same package selection as `scripts/test`'s `cargo build --workspace`, so the
-        // feature set (and so the artifact) is the one already built there.
-        let mut cmd = Command::new(cargo);
-        cmd.args(["build", "--quiet", "--workspace", "--bin", "gatehouse"])
-            .current_dir(workspace_root());
-        // Cargo gives this test process its package's CARGO_MANIFEST_DIR etc.; build
-        // scripts that track those (ring's does) would otherwise rerun, and the next
-        // `cargo test` would rebuild everything back.
-        for (key, _) in std::env::vars_os() {
-            let k = key.to_string_lossy();
-            if [
-                "CARGO_MANIFEST_",
-                "CARGO_PKG_",
-                "CARGO_CRATE_",
-                "CARGO_BIN_",
-                "CARGO_PRIMARY_",
-            ]
-            .iter()
-            .any(|p| k.starts_with(p))
-                || k == "CARGO_TARGET_TMPDIR"
-                || k == "CARGO_RUSTC_CURRENT_DIR"
-            {
-                cmd.env_remove(&key);
-            }
-        }
-        let status = cmd.status().expect("cargo runs");
-        assert!(status.success(), "building the gatehouse binary failed");
-    });
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target"));
-    target.join("debug").join("gatehouse")
+    gatehouse_e2e::binary::binary_path().expect("the gatehouse binary builds")
 }
 
 /// A copy of `examples/stepon` whose backend points at `upstream`.
