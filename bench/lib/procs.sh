@@ -8,12 +8,18 @@ STARTED_PIDS=()
 # Ports handed out so far, so two servers of one run never get the same port.
 USED_PORTS=" "
 
+# Ports are drawn below the kernel's ephemeral range: a port in that range can be the
+# local end of an outgoing connection (wrk, nginx or Redis clients) that nothing listens
+# on, so the probe below sees it free and the server's bind then fails.
+EPHEMERAL_LOW=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+[ "$EPHEMERAL_LOW" -gt 11000 ] 2>/dev/null || EPHEMERAL_LOW=32768
+
 # alloc_port VAR: pick a free 127.0.0.1 port and store it in VAR.
 alloc_port() {
   local -n _port_var=$1
   local p tries=0
   while :; do
-    p=$((20000 + (RANDOM * 32768 + RANDOM) % 40000))
+    p=$((10000 + (RANDOM * 32768 + RANDOM) % (EPHEMERAL_LOW - 10000)))
     tries=$((tries + 1))
     if [ "$tries" -gt 1000 ]; then
       die "no free loopback port found"
