@@ -47,7 +47,7 @@ pub async fn serve(
                 let state = state.clone();
                 async move { Ok::<_, Infallible>(respond(&state, req).await) }
             });
-            let _ = hyper::server::conn::http1::Builder::new()
+            let _ = crate::server::limits::admin_http1()
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
         });

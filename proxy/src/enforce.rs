@@ -11,7 +11,6 @@ use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Method, Uri};
-use http_body_util::{BodyExt, Limited};
 
 use crate::body::{full, ProxyBody};
 use crate::catalog::Catalog;
@@ -19,6 +18,7 @@ use crate::config::{Consumer, Route, RouteOAuth2, ScopeRule};
 use crate::error::Rejection;
 use crate::headers::*;
 use crate::router::{normalize_prefix, prefix_covers};
+use crate::server::limits::{read_body, BodyError, BodyLimit};
 use crate::store::{AccessToken, Digest, TokenStore, UnixTime};
 
 /// Everything enforcement needs about the matched route and the world.
@@ -30,8 +30,8 @@ pub struct Context<'a> {
     /// Normalized request path after the matched route prefix.
     pub suffix: &'a str,
     pub now: UnixTime,
-    /// Largest form body read to look for `access_token`.
-    pub max_body_bytes: usize,
+    /// Bound on the form body read to look for `access_token`.
+    pub body_limit: BodyLimit,
 }
 
 /// Where the presented token was found.
@@ -55,7 +55,7 @@ pub async fn enforce(
     let mut form: Option<Bytes> = None;
     let mut body = body;
     if found.is_none() && is_form(&parts.headers) {
-        let bytes = read_limited(&parts.headers, body, ctx.max_body_bytes).await?;
+        let bytes = read_limited(&parts.headers, body, ctx.body_limit).await?;
         found = form_param(&bytes, "access_token").map(|t| (t, TokenSource::Body));
         // The stream is consumed: the upstream gets the bytes we read.
         body = full(bytes.clone());
@@ -326,25 +326,20 @@ fn is_form(headers: &HeaderMap) -> bool {
 pub async fn read_limited(
     headers: &HeaderMap,
     body: ProxyBody,
-    limit: usize,
+    limit: BodyLimit,
 ) -> Result<Bytes, Rejection> {
     let declared = headers
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > limit as u64) {
+    if declared.is_some_and(|len| len > limit.max_bytes as u64) {
         return Err(Rejection::BodyTooLarge);
     }
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e)
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some() =>
-        {
-            Err(Rejection::BodyTooLarge)
-        }
-        Err(_) => Err(Rejection::BadRequest),
-    }
+    read_body(body, limit).await.map_err(|e| match e {
+        BodyError::TooLarge => Rejection::BodyTooLarge,
+        BodyError::TooSlow => Rejection::BodyTimeout,
+        BodyError::Broken => Rejection::BadRequest,
+    })
 }
 
 #[cfg(test)]

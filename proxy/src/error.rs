@@ -34,6 +34,9 @@ pub enum Rejection {
     /// A body the proxy must read was larger than allowed.
     #[error("request body too large")]
     BodyTooLarge,
+    /// A body the proxy must read arrived slower than the minimum rate.
+    #[error("request body too slow")]
+    BodyTimeout,
     /// The request could not be read or rewritten.
     #[error("bad request")]
     BadRequest,
@@ -59,6 +62,7 @@ impl Rejection {
             Rejection::InsufficientScope { .. } => "insufficient_scope",
             Rejection::StoreUnavailable => "store_unavailable",
             Rejection::BodyTooLarge => "body_too_large",
+            Rejection::BodyTimeout => "body_timeout",
             Rejection::BadRequest => "bad_request",
             Rejection::NoEndpoints => "no_endpoints",
             Rejection::UpstreamUnavailable => "upstream_unavailable",
@@ -106,6 +110,9 @@ impl Rejection {
             ),
             Rejection::BodyTooLarge => {
                 message(StatusCode::PAYLOAD_TOO_LARGE, "Request size limit exceeded")
+            }
+            Rejection::BodyTimeout => {
+                message(StatusCode::REQUEST_TIMEOUT, "Request body read timed out")
             }
             Rejection::BadRequest => message(StatusCode::BAD_REQUEST, "Bad request"),
             Rejection::NoEndpoints => message(

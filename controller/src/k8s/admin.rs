@@ -84,7 +84,7 @@ pub async fn serve(
                 let response = respond(&health, &registry, &req);
                 async move { Ok::<_, Infallible>(response) }
             });
-            let _ = hyper::server::conn::http1::Builder::new()
+            let _ = gatehouse_proxy::server::limits::admin_http1()
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
         });

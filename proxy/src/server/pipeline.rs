@@ -25,8 +25,8 @@ use crate::store::{TokenStore, UnixTime};
 /// Request limits from the command line.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
-    /// Largest body read for `/oauth2/*` requests and form-encoded token lookups.
-    pub max_oauth_body_bytes: usize,
+    /// Bound on bodies read for `/oauth2/*` requests and form-encoded token lookups.
+    pub body: super::limits::BodyLimit,
 }
 
 /// What every request of one worker shares (one instance per worker, so reference
@@ -86,9 +86,7 @@ async fn serve(
 
     if let Some(oauth) = &route.oauth2 {
         if let Some(endpoint) = oauth2::Endpoint::from_suffix(suffix) {
-            let bytes =
-                enforce::read_limited(&parts.headers, body, shared.limits.max_oauth_body_bytes)
-                    .await?;
+            let bytes = enforce::read_limited(&parts.headers, body, shared.limits.body).await?;
             let scheme = conn.client_scheme(&parts.headers);
             let public_host = match parts.headers.get(X_FORWARDED_HOST).filter(|_| conn.trusted) {
                 Some(h) => h.to_str().ok(),
@@ -130,7 +128,7 @@ async fn serve(
             store: shared.store.as_ref(),
             suffix,
             now: unix_now(),
-            max_body_bytes: shared.limits.max_oauth_body_bytes,
+            body_limit: shared.limits.body,
         };
         body = enforce::enforce(&ctx, &mut parts, body).await.inspect_err(|rejection| {
             tracing::info!(route.id = %route.id, peer = %conn.peer, reason = rejection.reason(), "Request denied");
