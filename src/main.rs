@@ -20,11 +20,11 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Watch Consumer/OAuth2Client/ProtectedRoute resources and publish proxy config.
-    Controller(control::ControllerArgs),
+    Controller(Box<control::ControllerArgs>),
     /// Run the data-plane proxy from a snapshot file or Redis.
     Proxy(Box<proxy::ProxyArgs>),
     /// Run controller logic and proxy in one process from a manifests directory.
-    Standalone(control::StandaloneArgs),
+    Standalone(Box<control::StandaloneArgs>),
     /// Translate a manifests directory and print the snapshot and object statuses.
     Render(control::RenderArgs),
     /// Print the CustomResourceDefinitions as YAML.
@@ -40,14 +40,14 @@ fn main() -> anyhow::Result<()> {
             .build()
     };
     match cli.command {
-        Command::Controller(args) => runtime()?.block_on(control::run_controller(args)),
+        Command::Controller(args) => runtime()?.block_on(control::run_controller(*args)),
         // The proxy serves on its own per-core runtimes (see proxy::server); this one
         // only runs the config source and waits for signals.
         Command::Proxy(args) => tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?
             .block_on(proxy::run(*args)),
-        Command::Standalone(args) => runtime()?.block_on(control::run_standalone(args)),
+        Command::Standalone(args) => runtime()?.block_on(control::run_standalone(*args)),
         Command::Render(args) => {
             let code = control::run_render(args)?;
             std::process::exit(code)

@@ -230,22 +230,50 @@ impl Loader {
                 .push(typed::<Service>("Service", &name, value)?),
             "Consumer" => input
                 .consumers
-                .push(typed::<Consumer>("Consumer", &name, value)?),
+                .push(strict::<Consumer>("Consumer", &name, value)?),
             "OAuth2Client" => {
                 input
                     .clients
-                    .push(typed::<OAuth2Client>("OAuth2Client", &name, value)?)
+                    .push(strict::<OAuth2Client>("OAuth2Client", &name, value)?)
             }
             "ProtectedRoute" => {
                 input
                     .routes
-                    .push(typed::<ProtectedRoute>("ProtectedRoute", &name, value)?)
+                    .push(strict::<ProtectedRoute>("ProtectedRoute", &name, value)?)
             }
             _ => unreachable!("filtered by `known` above"),
         }
         self.seen.insert(key, origin.clone());
         Ok(())
     }
+}
+
+/// Decode one of our kinds, refusing any field serde would skip: a misspelt
+/// `requiredScopes` must not silently become "no scope required". (The types keep
+/// accepting unknown fields for the in-cluster watcher, where the API server prunes
+/// them and a newer CRD must not make an object undecodable.)
+fn strict<T: serde::de::DeserializeOwned>(
+    kind: &str,
+    name: &str,
+    v: serde_yaml::Value,
+) -> Result<Arc<T>, String> {
+    let mut unknown = Vec::new();
+    let decoded: T = serde_ignored::deserialize(v, |path| {
+        let path = path.to_string();
+        // The derived kinds skip these two; the loader has already checked them.
+        if path != "apiVersion" && path != "kind" {
+            unknown.push(path);
+        }
+    })
+    .map_err(|e| format!("{kind} {name:?}: {e}"))?;
+    if !unknown.is_empty() {
+        return Err(format!(
+            "{kind} {name:?}: unknown field{} {}",
+            if unknown.len() == 1 { "" } else { "s" },
+            unknown.join(", ")
+        ));
+    }
+    Ok(Arc::new(decoded))
 }
 
 #[cfg(test)]
@@ -301,6 +329,26 @@ metadata:
             msg.starts_with("routes.yaml document 2: ProtectedRoute \"r\""),
             "{msg}"
         );
+        assert_eq!(m.input.consumers.len(), 1);
+    }
+
+    #[test]
+    fn unknown_fields_in_our_kinds_are_errors_naming_file_document_and_path() {
+        let text = "apiVersion: gatehouse.dev/v1alpha1\nkind: Consumer\nmetadata: {name: a}\nspec: {username: a}\n---\napiVersion: gatehouse.dev/v1alpha1\nkind: ProtectedRoute\nmetadata: {name: r}\nspec:\n  paths: [/api]\n  backend: {url: 'http://127.0.0.1:1'}\n  oauth2:\n    rules:\n      - path: /admin\n        requiredScopes: [admin]\n        method: [DELETE]\n";
+        let m = Manifests::read_strs([("routes.yaml", text)]);
+        let msgs: Vec<String> = m.errors.iter().map(|e| e.to_string()).collect();
+        assert_eq!(msgs.len(), 1, "{msgs:?}");
+        assert!(
+            msgs[0].starts_with("routes.yaml document 2: ProtectedRoute \"r\": unknown field"),
+            "{}",
+            msgs[0]
+        );
+        assert!(
+            msgs[0].contains("spec.oauth2.rules.0.method"),
+            "{}",
+            msgs[0]
+        );
+        assert!(m.input.routes.is_empty());
         assert_eq!(m.input.consumers.len(), 1);
     }
 

@@ -96,9 +96,34 @@ impl Gatehouse {
         I: IntoIterator<Item = S>,
         S: AsRef<std::ffi::OsStr>,
     {
+        Self::spawn_inner(None, args)
+    }
+
+    /// Like [`Gatehouse::spawn`], with the open-files limit (soft and hard) set to
+    /// `nofile` through util-linux `prlimit`, which then executes the binary.
+    pub fn spawn_with_open_files_limit<I, S>(nofile: u64, args: I) -> anyhow::Result<Gatehouse>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        Self::spawn_inner(Some(nofile), args)
+    }
+
+    fn spawn_inner<I, S>(nofile: Option<u64>, args: I) -> anyhow::Result<Gatehouse>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
         let bin = binary_path()?;
         let log = tempfile::NamedTempFile::new().context("creating the log file")?;
-        let mut cmd = Command::new(&bin);
+        let mut cmd = match nofile {
+            None => Command::new(&bin),
+            Some(n) => {
+                let mut cmd = Command::new("prlimit");
+                cmd.arg(format!("--nofile={n}:{n}")).arg("--").arg(&bin);
+                cmd
+            }
+        };
         cmd.args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())

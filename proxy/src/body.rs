@@ -4,10 +4,11 @@
 use bytes::Bytes;
 use http::header::CONTENT_LENGTH;
 use http::HeaderMap;
-use http_body_util::{BodyExt, Either, Full, Limited};
+use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 
 use crate::error::Rejection;
+use crate::server::limits::{read_body, BodyError, BodyLimit};
 
 /// A streamed peer body or a proxy-built one.
 pub type ProxyBody = Either<Incoming, Full<Bytes>>;
@@ -22,27 +23,23 @@ pub fn empty() -> ProxyBody {
     Either::Right(Full::new(Bytes::new()))
 }
 
-/// Read a whole body the proxy must inspect, refusing more than `limit` bytes.
+/// Read a whole body the proxy must inspect, refusing more than `limit.max_bytes`
+/// bytes and bodies that trickle in slower than the limit's minimum rate.
 pub async fn read_limited(
     headers: &HeaderMap,
     body: ProxyBody,
-    limit: usize,
+    limit: BodyLimit,
 ) -> Result<Bytes, Rejection> {
     let declared = headers
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > limit as u64) {
+    if declared.is_some_and(|len| len > limit.max_bytes as u64) {
         return Err(Rejection::BodyTooLarge);
     }
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e)
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some() =>
-        {
-            Err(Rejection::BodyTooLarge)
-        }
-        Err(_) => Err(Rejection::BadRequest),
-    }
+    read_body(body, limit).await.map_err(|e| match e {
+        BodyError::TooLarge => Rejection::BodyTooLarge,
+        BodyError::TooSlow => Rejection::BodyTimeout,
+        BodyError::Broken => Rejection::BadRequest,
+    })
 }

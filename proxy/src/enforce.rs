@@ -20,6 +20,7 @@ use crate::catalog::Catalog;
 use crate::config::{Consumer, Route, RouteOAuth2, ScopeRule};
 use crate::error::Rejection;
 use crate::headers::*;
+use crate::server::limits::BodyLimit;
 use crate::store::{AccessToken, Digest, TokenStore, UnixTime};
 
 /// Everything enforcement needs about the matched route and the world.
@@ -33,8 +34,8 @@ pub struct Context<'a> {
     /// Normalized request path after the matched route prefix.
     pub suffix: &'a str,
     pub now: UnixTime,
-    /// Largest form body read to look for `access_token`.
-    pub max_body_bytes: usize,
+    /// Bound on the form body read to look for `access_token`.
+    pub body_limit: BodyLimit,
 }
 
 /// Where the presented token was found.
@@ -58,7 +59,7 @@ pub async fn check(
     let mut form: Option<Bytes> = None;
     let mut body = body;
     if found.is_none() && is_form(&parts.headers) {
-        let bytes = read_limited(&parts.headers, body, ctx.max_body_bytes).await?;
+        let bytes = read_limited(&parts.headers, body, ctx.body_limit).await?;
         found = form_param(&bytes, "access_token").map(|t| (t, TokenSource::Body));
         // The stream is consumed: the upstream gets the bytes we read.
         body = full(bytes.clone());

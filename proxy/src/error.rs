@@ -34,6 +34,9 @@ pub enum Rejection {
     /// A body the proxy must read was larger than allowed.
     #[error("request body too large")]
     BodyTooLarge,
+    /// A body the proxy must read arrived slower than the minimum rate.
+    #[error("request body too slow")]
+    BodyTimeout,
     /// The request could not be read or rewritten.
     #[error("bad request")]
     BadRequest,
@@ -59,6 +62,7 @@ impl Rejection {
             Rejection::InsufficientScope { .. } => "insufficient_scope",
             Rejection::StoreUnavailable => "store_unavailable",
             Rejection::BodyTooLarge => "body_too_large",
+            Rejection::BodyTimeout => "body_timeout",
             Rejection::BadRequest => "bad_request",
             Rejection::NoEndpoints => "no_endpoints",
             Rejection::UpstreamUnavailable => "upstream_unavailable",
@@ -105,6 +109,9 @@ impl Rejection {
             Rejection::StoreUnavailable => Reply::store_unavailable(),
             Rejection::BodyTooLarge => {
                 Reply::message(StatusCode::PAYLOAD_TOO_LARGE, "Request size limit exceeded")
+            }
+            Rejection::BodyTimeout => {
+                Reply::message(StatusCode::REQUEST_TIMEOUT, "Request body read timed out")
             }
             Rejection::BadRequest => Reply::message(StatusCode::BAD_REQUEST, "Bad request"),
             Rejection::NoEndpoints => Reply::message(

@@ -1,6 +1,6 @@
 //! The one small HTTP/1.1 server behind the admin listeners of the proxy and the
 //! controller (`/healthz`, `/readyz`, `/metrics`): accept until shutdown, one task per
-//! connection, and a short back-off when accepting fails instead of a busy loop.
+//! connection with a bounded request-head time (`admin_http1`), and a short back-off when accepting fails instead of a busy loop.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -48,7 +48,7 @@ pub async fn serve_http1<S, Fut, B>(
                 let response = service(req);
                 async move { Ok::<_, Infallible>(response.await) }
             });
-            let _ = hyper::server::conn::http1::Builder::new()
+            let _ = crate::server::limits::admin_http1()
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
         });

@@ -36,6 +36,7 @@ use crate::config::{GrantType, OAuth2Client, Route, RouteOAuth2};
 use crate::error::Rejection;
 use crate::forwarded::{ConnInfo, X_FORWARDED_HOST};
 use crate::router::Routed;
+use crate::server::limits::BodyLimit;
 use crate::store::{Digest, TokenStore, UnixTime};
 use error::OAuthError;
 use params::Params;
@@ -134,7 +135,7 @@ pub struct Site<'a> {
 }
 
 /// Serve an OAuth2 endpoint request of the pipeline: read the body (at most
-/// `max_body_bytes`), build the [`OAuthRequest`] and answer it.
+/// `body_limit`), build the [`OAuthRequest`] and answer it.
 pub async fn serve(
     site: &Site<'_>,
     endpoint: Endpoint,
@@ -142,9 +143,9 @@ pub async fn serve(
     conn: &ConnInfo,
     parts: &Parts,
     body: ProxyBody,
-    max_body_bytes: usize,
+    body_limit: BodyLimit,
 ) -> Result<Response<ProxyBody>, Rejection> {
-    let body = read_limited(&parts.headers, body, max_body_bytes).await?;
+    let body = read_limited(&parts.headers, body, body_limit).await?;
     let scheme = conn.client_scheme(&parts.headers);
     let public_host = match parts.headers.get(X_FORWARDED_HOST).filter(|_| conn.trusted) {
         Some(h) => h.to_str().ok(),

@@ -1,4 +1,10 @@
 //! Listening sockets shared by the workers through `SO_REUSEPORT`.
+//!
+//! `SO_REUSEPORT` would also let any other process of the same user join the port and
+//! take a share of its connections, so before the shared sockets are bound the
+//! address is claimed once without it: that bind fails while anyone listens there.
+//! (A program of the same user that sets `SO_REUSEPORT` itself can still join: the
+//! kernel allows that; another user cannot.)
 
 use std::net::{SocketAddr, TcpListener};
 
@@ -15,13 +21,32 @@ pub fn bind_shared(
     addr: SocketAddr,
     count: usize,
 ) -> std::io::Result<(Vec<TcpListener>, SocketAddr)> {
-    let first = bind_one(addr)?;
-    let bound = first.local_addr()?;
-    let mut sockets = vec![first];
-    for _ in 1..count {
-        sockets.push(bind_one(bound)?);
+    let addr = claim(addr)?;
+    let mut sockets = Vec::with_capacity(count);
+    for _ in 0..count {
+        sockets.push(bind_one(addr)?);
     }
-    Ok((sockets, bound))
+    Ok((sockets, addr))
+}
+
+/// Bind `addr` without `SO_REUSEPORT` (fails with "address in use" when another
+/// socket listens there, shared or not), release it, and return the address with
+/// the port the kernel chose for port 0. A process that starts in the instant
+/// between the release and our own bind could still join; two Gatehouse processes
+/// started together are the only realistic case and one of them then fails on
+/// its next restart.
+fn claim(addr: SocketAddr) -> std::io::Result<SocketAddr> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    // SO_REUSEADDR only skips TIME_WAIT leftovers; it never allows a second listener.
+    socket.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.bind(&addr.into())?;
+    socket
+        .local_addr()?
+        .as_socket()
+        .ok_or_else(|| std::io::Error::other("bound address is not an IP address"))
 }
 
 fn bind_one(addr: SocketAddr) -> std::io::Result<TcpListener> {
@@ -42,6 +67,13 @@ fn bind_one(addr: SocketAddr) -> std::io::Result<TcpListener> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_port_already_listened_on_is_not_shared() {
+        let (_first, bound) = bind_shared("127.0.0.1:0".parse().unwrap(), 2).unwrap();
+        let error = bind_shared(bound, 2).expect_err("second group must not join");
+        assert_eq!(error.kind(), std::io::ErrorKind::AddrInUse);
+    }
 
     #[test]
     fn port_zero_sockets_all_share_the_chosen_port() {

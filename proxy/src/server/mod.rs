@@ -7,6 +7,8 @@
 //! the multi-thread runtime; see DESIGN.md.) Worker 0 also runs the admin listener and
 //! the task that compiles each new snapshot.
 
+mod conns;
+pub mod limits;
 mod listen;
 pub mod pipeline;
 mod worker;
@@ -72,6 +74,9 @@ pub struct ServerArgs {
     /// Seconds in-flight requests get to finish on shutdown before connections are cut.
     #[arg(long, value_name = "SECONDS", default_value_t = 10)]
     pub shutdown_grace: u64,
+
+    #[command(flatten)]
+    pub limits: limits::LimitArgs,
 }
 
 impl Default for ServerArgs {
@@ -87,6 +92,7 @@ impl Default for ServerArgs {
             max_oauth_body_bytes: 64 * 1024,
             workers: None,
             shutdown_grace: 10,
+            limits: limits::LimitArgs::default(),
         }
     }
 }
@@ -201,8 +207,10 @@ pub fn spawn(
     }
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let limits = Limits {
-        max_oauth_body_bytes: args.max_oauth_body_bytes,
+        body: args.limits.body(args.max_oauth_body_bytes),
     };
+    let open_files = limits::raise_open_files_limit();
+    let max_connections = args.limits.connections_per_worker(workers);
 
     let mut http = http.into_iter();
     let mut tls_sockets = tls_sockets.into_iter();
@@ -243,13 +251,15 @@ pub fn spawn(
             }),
             compiler: if index == 0 { compiler.take() } else { None },
             http1_max_buf: args.max_header_bytes,
+            limits: args.limits,
+            max_connections,
             trusted: args.trusted_proxies.clone(),
             shutdown: shutdown_rx.clone(),
             grace: Duration::from_secs(args.shutdown_grace),
         };
         done.push(worker.start()?);
     }
-    tracing::info!(%http_addr, ?tls_addr, ?admin_addr, workers, "Proxy listening");
+    tracing::info!(%http_addr, ?tls_addr, ?admin_addr, workers, max_connections, ?open_files, "Proxy listening");
     Ok(ServerHandle {
         http_addr,
         tls_addr,

@@ -22,8 +22,8 @@ use crate::{enforce, oauth2, router, upstream};
 /// Request limits from the command line.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
-    /// Largest body read for `/oauth2/*` requests and form-encoded token lookups.
-    pub max_oauth_body_bytes: usize,
+    /// Bound on bodies read for `/oauth2/*` requests and form-encoded token lookups.
+    pub body: super::limits::BodyLimit,
 }
 
 /// What every request of one worker shares (one instance per worker, so reference
@@ -73,7 +73,7 @@ async fn serve(
 
     if let Some(oauth) = &route.oauth2 {
         let now = unix_now();
-        let max_body_bytes = shared.limits.max_oauth_body_bytes;
+        let body_limit = shared.limits.body;
         if let Some(endpoint) = oauth2::Endpoint::from_suffix(routed.suffix()) {
             let site = oauth2::Site {
                 route,
@@ -83,7 +83,7 @@ async fn serve(
                 now,
             };
             let resp =
-                oauth2::serve(&site, endpoint, &routed, conn, &parts, body, max_body_bytes).await?;
+                oauth2::serve(&site, endpoint, &routed, conn, &parts, body, body_limit).await?;
             shared.metrics.oauth2();
             return Ok(resp);
         }
@@ -95,7 +95,7 @@ async fn serve(
             store: shared.store.as_ref(),
             suffix: routed.suffix(),
             now,
-            max_body_bytes,
+            body_limit,
         };
         body = enforce::check(&ctx, &mut parts, body).await.inspect_err(|rejection| {
             tracing::info!(route.id = %route.id, peer = %conn.peer, reason = rejection.reason(), "Request denied");

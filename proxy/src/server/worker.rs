@@ -6,25 +6,23 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use prometheus_client::metrics::counter::Counter;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_rustls::TlsAcceptor;
 
+use super::conns::{Admission, ConnGuard, ConnTable, TrackedBody};
+use super::limits::LimitArgs;
 use super::pipeline::{self, Shared};
 use crate::admin::{self, AdminState};
 use crate::compiled::{self, CompiledTx};
 use crate::forwarded::{ConnInfo, TrustedProxies};
 use crate::source::ConfigRx;
 
-/// A client that has not finished the TLS handshake by then is dropped.
-const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// A client that has not sent a complete request head by then is dropped (slowloris).
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
-/// hyper refuses an HTTP/1 read buffer smaller than this.
-const MIN_HTTP1_BUF: usize = 8 * 1024;
+/// How long an idle connection told to close gets to do so before it is cut.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// The sockets one worker accepts on.
 pub struct WorkerListeners {
@@ -40,6 +38,9 @@ pub struct Worker {
     pub shared: Arc<Shared>,
     pub compiler: Option<(ConfigRx, CompiledTx, Counter)>,
     pub http1_max_buf: usize,
+    pub limits: LimitArgs,
+    /// This worker's connection cap.
+    pub max_connections: usize,
     pub trusted: TrustedProxies,
     pub shutdown: watch::Receiver<bool>,
     pub grace: Duration,
@@ -48,6 +49,8 @@ pub struct Worker {
 /// What the accept loops of one worker share.
 struct Accepting {
     builder: auto::Builder<TokioExecutor>,
+    limits: LimitArgs,
+    conns: Arc<ConnTable>,
     shared: Arc<Shared>,
     trusted: TrustedProxies,
     shutdown: watch::Receiver<bool>,
@@ -81,24 +84,18 @@ impl Worker {
             shared,
             compiler,
             http1_max_buf,
+            limits,
+            max_connections,
             trusted,
             mut shutdown,
             grace,
             ..
         } = self;
         let (open_tx, mut open_rx) = mpsc::channel::<()>(1);
-        let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder
-            .http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(HEADER_READ_TIMEOUT)
-            .max_buf_size(http1_max_buf.max(MIN_HTTP1_BUF));
-        builder
-            .http2()
-            .timer(TokioTimer::new())
-            .max_header_list_size(u32::try_from(http1_max_buf).unwrap_or(u32::MAX));
         let accepting = Arc::new(Accepting {
-            builder,
+            builder: limits.builder(http1_max_buf),
+            limits,
+            conns: ConnTable::new(max_connections),
             shared,
             trusted,
             shutdown: shutdown.clone(),
@@ -164,13 +161,23 @@ async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, accepting:
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
                 Err(error) => {
-                    // Usually EMFILE: back off briefly instead of spinning.
-                    tracing::warn!(%error, "Accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    // Out of file descriptors: close the longest-idle connection and let
+                    // its task run, or back off briefly when every connection is busy.
+                    if is_out_of_files(&error) && accepting.conns.relieve() {
+                        tokio::task::yield_now().await;
+                    } else {
+                        tracing::warn!(%error, "Accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
                     continue;
                 }
             },
             _ = async { let _ = shutdown.wait_for(|stop| *stop).await; } => return,
+        };
+        let guard = match accepting.conns.admit() {
+            Admission::Admitted(guard) => guard,
+            // Dropping the stream closes it; the table logs the pressure.
+            Admission::Refused => continue,
         };
         let Ok(local) = stream.local_addr() else {
             continue;
@@ -182,24 +189,50 @@ async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, accepting:
             tls.is_some(),
             &accepting.trusted,
         ));
-        tokio::spawn(serve_stream(stream, tls.clone(), info, accepting.clone()));
+        tokio::spawn(serve_stream(
+            stream,
+            tls.clone(),
+            info,
+            guard,
+            accepting.clone(),
+        ));
     }
+}
+
+fn is_out_of_files(error: &std::io::Error) -> bool {
+    // EMFILE (24) and ENFILE (23) on Linux and the BSDs.
+    matches!(error.raw_os_error(), Some(23 | 24))
 }
 
 async fn serve_stream(
     stream: TcpStream,
     tls: Option<TlsAcceptor>,
     info: Arc<ConnInfo>,
+    guard: ConnGuard,
     accepting: Arc<Accepting>,
 ) {
     let _open = accepting.open.clone();
     let metrics = accepting.shared.metrics.clone();
     metrics.connections.inc();
     match tls {
-        None => serve_io(TokioIo::new(stream), info, &accepting).await,
+        None => serve_io(TokioIo::new(stream), info, guard, &accepting).await,
         Some(acceptor) => {
-            match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                Ok(Ok(tls_stream)) => serve_io(TokioIo::new(tls_stream), info, &accepting).await,
+            let handshake = tokio::time::timeout(
+                accepting.limits.tls_handshake_timeout(),
+                acceptor.accept(stream),
+            );
+            let handshake = tokio::select! {
+                done = handshake => done,
+                _ = guard.evicted() => {
+                    tracing::debug!(peer = %info.peer, "Closed during TLS handshake to make room");
+                    metrics.connections.dec();
+                    return;
+                }
+            };
+            match handshake {
+                Ok(Ok(tls_stream)) => {
+                    serve_io(TokioIo::new(tls_stream), info, guard, &accepting).await
+                }
                 Ok(Err(error)) => {
                     tracing::debug!(peer = %info.peer, %error, "TLS handshake failed")
                 }
@@ -210,29 +243,57 @@ async fn serve_stream(
     metrics.connections.dec();
 }
 
-async fn serve_io<I>(io: I, info: Arc<ConnInfo>, accepting: &Accepting)
+async fn serve_io<I>(io: I, info: Arc<ConnInfo>, guard: ConnGuard, accepting: &Accepting)
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
+    let guard = Arc::new(guard);
     let shared = accepting.shared.clone();
-    let service = service_fn(move |req| {
+    let tracker = guard.clone();
+    let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
         let shared = shared.clone();
         let info = info.clone();
-        async move { Ok::<_, Infallible>(pipeline::handle(&shared, &info, req).await) }
+        let in_flight = tracker.begin(req.version() == http::Version::HTTP_2);
+        async move {
+            let resp = pipeline::handle(&shared, &info, req).await;
+            Ok::<_, Infallible>(resp.map(|body| TrackedBody::new(body, in_flight)))
+        }
     });
     let mut shutdown = accepting.shutdown.clone();
     let conn = accepting.builder.serve_connection(io, service);
     tokio::pin!(conn);
-    tokio::select! {
-        result = conn.as_mut() => {
-            if let Err(error) = result {
-                tracing::debug!(%error, "Connection ended with an error");
+    let header = accepting.limits.header_timeout();
+    let idle = accepting.limits.idle_timeout();
+    loop {
+        // Re-checked at least this often, since requests come and go between checks
+        // (an HTTP/2 connection switches from the header to the idle timeout).
+        let wait = guard
+            .idle_deadline(header, idle)
+            .unwrap_or(Duration::MAX)
+            .min(header.min(idle));
+        tokio::select! {
+            result = conn.as_mut() => {
+                if let Err(error) = result {
+                    tracing::debug!(%error, "Connection ended with an error");
+                }
+                return;
             }
-        }
-        _ = async { let _ = shutdown.wait_for(|stop| *stop).await; } => {
-            // Finish in-flight requests, refuse new ones, close idle keep-alives now.
-            conn.as_mut().graceful_shutdown();
-            let _ = conn.as_mut().await;
+            _ = async { let _ = shutdown.wait_for(|stop| *stop).await; } => {
+                // Finish in-flight requests, refuse new ones, close idle keep-alives now.
+                conn.as_mut().graceful_shutdown();
+                let _ = conn.as_mut().await;
+                return;
+            }
+            // Idle and needed elsewhere: close at once (nothing is in flight).
+            _ = guard.evicted() => return,
+            _ = tokio::time::sleep(wait) => {
+                if guard.idle_deadline(header, idle).is_some_and(|left| left.is_zero()) {
+                    // Silent since accept, or idle too long between requests.
+                    conn.as_mut().graceful_shutdown();
+                    let _ = tokio::time::timeout(CLOSE_GRACE, conn.as_mut()).await;
+                    return;
+                }
+            }
         }
     }
 }
