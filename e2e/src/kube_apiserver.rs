@@ -77,7 +77,13 @@ impl KubeApiServer {
     pub fn shared() -> &'static KubeApiServer {
         static SHARED: OnceLock<KubeApiServer> = OnceLock::new();
         SHARED.get_or_init(|| {
-            let server = KubeApiServer::spawn(true).expect("the test control plane starts");
+            // One retry: a port picked as free can be taken before the server binds it.
+            let server = KubeApiServer::spawn(true)
+                .or_else(|e| {
+                    eprintln!("the test control plane did not start, retrying: {e:#}");
+                    KubeApiServer::spawn(true)
+                })
+                .expect("the test control plane starts");
             // Statics are never dropped: the supervisor exits with this process instead.
             drop(server.child.lock().expect("child lock").take());
             server
