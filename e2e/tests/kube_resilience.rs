@@ -23,7 +23,7 @@ async fn the_proxy_serves_through_an_api_server_restart_and_the_controller_resum
     let backend = Backend::start();
     api.apply_yaml(&backend.service_yaml("stepon-api"), NS, "kubectl")
         .unwrap();
-    let (c, _) = controller(
+    let (c, admin) = controller(
         &kubeconfig,
         &redis,
         NS,
@@ -100,5 +100,18 @@ async fn the_proxy_serves_through_an_api_server_restart_and_the_controller_resum
         during > 0 && ok > during,
         "load ran throughout ({during} before the restart, {ok} in all)"
     );
+    // The watches really broke (and resumed: the change above arrived through them).
+    let metrics = reqwest::get(format!("http://{admin}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let watch_errors: f64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("gatehouse_controller_watch_errors_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert!(watch_errors > 0.0, "no watch error counted:\n{metrics}");
     drop(c);
 }
