@@ -1,5 +1,8 @@
 //! A loopback HTTP stand-in for the Kubernetes API, serving just what
-//! `gatehouse controller` uses, so the real binary can be tested without a cluster:
+//! `gatehouse controller` uses. Kept beside the real API server (`kube_apiserver`) for
+//! faults and observations a real one does not give on demand: forgotten watch history
+//! (`410 Gone`), watches cut every few seconds, objects that fail the CRD schema,
+//! missing CRDs, and a record of every request. It serves:
 //!
 //! - list (with `limit`/`continue` paging) and watch (newline-delimited events from a
 //!   `resourceVersion`, label selectors, `BOOKMARK`s, `timeoutSeconds`, and `410 Gone`

@@ -3,5 +3,7 @@
 
 pub mod binary;
 pub mod fake_apiserver;
+pub mod kube_apiserver;
+pub mod netns;
 pub mod redis_server;
 pub mod upstream;

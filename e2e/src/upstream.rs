@@ -55,6 +55,30 @@ impl TestUpstream {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind a loopback port");
+        Self::serve(listener, handler)
+    }
+
+    /// Serve `listener` (e.g. one bound inside a test network namespace, see
+    /// [`crate::netns`]) with `handler`.
+    pub fn start_on<F, Fut>(listener: std::net::TcpListener, handler: F) -> TestUpstream
+    where
+        F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Response<TestBody>> + Send + 'static,
+    {
+        listener
+            .set_nonblocking(true)
+            .expect("listener set non-blocking");
+        Self::serve(
+            TcpListener::from_std(listener).expect("listener registered with tokio"),
+            handler,
+        )
+    }
+
+    fn serve<F, Fut>(listener: TcpListener, handler: F) -> TestUpstream
+    where
+        F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Response<TestBody>> + Send + 'static,
+    {
         let addr = listener.local_addr().expect("bound socket has an address");
         let requests = Arc::new(AtomicUsize::new(0));
         let (stop, mut stopped) = watch::channel(false);

@@ -6,7 +6,10 @@
 //!
 //! The fake API ends every watch after two seconds and, midway, forgets its change
 //! history, so the controller's watches resume from resourceVersions (with bookmarks)
-//! and relist after `410 Gone` while the test runs.
+//! and relist after `410 Gone` while the test runs. Those faults, an object that fails
+//! the CRD schema, and the exact shape of the requests are what a real API server
+//! cannot be made to produce or show on demand; the same flow against a real
+//! kube-apiserver is in `kube_controller.rs`.
 
 use std::time::Duration;
 

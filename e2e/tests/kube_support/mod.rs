@@ -1,0 +1,296 @@
+//! Shared by the tests against the real API server (`kube_*.rs`): the Step On example
+//! as cluster resources, its upstream in a test network namespace, a controller and a
+//! proxy process, and an HTTP client for the proxy.
+
+#![allow(dead_code)] // each test binary uses a different part
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use gatehouse_e2e::binary::{binary_path, free_addr, Gatehouse};
+use gatehouse_e2e::kube_apiserver::KubeApiServer;
+use gatehouse_e2e::netns::TestNetns;
+use gatehouse_e2e::redis_server::RedisServer;
+use gatehouse_e2e::upstream::{echo_response, TestUpstream};
+use serde_json::Value;
+
+/// Upper bound for anything asynchronous; a deadline for failing, never a measurement.
+pub const DEADLINE: Duration = Duration::from_secs(60);
+pub const CLIENT_ID: &str = "shoe-fly-shoe";
+pub const CLIENT_SECRET: &str = "shoe-fly-shoe-secret-0123456789abcdef";
+pub const PROVISION_KEY: &str = "stepon-provision-key-0123456789abcdef";
+pub const REDIRECT_URI: &str = "https://shoeflyshoe.store/stepon/callback";
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("e2e/ has a parent")
+        .to_path_buf()
+}
+
+/// The shared control plane with the Gatehouse CRDs installed (once per process).
+pub fn api() -> &'static KubeApiServer {
+    static CRDS: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    let api = KubeApiServer::shared();
+    CRDS.get_or_init(|| {
+        api.install_crds(&binary_path().expect("gatehouse binary"))
+            .expect("CRDs install");
+    });
+    api
+}
+
+/// The Step On example (`examples/stepon`), its route pointed at Service
+/// `stepon-api:8080` instead of the standalone-only `backend.url`.
+pub fn stepon_yaml() -> String {
+    let dir = workspace_root().join("examples/stepon");
+    let stepon = std::fs::read_to_string(dir.join("stepon.yaml")).expect("stepon.yaml");
+    let secrets = std::fs::read_to_string(dir.join("secrets.yaml")).expect("secrets.yaml");
+    let stepon = stepon.replace(
+        "    url: http://127.0.0.1:3000",
+        "    service: {name: stepon-api, port: 8080}",
+    );
+    // The proxy is reached over plain HTTP here, as behind a TLS-terminating balancer.
+    let stepon = stepon.replace(
+        "  oauth2:\n",
+        "  oauth2:\n    acceptHttpIfAlreadyTerminated: true\n",
+    );
+    assert!(
+        stepon.contains("stepon-api") && stepon.contains("acceptHttpIfAlreadyTerminated"),
+        "the example's route changed shape"
+    );
+    format!("{stepon}\n---\n{secrets}")
+}
+
+/// The Step On API: a real HTTP server (echo) listening inside a test network
+/// namespace, and the Service + EndpointSlice that point at it.
+pub struct Backend {
+    pub netns: TestNetns,
+    pub upstream: TestUpstream,
+}
+
+impl Backend {
+    pub fn start() -> Backend {
+        let netns = TestNetns::create().expect("network namespace (needs root)");
+        let listener = netns.listen().expect("listen inside the namespace");
+        let upstream =
+            TestUpstream::start_on(listener, |req| async move { echo_response(req).await });
+        Backend { netns, upstream }
+    }
+
+    /// Service `name` (port 8080) with one ready endpoint: the upstream.
+    pub fn service_yaml(&self, name: &str) -> String {
+        let port = self.upstream.addr.port();
+        let ip = self.netns.addr();
+        format!(
+            "apiVersion: v1
+kind: Service
+metadata: {{name: {name}}}
+spec:
+  ports: [{{name: http, port: 8080, targetPort: {port}}}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: {name}-1
+  labels: {{kubernetes.io/service-name: {name}}}
+addressType: IPv4
+ports: [{{name: http, port: {port}}}]
+endpoints: [{{addresses: [\"{ip}\"], conditions: {{ready: true}}}}]
+"
+        )
+    }
+}
+
+/// `gatehouse controller` against `kubeconfig`, watching `ns` only, Lease `lease` in
+/// `lease_ns`, with fast Lease timing (lease duration 4 s).
+pub async fn controller(
+    kubeconfig: &Path,
+    redis: &RedisServer,
+    ns: &str,
+    lease_ns: &str,
+    lease: &str,
+    identity: &str,
+) -> (Gatehouse, SocketAddr) {
+    let admin = free_addr();
+    let mut c = Gatehouse::spawn([
+        "controller".to_owned(),
+        format!("--kubeconfig={}", kubeconfig.display()),
+        format!("--redis={}", redis.url()),
+        format!("--admin-listen={admin}"),
+        format!("--namespace={ns}"),
+        format!("--lease-namespace={lease_ns}"),
+        format!("--lease-name={lease}"),
+        format!("--lease-identity={identity}"),
+        "--lease-duration=4s".to_owned(),
+        "--lease-renew-deadline=3s".to_owned(),
+        "--lease-retry-period=500ms".to_owned(),
+        "--debounce=50ms".to_owned(),
+    ])
+    .expect("controller starts");
+    c.wait_for_port(admin, DEADLINE)
+        .await
+        .expect("controller admin listens");
+    (c, admin)
+}
+
+/// `gatehouse proxy --config-redis` on a free loopback port.
+pub async fn proxy(redis: &RedisServer) -> (Gatehouse, Proxy) {
+    let listen = free_addr();
+    let mut p = Gatehouse::spawn([
+        "proxy".to_owned(),
+        format!("--config-redis={}", redis.url()),
+        format!("--listen={listen}"),
+        "--workers=1".to_owned(),
+    ])
+    .expect("proxy starts");
+    p.wait_for_port(listen, DEADLINE)
+        .await
+        .expect("proxy listens");
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("HTTP client");
+    (
+        p,
+        Proxy {
+            base: format!("http://{listen}"),
+            http,
+        },
+    )
+}
+
+/// Requests to the proxy, as if TLS had been terminated in front of it.
+pub struct Proxy {
+    pub base: String,
+    pub http: reqwest::Client,
+}
+
+impl Proxy {
+    pub async fn status(&self, path: &str, token: Option<&str>) -> u16 {
+        let mut req = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .header("x-forwarded-proto", "https");
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send().await.map(|r| r.status().as_u16()).unwrap_or(0)
+    }
+
+    pub async fn wait_status(&self, path: &str, token: Option<&str>, want: u16) {
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        loop {
+            let got = self.status(path, token).await;
+            if got == want {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "GET {path} answered {got}, never {want}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub async fn post_form(&self, path: &str, form: &[(&str, &str)]) -> (u16, Value) {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("x-forwarded-proto", "https")
+            .form(form)
+            .send()
+            .await
+            .expect("the proxy answers");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// The Step On flow: the login app authorizes Clark with the provision key, the
+    /// store swaps the code for a token; returns the access token.
+    pub async fn stepon_token(&self) -> String {
+        let (status, body) = self
+            .post_form(
+                "/stepon/oauth2/authorize",
+                &[
+                    ("response_type", "code"),
+                    ("client_id", CLIENT_ID),
+                    ("provision_key", PROVISION_KEY),
+                    ("authenticated_userid", "clark"),
+                    ("scope", "step_counts"),
+                    ("redirect_uri", REDIRECT_URI),
+                ],
+            )
+            .await;
+        assert_eq!(status, 200, "authorize: {body}");
+        let redirect =
+            url::Url::parse(body["redirect_uri"].as_str().expect("redirect_uri")).expect("a URL");
+        let code = redirect
+            .query_pairs()
+            .find(|(k, _)| k == "code")
+            .map(|(_, v)| v.into_owned())
+            .expect("redirect carries a code");
+        let (status, body) = self
+            .post_form(
+                "/stepon/oauth2/token",
+                &[
+                    ("grant_type", "authorization_code"),
+                    ("code", &code),
+                    ("client_id", CLIENT_ID),
+                    ("client_secret", CLIENT_SECRET),
+                    ("redirect_uri", REDIRECT_URI),
+                ],
+            )
+            .await;
+        assert_eq!(status, 200, "token: {body}");
+        body["access_token"]
+            .as_str()
+            .expect("access_token")
+            .to_owned()
+    }
+}
+
+/// Poll `f` until it returns `Some`, failing with `what` after [`DEADLINE`].
+pub async fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never saw {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The `Ready` condition of an object.
+pub fn ready(obj: &Value) -> Option<&Value> {
+    obj["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == "Ready")
+}
+
+/// A ServiceAccount `ns/name` bound to `cluster-admin`, and a kubeconfig with its
+/// token: lets a test tell the controller's writes from its own in the audit log.
+pub fn admin_service_account(api: &KubeApiServer, ns: &str, name: &str) -> PathBuf {
+    api.apply_yaml(
+        &format!(
+            "apiVersion: v1
+kind: ServiceAccount
+metadata: {{name: {name}, namespace: {ns}}}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {{name: {ns}-{name}}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cluster-admin}}
+subjects: [{{kind: ServiceAccount, name: {name}, namespace: {ns}}}]
+"
+        ),
+        ns,
+        "gatehouse-test",
+    )
+    .expect("service account");
+    let token = api.service_account_token(ns, name).expect("token");
+    api.kubeconfig_for_token(&format!("{ns}-{name}"), &token)
+        .expect("kubeconfig")
+}
