@@ -3,5 +3,8 @@
 
 pub mod binary;
 pub mod fake_apiserver;
+pub mod grpc;
+pub mod pki;
 pub mod redis_server;
 pub mod upstream;
+pub mod websocket;

@@ -37,7 +37,7 @@ impl Compiled {
             .routes
             .iter()
             .map(|route| {
-                let (set, problems) = UpstreamSet::new(&route.upstream);
+                let (set, problems) = UpstreamSet::new(&route.upstream, &route.timeouts);
                 for problem in problems {
                     tracing::warn!(route.id = %route.id, %problem, "Upstream endpoint ignored");
                 }

@@ -5,6 +5,7 @@
 //! (listeners, upstream calls). The proxy never talks to Kubernetes.
 #![forbid(unsafe_code)]
 
+pub mod access_log;
 pub mod admin;
 pub mod body;
 pub mod catalog;
@@ -14,6 +15,7 @@ pub mod config;
 pub mod enforce;
 pub mod error;
 pub mod forwarded;
+pub mod grpc;
 pub mod headers;
 pub mod metrics;
 pub mod oauth2;

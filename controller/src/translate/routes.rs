@@ -296,7 +296,9 @@ fn route(
             endpoints,
             connect_timeout_ms: 5_000,
             response_timeout_ms: 60_000,
+            ..Default::default()
         },
+        timeouts: Default::default(),
         oauth2: Some(config::RouteOAuth2 {
             scopes: o.scopes.clone(),
             mandatory_scope: o.mandatory_scope,
