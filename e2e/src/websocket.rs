@@ -42,6 +42,8 @@ impl WsEcho {
                 };
                 let seen = seen.clone();
                 tokio::spawn(async move {
+                    // The callback's signature is tungstenite's (its error is large).
+                    #[allow(clippy::result_large_err)]
                     let record = |req: &Request, resp: Response| {
                         seen.lock()
                             .expect("no test thread panics while holding the lock")
@@ -53,18 +55,17 @@ impl WsEcho {
                         return;
                     };
                     while let Some(Ok(msg)) = ws.next().await {
-                        match msg {
+                        let echo = match &msg {
                             Message::Text(t) if t.as_str() == "close" => {
                                 let _ = ws.close(None).await;
                                 return;
                             }
-                            Message::Text(_) | Message::Binary(_) => {
-                                if ws.send(msg).await.is_err() {
-                                    return;
-                                }
-                            }
                             Message::Close(_) => return,
-                            _ => {}
+                            Message::Text(_) | Message::Binary(_) => true,
+                            _ => false,
+                        };
+                        if echo && ws.send(msg).await.is_err() {
+                            return;
                         }
                     }
                 });

@@ -61,8 +61,8 @@ impl FromStr for Mode {
             "on" => Ok(Mode::On),
             other => match other.parse::<f64>() {
                 Ok(p) if p > 0.0 && p < 1.0 => Ok(Mode::Sampled(p)),
-                Ok(p) if p == 1.0 => Ok(Mode::On),
-                Ok(p) if p == 0.0 => Ok(Mode::Off),
+                Ok(1.0) => Ok(Mode::On),
+                Ok(0.0) => Ok(Mode::Off),
                 _ => Err(format!(
                     "`{s}`: expected off, on, or a sampling ratio between 0 and 1"
                 )),

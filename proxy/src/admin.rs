@@ -22,6 +22,7 @@ pub struct AdminState {
     pub compiled: CompiledRx,
     pub store: Arc<dyn TokenStore>,
     pub registry: Registry,
+    pub metrics: crate::metrics::Metrics,
 }
 
 /// Serve admin requests until `shutdown` turns true.
@@ -59,6 +60,12 @@ async fn respond(state: &AdminState, req: Request<Incoming>) -> Response<ProxyBo
         "/healthz" => text(StatusCode::OK, "ok\n"),
         "/readyz" => readiness(state).await,
         "/metrics" => {
+            let current = state.compiled.borrow().clone();
+            if let Some(compiled) = current {
+                state
+                    .metrics
+                    .config_loaded(&compiled.snapshot.revision, compiled.loaded_at);
+            }
             let mut out = String::new();
             match prometheus_client::encoding::text::encode(&mut out, &state.registry) {
                 Ok(()) => {

@@ -20,6 +20,8 @@ pub struct Compiled {
     pub catalog: Catalog,
     /// One per route, same index as `snapshot.routes`.
     pub upstreams: Vec<UpstreamSet>,
+    /// Unix time this configuration was compiled (config age in metrics).
+    pub loaded_at: u64,
 }
 
 /// Receiving end of compiled configs (`None` until the first snapshot arrives).
@@ -49,6 +51,7 @@ impl Compiled {
             router,
             catalog,
             upstreams,
+            loaded_at: crate::server::pipeline::unix_now(),
         }
     }
 }

@@ -142,7 +142,7 @@ impl Endpoint {
 
     /// `scheme://host:port`, for logs.
     pub fn address(&self) -> &str {
-        self.key.trim_end_matches("#h2")
+        self.key.split('#').next().unwrap_or(&self.key)
     }
 }
 
@@ -175,6 +175,13 @@ impl UpstreamSet {
         }
         let mut tls = None;
         if endpoints.iter().any(|e| e.tls) {
+            // Pooled TLS connections are only shared between routes that verify and
+            // authenticate the same way: a route must never ride on a connection
+            // another route's CA or client certificate established.
+            let tag = tls_tag(upstream.tls.as_ref());
+            for e in endpoints.iter_mut().filter(|e| e.tls) {
+                e.key = format!("{}#tls={tag:016x}", e.key);
+            }
             let h2 = endpoints.iter().any(|e| e.h2);
             let alpn: &[&[u8]] = if h2 {
                 &[b"h2", b"http/1.1"]
@@ -450,6 +457,15 @@ impl UpstreamSet {
     }
 }
 
+/// A digest of TLS settings, for pool keys.
+fn tls_tag(settings: Option<&crate::config::UpstreamTls>) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let text = serde_json::to_string(&settings).expect("TLS settings are plain data");
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    text.hash(&mut hasher);
+    hasher.finish()
+}
+
 /// RFC 9110 §9.2.2.
 fn is_idempotent(method: &Method) -> bool {
     matches!(
@@ -565,5 +581,31 @@ mod tests {
         assert_eq!(problems.len(), 1, "{problems:?}");
         assert_eq!(set.endpoints.len(), 1);
         assert_eq!(set.pick().unwrap().host(), "b:2");
+    }
+
+    #[test]
+    fn routes_with_different_tls_settings_never_share_pooled_connections() {
+        use crate::config::UpstreamTls;
+        let named = |name: &str| UpstreamTls {
+            server_name: Some(name.into()),
+            ..Default::default()
+        };
+        let with_cert = UpstreamTls {
+            client_cert_file: Some("/c.pem".into()),
+            client_key_file: Some("/c.key".into()),
+            ..Default::default()
+        };
+        let tags = [
+            tls_tag(None),
+            tls_tag(Some(&named("x.example"))),
+            tls_tag(Some(&named("y.example"))),
+            tls_tag(Some(&with_cert)),
+        ];
+        for (i, a) in tags.iter().enumerate() {
+            for b in &tags[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
+        assert_eq!(tls_tag(Some(&named("x.example"))), tags[1]);
     }
 }

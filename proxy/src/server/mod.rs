@@ -8,6 +8,7 @@
 //! the task that compiles each new snapshot.
 
 mod listen;
+mod observe;
 pub mod pipeline;
 mod worker;
 
@@ -20,6 +21,7 @@ use anyhow::Context as _;
 use prometheus_client::registry::Registry;
 use tokio::sync::{oneshot, watch};
 
+use crate::access_log::{AccessLog, Destination, Mode};
 use crate::admin::AdminState;
 use crate::compiled::{self, CompiledRx, CompiledTx};
 use crate::forwarded::TrustedProxies;
@@ -72,6 +74,14 @@ pub struct ServerArgs {
     /// Seconds in-flight requests get to finish on shutdown before connections are cut.
     #[arg(long, value_name = "SECONDS", default_value_t = 10)]
     pub shutdown_grace: u64,
+
+    /// Access log: off, on, or a sampling ratio (0.01 logs about one request in 100).
+    #[arg(long, value_name = "MODE", default_value_t = Mode::Off)]
+    pub access_log: Mode,
+
+    /// Append access log lines to this file instead of standard output.
+    #[arg(long, value_name = "PATH")]
+    pub access_log_file: Option<PathBuf>,
 }
 
 impl Default for ServerArgs {
@@ -87,6 +97,8 @@ impl Default for ServerArgs {
             max_oauth_body_bytes: 64 * 1024,
             workers: None,
             shutdown_grace: 10,
+            access_log: Mode::Off,
+            access_log_file: None,
         }
     }
 }
@@ -199,6 +211,15 @@ pub fn spawn(
     if compiled_rx.borrow().is_some() {
         metrics.config_reloads.inc();
     }
+    let access_log = AccessLog::start(
+        args.access_log,
+        match &args.access_log_file {
+            Some(path) => Destination::File(path.clone()),
+            None => Destination::Stdout,
+        },
+        metrics.access_log_dropped.clone(),
+    )
+    .context("cannot open the access log")?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let limits = Limits {
         max_oauth_body_bytes: args.max_oauth_body_bytes,
@@ -213,6 +234,7 @@ pub fn spawn(
                 compiled: compiled_rx.clone(),
                 store: store.clone(),
                 registry,
+                metrics: metrics.clone(),
             }),
         )
     });
@@ -240,6 +262,7 @@ pub fn spawn(
                 store: store.clone(),
                 limits,
                 metrics: metrics.clone(),
+                access_log: access_log.clone(),
             }),
             compiler: if index == 0 { compiler.take() } else { None },
             http1_max_buf: args.max_header_bytes,

@@ -6,21 +6,26 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use http::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
-use http::{HeaderValue, Request, Response};
+use http::header::{AUTHORIZATION, CONTENT_TYPE, HOST, UPGRADE};
+use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::Either;
 use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
 
+use super::observe::{Observed, Record};
+use crate::access_log::AccessLog;
 use crate::body::{full, ProxyBody};
 use crate::compiled::{Compiled, CompiledRx};
 use crate::enforce;
 use crate::error::Rejection;
 use crate::forwarded::{ConnInfo, X_FORWARDED_HOST};
-use crate::headers::{strip_hop_by_hop, strip_identity};
+use crate::grpc;
+use crate::headers::{strip_hop_by_hop, strip_identity, X_CONSUMER_ID, X_CREDENTIAL_IDENTIFIER};
 use crate::metrics::Metrics;
 use crate::oauth2::{self, OAuthRequest};
 use crate::router::{normalize_path, RouteMatch};
 use crate::store::{TokenStore, UnixTime};
+use crate::upstream::tunnel;
 
 /// Request limits from the command line.
 #[derive(Clone, Copy, Debug)]
@@ -36,28 +41,39 @@ pub struct Shared {
     pub store: Arc<dyn TokenStore>,
     pub limits: Limits,
     pub metrics: Metrics,
+    pub access_log: AccessLog,
 }
 
-/// Serve one request; never fails (every failure is a response).
+/// Serve one request; never fails (every failure is a response). gRPC calls get the
+/// proxy's refusals as gRPC statuses.
 pub async fn handle(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     conn: &ConnInfo,
-    req: Request<Incoming>,
-) -> Response<ProxyBody> {
-    match serve(shared, conn, req).await {
+    mut req: Request<Incoming>,
+) -> Response<Observed> {
+    let mut record = Record::start(shared, conn, &mut req);
+    let is_grpc = grpc::is_grpc(req.headers());
+    let resp = match serve(shared, conn, req, &mut record).await {
         Ok(resp) => resp,
         Err(rejection) => {
             shared.metrics.rejected(&rejection);
+            record.outcome = rejection.reason();
             tracing::debug!(peer = %conn.peer, reason = rejection.reason(), "Request rejected");
-            rejection.into_response()
+            if is_grpc {
+                grpc::response(&rejection)
+            } else {
+                rejection.into_response()
+            }
         }
-    }
+    };
+    record.finish(resp)
 }
 
 async fn serve(
     shared: &Shared,
     conn: &ConnInfo,
     req: Request<Incoming>,
+    record: &mut Record,
 ) -> Result<Response<ProxyBody>, Rejection> {
     // Clone the Arc out of the watch at once: the borrow guard must not live across
     // an await, and the request keeps this config to its end even if a new one lands.
@@ -81,11 +97,14 @@ async fn serve(
         .lookup(host, &path)
         .ok_or(Rejection::NoRoute)?;
     let route = &compiled.snapshot.routes[matched.index];
+    record.route = Some(route.id.clone());
     let suffix = matched.suffix(&path);
     let mut body = Either::Left(body);
 
     if let Some(oauth) = &route.oauth2 {
         if let Some(endpoint) = oauth2::Endpoint::from_suffix(suffix) {
+            record.outcome = "oauth2";
+            record.log_query = false;
             let bytes =
                 enforce::read_limited(&parts.headers, body, shared.limits.max_oauth_body_bytes)
                     .await?;
@@ -135,6 +154,10 @@ async fn serve(
         body = enforce::enforce(&ctx, &mut parts, body).await.inspect_err(|rejection| {
             tracing::info!(route.id = %route.id, peer = %conn.peer, reason = rejection.reason(), "Request denied");
         })?;
+        if record.logging() {
+            record.consumer = header_string(&parts.headers, X_CONSUMER_ID);
+            record.client_id = header_string(&parts.headers, X_CREDENTIAL_IDENTIFIER);
+        }
     }
 
     // Build the upstream request.
@@ -143,6 +166,7 @@ async fn serve(
     let upstream_path = if route.strip_path { suffix } else { &path };
     // Enforcement may have rewritten the query (hide_credentials), so read it again.
     let target = endpoint.origin_uri(upstream_path, parts.uri.query())?;
+    let upgrade = tunnel::requested(parts.version, &parts.method, &parts.headers);
     strip_hop_by_hop(&mut parts.headers);
     conn.set_forwarded_headers(&mut parts.headers, host_value.as_ref());
     let upstream_host = match (&host_value, route.preserve_host) {
@@ -151,9 +175,46 @@ async fn serve(
     };
     parts.headers.insert(HOST, upstream_host);
     parts.uri = target;
+    record.upstream = Some(endpoint.address().to_owned());
+    let sent_at = tokio::time::Instant::now();
+    if let Some(protocol) = upgrade {
+        tunnel::restore_headers(&mut parts.headers, protocol);
+        let client_side = parts.extensions.remove::<OnUpgrade>();
+        let mut resp = upstreams
+            .send_upgrade(endpoint, Request::from_parts(parts, body))
+            .await?;
+        record.upstream_time = Some(sent_at.elapsed());
+        if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+            let Some(client_side) = client_side else {
+                return Err(Rejection::BadRequest);
+            };
+            let accepted = resp.headers().get(UPGRADE).cloned();
+            let upstream_side = hyper::upgrade::on(&mut resp);
+            strip_hop_by_hop(resp.headers_mut());
+            if let Some(protocol) = accepted {
+                tunnel::restore_headers(resp.headers_mut(), protocol);
+            }
+            let idle = upstreams.tunnel_idle();
+            let tunnels = shared.metrics.tunnels.clone();
+            let route_id = route.id.clone();
+            tokio::spawn(async move {
+                tunnels.inc();
+                let ended = tunnel::splice(client_side, upstream_side, idle).await;
+                tunnels.dec();
+                tracing::debug!(route.id = %route_id, ?ended, "Tunnel closed");
+            });
+            record.outcome = "upgraded";
+            shared.metrics.proxied();
+            return Ok(resp.map(Either::Left));
+        }
+        strip_hop_by_hop(resp.headers_mut());
+        shared.metrics.proxied();
+        return Ok(resp.map(Either::Left));
+    }
     let mut resp = upstreams
         .send(endpoint, Request::from_parts(parts, body))
         .await?;
+    record.upstream_time = Some(sent_at.elapsed());
     strip_hop_by_hop(resp.headers_mut());
     shared.metrics.proxied();
     Ok(resp.map(Either::Left))

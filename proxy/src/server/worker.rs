@@ -221,7 +221,10 @@ where
         async move { Ok::<_, Infallible>(pipeline::handle(&shared, &info, req).await) }
     });
     let mut shutdown = accepting.shutdown.clone();
-    let conn = accepting.builder.serve_connection(io, service);
+    // With upgrades: a `101` hands the socket to the tunnel (WebSocket).
+    let conn = accepting
+        .builder
+        .serve_connection_with_upgrades(io, service);
     tokio::pin!(conn);
     tokio::select! {
         result = conn.as_mut() => {
