@@ -1,6 +1,7 @@
-//! Calling upstreams: endpoint URLs compiled once per snapshot, round robin over the
-//! endpoints not ejected, and a request sent with the route's timeouts over a pooled
-//! HTTP/1.1 or HTTP/2 connection, plain or TLS ([`conn`]).
+//! Calling upstreams: the pipeline's last step ([`forward`]: header and URI rewriting,
+//! upgrades, then the call), endpoint URLs compiled once per snapshot, round robin over
+//! the endpoints not ejected, and a request sent with the route's timeouts over a
+//! pooled HTTP/1.1 or HTTP/2 connection, plain or TLS ([`conn`]).
 //!
 //! Bodies are streamed both ways: the request body is handed to the connection as the
 //! stream it arrived as, and the response body is returned unread.
@@ -14,18 +15,112 @@ mod upload;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use http::header::TE;
+use http::header::{HOST, TE, UPGRADE};
+use http::request::Parts;
 use http::uri::{Authority, PathAndQuery, Scheme};
-use http::{HeaderValue, Method, Request, Response, Uri, Version};
+use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
+use http_body_util::Either;
 use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
+use prometheus_client::metrics::gauge::Gauge;
 
 use crate::body::ProxyBody;
-use crate::config::{Timeouts, Upstream, UpstreamProtocol};
+use crate::config::{Route, Timeouts, Upstream, UpstreamProtocol};
 use crate::error::Rejection;
+use crate::forwarded::ConnInfo;
+use crate::headers::strip_hop_by_hop;
+use crate::router::Routed;
 use conn::{ConnectFailed, Sender, Target};
 use health::{EndpointHealth, Policy};
 use tls::ClientTls;
 use upload::UpstreamBody;
+
+/// What [`forward`] reports about the call (for the access log and metrics).
+#[derive(Debug, Default)]
+pub struct Trace {
+    /// `scheme://host:port` of the endpoint used.
+    pub address: Option<String>,
+    /// Time from sending to the response headers.
+    pub elapsed: Option<Duration>,
+    /// The connection was upgraded (WebSocket) and is now a tunnel.
+    pub upgraded: bool,
+}
+
+/// Forward a routed (and, on a protected route, checked) request to one of the route's
+/// endpoints: the path that was matched (stripped of the route prefix when the route
+/// says so) under the endpoint's base path, hop-by-hop headers removed both ways
+/// (`Connection`/`Upgrade` restored for an upgrade), `X-Forwarded-*` set, and the
+/// upstream's own `Host` unless the route preserves it. A `101` answer to an upgrade
+/// starts a tunnel task counted in `tunnels`.
+#[allow(clippy::too_many_arguments)]
+pub async fn forward(
+    upstreams: &UpstreamSet,
+    route: &Route,
+    routed: &Routed<'_>,
+    conn: &ConnInfo,
+    mut parts: Parts,
+    body: ProxyBody,
+    tunnels: &Gauge,
+    trace: &mut Trace,
+) -> Result<Response<ProxyBody>, Rejection> {
+    let endpoint = upstreams.pick()?;
+    let upstream_path = if route.strip_path {
+        routed.suffix()
+    } else {
+        &routed.path
+    };
+    // Enforcement may have rewritten the query (hide_credentials), so read it here.
+    let target = endpoint.origin_uri(upstream_path, parts.uri.query())?;
+    let upgrade = tunnel::requested(parts.version, &parts.method, &parts.headers);
+    strip_hop_by_hop(&mut parts.headers);
+    conn.set_forwarded_headers(&mut parts.headers, routed.host.as_ref());
+    let upstream_host = match (&routed.host, route.preserve_host) {
+        (Some(h), true) => h.clone(),
+        _ => endpoint.host().clone(),
+    };
+    parts.headers.insert(HOST, upstream_host);
+    parts.uri = target;
+    trace.address = Some(endpoint.address().to_owned());
+    let sent_at = tokio::time::Instant::now();
+    let Some(protocol) = upgrade else {
+        let mut resp = upstreams
+            .send(endpoint, Request::from_parts(parts, body))
+            .await?;
+        trace.elapsed = Some(sent_at.elapsed());
+        strip_hop_by_hop(resp.headers_mut());
+        return Ok(resp.map(Either::Left));
+    };
+    tunnel::restore_headers(&mut parts.headers, protocol);
+    let client_side = parts.extensions.remove::<OnUpgrade>();
+    let mut resp = upstreams
+        .send_upgrade(endpoint, Request::from_parts(parts, body))
+        .await?;
+    trace.elapsed = Some(sent_at.elapsed());
+    let accepted = resp.headers().get(UPGRADE).cloned();
+    let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
+    strip_hop_by_hop(resp.headers_mut());
+    if !switching {
+        return Ok(resp.map(Either::Left));
+    }
+    let Some(client_side) = client_side else {
+        return Err(Rejection::BadRequest);
+    };
+    let upstream_side = hyper::upgrade::on(&mut resp);
+    if let Some(protocol) = accepted {
+        tunnel::restore_headers(resp.headers_mut(), protocol);
+    }
+    let idle = upstreams.tunnel_idle();
+    let tunnels = tunnels.clone();
+    let route_id = route.id.clone();
+    tokio::spawn(async move {
+        tunnels.inc();
+        let ended = tunnel::splice(client_side, upstream_side, idle).await;
+        tunnels.dec();
+        tracing::debug!(route.id = %route_id, ?ended, "Tunnel closed");
+    });
+    trace.upgraded = true;
+    Ok(resp.map(Either::Left))
+}
 
 /// Upgraded connections idle this long are closed when the route sets no idle timeout.
 const DEFAULT_TUNNEL_IDLE: Duration = Duration::from_secs(3600);

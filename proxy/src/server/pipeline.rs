@@ -1,31 +1,25 @@
-//! The per-request pipeline: route, then either an OAuth2 endpoint or (enforcement
-//! then) the upstream call. Every rejection is turned into a response in one place
-//! ([`Rejection::into_response`]).
+//! The per-request pipeline, in named steps: [`route`](crate::router::route) → either
+//! [`oauth2::serve`] (an OAuth2 endpoint of a protected route) or [`enforce::check`] (a
+//! proxied request on a protected route) → [`upstream::forward`]. Every rejection
+//! becomes a response in one place ([`Rejection::into_response`]).
 
-use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use http::header::{AUTHORIZATION, CONTENT_TYPE, HOST, UPGRADE};
-use http::{HeaderValue, Request, Response, StatusCode};
+use http::{Request, Response};
 use http_body_util::Either;
 use hyper::body::Incoming;
-use hyper::upgrade::OnUpgrade;
 
 use super::observe::{Observed, Record};
 use crate::access_log::AccessLog;
-use crate::body::{full, ProxyBody};
+use crate::body::ProxyBody;
 use crate::compiled::{Compiled, CompiledRx};
-use crate::enforce;
 use crate::error::Rejection;
-use crate::forwarded::{ConnInfo, X_FORWARDED_HOST};
-use crate::grpc;
-use crate::headers::{strip_hop_by_hop, strip_identity, X_CONSUMER_ID, X_CREDENTIAL_IDENTIFIER};
+use crate::forwarded::ConnInfo;
+use crate::headers::{strip_identity, X_CONSUMER_ID, X_CREDENTIAL_IDENTIFIER};
 use crate::metrics::Metrics;
-use crate::oauth2::{self, OAuthRequest};
-use crate::router::{normalize_path, RouteMatch};
 use crate::store::{TokenStore, UnixTime};
-use crate::upstream::tunnel;
+use crate::{enforce, grpc, oauth2, router, upstream};
 
 /// Request limits from the command line.
 #[derive(Clone, Copy, Debug)]
@@ -83,75 +77,43 @@ async fn serve(
         .clone()
         .ok_or(Rejection::NotReady)?;
     let (mut parts, body) = req.into_parts();
+    // Before anything can set them: identity headers only ever come from us.
     strip_identity(&mut parts.headers);
-
     let uri = parts.uri.clone();
-    let host_value: Option<HeaderValue> = match uri.authority() {
-        Some(a) => HeaderValue::from_str(a.as_str()).ok(),
-        None => parts.headers.get(HOST).cloned(),
-    };
-    let host = host_value.as_ref().and_then(|h| h.to_str().ok());
-    let path: Cow<str> = normalize_path(uri.path());
-    let matched: RouteMatch = compiled
-        .router
-        .lookup(host, &path)
-        .ok_or(Rejection::NoRoute)?;
-    let route = &compiled.snapshot.routes[matched.index];
+    let routed = router::route(&compiled.router, &uri, &parts.headers).ok_or(Rejection::NoRoute)?;
+    let route = &compiled.snapshot.routes[routed.index];
     record.route = Some(route.id.clone());
-    let suffix = matched.suffix(&path);
     let mut body = Either::Left(body);
 
     if let Some(oauth) = &route.oauth2 {
-        if let Some(endpoint) = oauth2::Endpoint::from_suffix(suffix) {
+        let now = unix_now();
+        let max_body_bytes = shared.limits.max_oauth_body_bytes;
+        if let Some(endpoint) = oauth2::Endpoint::from_suffix(routed.suffix()) {
             record.outcome = "oauth2";
             record.log_query = false;
-            let bytes =
-                enforce::read_limited(&parts.headers, body, shared.limits.max_oauth_body_bytes)
-                    .await?;
-            let scheme = conn.client_scheme(&parts.headers);
-            let public_host = match parts.headers.get(X_FORWARDED_HOST).filter(|_| conn.trusted) {
-                Some(h) => h.to_str().ok(),
-                None => host,
-            }
-            .unwrap_or("localhost");
-            let request = OAuthRequest {
-                endpoint,
-                method: parts.method.clone(),
-                query: uri.query().map(str::to_owned),
-                content_type: header_string(&parts.headers, CONTENT_TYPE),
-                authorization: header_string(&parts.headers, AUTHORIZATION),
-                body: bytes,
-                tls: conn.tls,
-                forwarded_https: conn.forwarded_https(&parts.headers),
-                issuer: format!("{scheme}://{public_host}{}", &path[..matched.prefix_len]),
-            };
-            let out = oauth2::handle(
-                request,
+            let site = oauth2::Site {
                 route,
                 oauth,
-                &compiled.catalog,
-                shared.store.as_ref(),
-                unix_now(),
-            )
-            .await;
+                catalog: &compiled.catalog,
+                store: shared.store.as_ref(),
+                now,
+            };
+            let resp =
+                oauth2::serve(&site, endpoint, &routed, conn, &parts, body, max_body_bytes).await?;
             shared.metrics.oauth2();
-            let mut resp = Response::new(full(out.body));
-            *resp.status_mut() = out.status;
-            for (name, value) in out.headers {
-                resp.headers_mut().append(name, value);
-            }
             return Ok(resp);
         }
         let ctx = enforce::Context {
             route,
             oauth,
+            rules: &compiled.rules[routed.index],
             catalog: &compiled.catalog,
             store: shared.store.as_ref(),
-            suffix,
-            now: unix_now(),
-            max_body_bytes: shared.limits.max_oauth_body_bytes,
+            suffix: routed.suffix(),
+            now,
+            max_body_bytes,
         };
-        body = enforce::enforce(&ctx, &mut parts, body).await.inspect_err(|rejection| {
+        body = enforce::check(&ctx, &mut parts, body).await.inspect_err(|rejection| {
             tracing::info!(route.id = %route.id, peer = %conn.peer, reason = rejection.reason(), "Request denied");
         })?;
         if record.logging() {
@@ -160,64 +122,27 @@ async fn serve(
         }
     }
 
-    // Build the upstream request.
-    let upstreams = &compiled.upstreams[matched.index];
-    let endpoint = upstreams.pick()?;
-    let upstream_path = if route.strip_path { suffix } else { &path };
-    // Enforcement may have rewritten the query (hide_credentials), so read it again.
-    let target = endpoint.origin_uri(upstream_path, parts.uri.query())?;
-    let upgrade = tunnel::requested(parts.version, &parts.method, &parts.headers);
-    strip_hop_by_hop(&mut parts.headers);
-    conn.set_forwarded_headers(&mut parts.headers, host_value.as_ref());
-    let upstream_host = match (&host_value, route.preserve_host) {
-        (Some(h), true) => h.clone(),
-        _ => endpoint.host().clone(),
-    };
-    parts.headers.insert(HOST, upstream_host);
-    parts.uri = target;
-    record.upstream = Some(endpoint.address().to_owned());
-    let sent_at = tokio::time::Instant::now();
-    if let Some(protocol) = upgrade {
-        tunnel::restore_headers(&mut parts.headers, protocol);
-        let client_side = parts.extensions.remove::<OnUpgrade>();
-        let mut resp = upstreams
-            .send_upgrade(endpoint, Request::from_parts(parts, body))
-            .await?;
-        record.upstream_time = Some(sent_at.elapsed());
-        if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-            let Some(client_side) = client_side else {
-                return Err(Rejection::BadRequest);
-            };
-            let accepted = resp.headers().get(UPGRADE).cloned();
-            let upstream_side = hyper::upgrade::on(&mut resp);
-            strip_hop_by_hop(resp.headers_mut());
-            if let Some(protocol) = accepted {
-                tunnel::restore_headers(resp.headers_mut(), protocol);
-            }
-            let idle = upstreams.tunnel_idle();
-            let tunnels = shared.metrics.tunnels.clone();
-            let route_id = route.id.clone();
-            tokio::spawn(async move {
-                tunnels.inc();
-                let ended = tunnel::splice(client_side, upstream_side, idle).await;
-                tunnels.dec();
-                tracing::debug!(route.id = %route_id, ?ended, "Tunnel closed");
-            });
-            record.outcome = "upgraded";
-            shared.metrics.proxied();
-            return Ok(resp.map(Either::Left));
-        }
-        strip_hop_by_hop(resp.headers_mut());
-        shared.metrics.proxied();
-        return Ok(resp.map(Either::Left));
+    let upstreams = &compiled.upstreams[routed.index];
+    let mut trace = upstream::Trace::default();
+    let result = upstream::forward(
+        upstreams,
+        route,
+        &routed,
+        conn,
+        parts,
+        body,
+        &shared.metrics.tunnels,
+        &mut trace,
+    )
+    .await;
+    record.upstream = trace.address;
+    record.upstream_time = trace.elapsed;
+    if trace.upgraded {
+        record.outcome = "upgraded";
     }
-    let mut resp = upstreams
-        .send(endpoint, Request::from_parts(parts, body))
-        .await?;
-    record.upstream_time = Some(sent_at.elapsed());
-    strip_hop_by_hop(resp.headers_mut());
+    let resp = result?;
     shared.metrics.proxied();
-    Ok(resp.map(Either::Left))
+    Ok(resp)
 }
 
 fn header_string(headers: &http::HeaderMap, name: http::HeaderName) -> Option<String> {
