@@ -66,6 +66,9 @@ pub struct Route {
     pub preserve_host: bool,
     /// Where matched requests are proxied.
     pub upstream: Upstream,
+    /// Request, upstream-attempt and idle timeouts of this route.
+    #[serde(default)]
+    pub timeouts: Timeouts,
     /// OAuth2 protection; `None` means the route is a plain reverse-proxy route.
     #[serde(default)]
     pub oauth2: Option<RouteOAuth2>,
@@ -83,9 +86,29 @@ pub struct Upstream {
     /// Time allowed to establish a TCP connection to an endpoint; 502 when exceeded.
     #[serde(default = "default_connect_timeout_ms")]
     pub connect_timeout_ms: u64,
-    /// Time allowed for the upstream to send response headers; 504 when exceeded.
+    /// Time allowed for the upstream to send response headers, counted from the end
+    /// of the request body; 504 when exceeded.
     #[serde(default = "default_response_timeout_ms")]
     pub response_timeout_ms: u64,
+    /// HTTP/1.1, or HTTP/2 (cleartext or TLS) for gRPC and other HTTP/2 backends.
+    #[serde(default)]
+    pub protocol: UpstreamProtocol,
+    /// Verification and client certificate for `https://` / `grpcs://` endpoints.
+    #[serde(default)]
+    pub tls: Option<UpstreamTls>,
+    /// Requests in flight to one endpoint from one proxy (0 = unlimited); more get 503.
+    #[serde(default)]
+    pub max_connections: u32,
+    /// Skip endpoints that keep refusing connections.
+    #[serde(default)]
+    pub outlier_detection: OutlierDetection,
+}
+
+impl Default for Upstream {
+    fn default() -> Self {
+        // Round-tripping an empty object applies every serde default in one place.
+        serde_json::from_str("{}").expect("every Upstream field has a serde default")
+    }
 }
 
 fn default_connect_timeout_ms() -> u64 {
@@ -93,6 +116,90 @@ fn default_connect_timeout_ms() -> u64 {
 }
 fn default_response_timeout_ms() -> u64 {
     60_000
+}
+
+/// How the proxy speaks to an upstream's endpoints.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UpstreamProtocol {
+    /// HTTP/1.1 (over TLS for `https://` endpoints). Upgrades (WebSocket) work.
+    #[default]
+    Http1,
+    /// HTTP/2 with prior knowledge over cleartext (gRPC backends; `grpc://` URLs and
+    /// Service ports with `appProtocol: kubernetes.io/h2c`).
+    H2c,
+    /// HTTP/2 over TLS, negotiated by ALPN (`https://` endpoints).
+    H2,
+}
+
+/// TLS settings for `https://` endpoints. Without any, the certificate is verified
+/// against the system roots for the URL's host name.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub struct UpstreamTls {
+    /// PEM CA bundle trusted instead of the system roots (public data: the controller
+    /// copies it from a ConfigMap or Secret `ca.crt`).
+    #[serde(default)]
+    pub ca_pem: Option<String>,
+    /// PEM CA bundle file on the proxy's file system, trusted instead of the system roots.
+    #[serde(default)]
+    pub ca_file: Option<String>,
+    /// Name verified in the certificate and sent as SNI (default: the URL's host).
+    #[serde(default)]
+    pub server_name: Option<String>,
+    /// PEM client certificate chain presented to the upstream (mTLS). Files, so the
+    /// private key never travels in the snapshot: mount the Secret into the proxy.
+    #[serde(default)]
+    pub client_cert_file: Option<String>,
+    /// PEM private key for `client_cert_file`.
+    #[serde(default)]
+    pub client_key_file: Option<String>,
+}
+
+/// Passive outlier detection: endpoints that keep refusing connections are skipped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub struct OutlierDetection {
+    /// Consecutive connection failures that eject an endpoint (0 = never).
+    #[serde(default = "default_consecutive_failures")]
+    pub consecutive_failures: u32,
+    /// How long an ejected endpoint is skipped.
+    #[serde(default = "default_ejection_ms")]
+    pub ejection_ms: u64,
+}
+
+impl Default for OutlierDetection {
+    fn default() -> Self {
+        OutlierDetection {
+            consecutive_failures: default_consecutive_failures(),
+            ejection_ms: default_ejection_ms(),
+        }
+    }
+}
+
+fn default_consecutive_failures() -> u32 {
+    5
+}
+fn default_ejection_ms() -> u64 {
+    30_000
+}
+
+/// Per-route timeouts (Gateway API HTTPRoute `timeouts`, ProtectedRoute `timeouts`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub struct Timeouts {
+    /// Whole request, from arrival to the upstream's response headers, retries
+    /// included; 504 when exceeded. `None`: no overall limit.
+    #[serde(default)]
+    pub request_ms: Option<u64>,
+    /// One upstream attempt, counted from the end of the request body to the response
+    /// headers; overrides `upstream.response_timeout_ms`.
+    #[serde(default)]
+    pub backend_request_ms: Option<u64>,
+    /// An upgraded connection (WebSocket) with no byte in either direction for this
+    /// long is closed. Default 1 hour.
+    #[serde(default)]
+    pub idle_ms: Option<u64>,
 }
 
 /// PKCE enforcement, as Kong's `pkce` setting.

@@ -67,6 +67,7 @@ fn input() -> Input {
                 backend: Backend {
                     url: Some(format!("http://127.0.0.1:{}", 1024 + i)),
                     service: None,
+                    protocol: None,
                 },
                 oauth2: OAuth2Spec {
                     scopes: vec!["read".into(), "write".into()],

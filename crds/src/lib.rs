@@ -19,8 +19,8 @@ use kube::CustomResourceExt;
 pub use consumer::{Consumer, ConsumerSpec, ConsumerStatus};
 pub use oauth2client::{ClientType, GrantType, OAuth2Client, OAuth2ClientSpec, OAuth2ClientStatus};
 pub use protectedroute::{
-    Backend, Method, OAuth2Spec, Pkce, ProtectedRoute, ProtectedRouteSpec, ProtectedRouteStatus,
-    ScopeRule, ServiceBackend,
+    Backend, BackendProtocol, Method, OAuth2Spec, Pkce, ProtectedRoute, ProtectedRouteSpec,
+    ProtectedRouteStatus, RouteTimeouts, ScopeRule, ServiceBackend,
 };
 pub use refs::{LocalRef, SecretKeyRef};
 pub use status::ObjectStatus;

@@ -56,6 +56,10 @@ pub struct ProtectedRouteSpec {
     pub preserve_host: bool,
     /// Where matched requests go.
     pub backend: Backend,
+    /// Request, backend-request and idle timeouts (Gateway API duration strings such
+    /// as `10s`, `1m30s`, `500ms`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeouts: Option<RouteTimeouts>,
     /// OAuth2 protection settings (Kong `oauth2` plugin config).
     #[serde(default)]
     pub oauth2: OAuth2Spec,
@@ -69,10 +73,44 @@ pub struct Backend {
     /// A Service in the route's namespace; traffic goes to its ready endpoints.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service: Option<ServiceBackend>,
-    /// A base URL (`http://127.0.0.1:3000`); allowed in standalone mode only.
+    /// A base URL (`http://127.0.0.1:3000`, `https://...`, or `grpc://` / `grpcs://`
+    /// for HTTP/2 backends); allowed in standalone mode only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(url, regex(pattern = r"^https?://"), length(max = 2048))]
+    #[schemars(url, regex(pattern = r"^(https?|grpcs?)://"), length(max = 2048))]
     pub url: Option<String>,
+    /// How to speak to the backend: `http1` (default), `h2c` (HTTP/2 cleartext, e.g.
+    /// gRPC) or `h2` (HTTP/2 over TLS). A Service port's `appProtocol:
+    /// kubernetes.io/h2c` selects `h2c` too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<BackendProtocol>,
+}
+
+/// Wire protocol towards a backend.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendProtocol {
+    Http1,
+    H2c,
+    H2,
+}
+
+/// Route timeouts, as Gateway API HTTPRoute `timeouts` plus `idle` for upgraded
+/// (WebSocket) connections.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RouteTimeouts {
+    /// The whole request until the response headers, retries included.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]{1,5}(h|m|s|ms)){1,4}$"))]
+    pub request: Option<String>,
+    /// One attempt at the backend, from the end of the request body to its response headers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]{1,5}(h|m|s|ms)){1,4}$"))]
+    pub backend_request: Option<String>,
+    /// An upgraded connection with no traffic either way is closed after this long.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]{1,5}(h|m|s|ms)){1,4}$"))]
+    pub idle: Option<String>,
 }
 
 /// A Service port in the route's namespace.

@@ -3,7 +3,10 @@
 
 pub mod binary;
 pub mod fake_apiserver;
+pub mod grpc;
 pub mod kube_apiserver;
 pub mod netns;
+pub mod pki;
 pub mod redis_server;
 pub mod upstream;
+pub mod websocket;

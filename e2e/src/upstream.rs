@@ -55,7 +55,24 @@ impl TestUpstream {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind a loopback port");
-        Self::serve(listener, handler)
+        Self::serve(listener, handler, None)
+    }
+
+    /// Like [`TestUpstream::start`] behind TLS with `config` (HTTP/2 when its ALPN
+    /// offers `h2` and the client picks it).
+    pub async fn start_tls<F, Fut>(handler: F, config: Arc<rustls::ServerConfig>) -> TestUpstream
+    where
+        F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Response<TestBody>> + Send + 'static,
+    {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind a loopback port");
+        Self::serve(
+            listener,
+            handler,
+            Some(tokio_rustls::TlsAcceptor::from(config)),
+        )
     }
 
     /// Serve `listener` (e.g. one bound inside a test network namespace, see
@@ -71,10 +88,15 @@ impl TestUpstream {
         Self::serve(
             TcpListener::from_std(listener).expect("listener registered with tokio"),
             handler,
+            None,
         )
     }
 
-    fn serve<F, Fut>(listener: TcpListener, handler: F) -> TestUpstream
+    fn serve<F, Fut>(
+        listener: TcpListener,
+        handler: F,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    ) -> TestUpstream
     where
         F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Response<TestBody>> + Send + 'static,
@@ -95,15 +117,30 @@ impl TestUpstream {
                 };
                 let handler = handler.clone();
                 let counter = counter.clone();
+                let tls = tls.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |req| {
                         counter.fetch_add(1, Ordering::SeqCst);
                         let fut = handler(req);
                         async move { Ok::<_, Infallible>(fut.await) }
                     });
-                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
+                    let builder =
+                        hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                    match tls {
+                        None => {
+                            let _ = builder
+                                .serve_connection(TokioIo::new(stream), service)
+                                .await;
+                        }
+                        Some(acceptor) => {
+                            // A refused handshake (the proxy distrusts us) just ends here.
+                            if let Ok(stream) = acceptor.accept(stream).await {
+                                let _ = builder
+                                    .serve_connection(TokioIo::new(stream), service)
+                                    .await;
+                            }
+                        }
+                    }
                 });
             }
         });

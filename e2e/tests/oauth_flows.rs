@@ -108,7 +108,9 @@ fn mk_snapshot(upstream: SocketAddr) -> Snapshot {
                 endpoints: vec![format!("http://{upstream}")],
                 connect_timeout_ms: 2_000,
                 response_timeout_ms: 5_000,
+                ..Default::default()
             },
+            timeouts: Default::default(),
             oauth2: Some(oauth),
         }],
         consumers: vec![Consumer {

@@ -71,7 +71,9 @@ fn mk_snapshot(upstream: SocketAddr, revision: &str, path: &str) -> Snapshot {
                 endpoints: vec![format!("http://{upstream}")],
                 connect_timeout_ms: 1000,
                 response_timeout_ms: 5000,
+                ..Default::default()
             },
+            timeouts: Default::default(),
             oauth2: Some(RouteOAuth2 {
                 scopes: vec!["step_counts".into()],
                 provision_key_sha256: Some(Digest::of(PROVISION_KEY.as_bytes()).to_hex()),

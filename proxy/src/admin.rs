@@ -25,6 +25,7 @@ pub struct AdminState {
     pub compiled: CompiledRx,
     pub store: Arc<dyn TokenStore>,
     pub registry: Registry,
+    pub metrics: crate::metrics::Metrics,
 }
 
 /// Serve admin requests until `shutdown` turns true.
@@ -41,6 +42,12 @@ async fn respond(state: &AdminState, req: Request<Incoming>) -> Response<ProxyBo
         "/healthz" => Reply::text(StatusCode::OK, "ok\n", TEXT).into_response(),
         "/readyz" => readiness(state).await,
         "/metrics" => {
+            let current = state.compiled.borrow().clone();
+            if let Some(compiled) = current {
+                state
+                    .metrics
+                    .config_loaded(&compiled.snapshot.revision, compiled.loaded_at);
+            }
             let mut out = String::new();
             match prometheus_client::encoding::text::encode(&mut out, &state.registry) {
                 Ok(()) => Reply::text(StatusCode::OK, out, OPENMETRICS).into_response(),

@@ -22,6 +22,8 @@ pub struct Compiled {
     pub catalog: Catalog,
     /// One per route, same index as `snapshot.routes`.
     pub upstreams: Vec<UpstreamSet>,
+    /// Unix time this configuration was compiled (config age in metrics).
+    pub loaded_at: u64,
     /// Scope rules of each route (empty without OAuth2), same index as `snapshot.routes`.
     pub rules: Vec<Vec<Rule>>,
 }
@@ -41,7 +43,7 @@ impl Compiled {
             .routes
             .iter()
             .map(|route| {
-                let (set, problems) = UpstreamSet::new(&route.upstream);
+                let (set, problems) = UpstreamSet::new(&route.upstream, &route.timeouts);
                 for problem in problems {
                     tracing::warn!(route.id = %route.id, %problem, "Upstream endpoint ignored");
                 }
@@ -63,6 +65,7 @@ impl Compiled {
             router,
             catalog,
             upstreams,
+            loaded_at: crate::server::pipeline::unix_now(),
             rules,
         }
     }

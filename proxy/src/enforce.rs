@@ -361,7 +361,9 @@ mod tests {
                 endpoints: vec![],
                 connect_timeout_ms: 1,
                 response_timeout_ms: 1,
+                ..Default::default()
             },
+            timeouts: Default::default(),
             oauth2: Some(oauth.clone()),
         };
         (route, oauth)

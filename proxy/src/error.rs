@@ -49,6 +49,9 @@ pub enum Rejection {
     /// The upstream did not send response headers in time.
     #[error("upstream timed out")]
     UpstreamTimeout,
+    /// The endpoint already has as many requests in flight as the route allows.
+    #[error("upstream connection limit reached")]
+    UpstreamOverloaded,
 }
 
 impl Rejection {
@@ -67,6 +70,7 @@ impl Rejection {
             Rejection::NoEndpoints => "no_endpoints",
             Rejection::UpstreamUnavailable => "upstream_unavailable",
             Rejection::UpstreamTimeout => "upstream_timeout",
+            Rejection::UpstreamOverloaded => "upstream_overloaded",
         }
     }
 
@@ -125,6 +129,10 @@ impl Rejection {
             Rejection::UpstreamTimeout => Reply::message(
                 StatusCode::GATEWAY_TIMEOUT,
                 "The upstream server is timing out",
+            ),
+            Rejection::UpstreamOverloaded => Reply::message(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Too many requests in flight to the upstream server",
             ),
         }
     }

@@ -7,6 +7,7 @@
 //! talks to Kubernetes.
 #![forbid(unsafe_code)]
 
+pub mod access_log;
 pub mod admin;
 pub mod binding;
 pub mod body;
@@ -16,6 +17,7 @@ pub mod compiled;
 pub mod enforce;
 pub mod error;
 pub mod forwarded;
+pub mod grpc;
 pub mod headers;
 pub mod http1;
 pub mod metrics;

@@ -5,7 +5,8 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::registry::Registry;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Registry, Unit};
 
 use crate::error::Rejection;
 
@@ -14,9 +15,51 @@ struct OutcomeLabels {
     outcome: &'static str,
 }
 
+/// Per-route request labels. `route` is a route id from the configuration (bounded by
+/// it; empty when no route matched), `class` the status class (`2xx`...), `outcome`
+/// a fixed word or a refusal reason.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub route: String,
+    pub class: &'static str,
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteOnly {
+    pub route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RevisionLabels {
+    revision: String,
+}
+
+/// Latency buckets in seconds: 1 ms to 60 s.
+const LATENCY_BUCKETS: [f64; 14] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 15.0, 60.0,
+];
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(LATENCY_BUCKETS)
+}
+
 /// Counters and gauges of the data plane.
 #[derive(Clone, Debug)]
 pub struct Metrics {
+    /// Requests by route, status class and outcome.
+    pub route_requests: Family<RouteLabels, Counter>,
+    /// Time from request arrival to the last response byte, by route.
+    pub request_duration: Family<RouteOnly, Histogram, fn() -> Histogram>,
+    /// Time from sending upstream to the response headers, by route.
+    pub upstream_duration: Family<RouteOnly, Histogram, fn() -> Histogram>,
+    /// Access log lines dropped because the writer fell behind.
+    pub access_log_dropped: Counter,
+    /// Upgraded connections (WebSocket) open now.
+    pub tunnels: Gauge,
+    config_info: Family<RevisionLabels, Gauge>,
+    /// Unix time the configuration in force was loaded.
+    pub config_loaded: Gauge,
     requests: Family<OutcomeLabels, Counter>,
     // Pre-resolved handles so the hot path is one atomic add, no map lookup.
     proxied: Counter,
@@ -48,6 +91,56 @@ impl Metrics {
             "Client connections currently open",
             connections.clone(),
         );
+        let route_requests = Family::<RouteLabels, Counter>::default();
+        registry.register(
+            "gatehouse_proxy_route_requests",
+            "Requests by route, status class and outcome (proxied, oauth2, upgraded, or the refusal reason)",
+            route_requests.clone(),
+        );
+        let request_duration =
+            Family::<RouteOnly, Histogram, fn() -> Histogram>::new_with_constructor(
+                latency_histogram,
+            );
+        registry.register_with_unit(
+            "gatehouse_proxy_request_duration",
+            "Time from request arrival to the last response byte, by route",
+            Unit::Seconds,
+            request_duration.clone(),
+        );
+        let upstream_duration =
+            Family::<RouteOnly, Histogram, fn() -> Histogram>::new_with_constructor(
+                latency_histogram,
+            );
+        registry.register_with_unit(
+            "gatehouse_proxy_upstream_duration",
+            "Time from sending a request upstream to its response headers, by route",
+            Unit::Seconds,
+            upstream_duration.clone(),
+        );
+        let access_log_dropped = Counter::default();
+        registry.register(
+            "gatehouse_proxy_access_log_dropped",
+            "Access log lines dropped because the writer fell behind",
+            access_log_dropped.clone(),
+        );
+        let tunnels = Gauge::default();
+        registry.register(
+            "gatehouse_proxy_open_tunnels",
+            "Upgraded (WebSocket) connections open now",
+            tunnels.clone(),
+        );
+        let config_info = Family::<RevisionLabels, Gauge>::default();
+        registry.register(
+            "gatehouse_proxy_config",
+            "The configuration revision in force (value 1)",
+            config_info.clone(),
+        );
+        let config_loaded = Gauge::default();
+        registry.register(
+            "gatehouse_proxy_config_loaded_timestamp_seconds",
+            "Unix time the configuration in force was loaded (age = time() - this)",
+            config_loaded.clone(),
+        );
         let proxied = requests
             .get_or_create(&OutcomeLabels { outcome: "proxied" })
             .clone();
@@ -55,6 +148,13 @@ impl Metrics {
             .get_or_create(&OutcomeLabels { outcome: "oauth2" })
             .clone();
         Metrics {
+            route_requests,
+            request_duration,
+            upstream_duration,
+            access_log_dropped,
+            tunnels,
+            config_info,
+            config_loaded,
             requests,
             proxied,
             oauth2,
@@ -69,6 +169,18 @@ impl Metrics {
 
     pub fn oauth2(&self) {
         self.oauth2.inc();
+    }
+
+    /// A configuration with `revision` is now in force (only its revision is labelled).
+    pub fn config_loaded(&self, revision: &str, unix_now: u64) {
+        self.config_info.clear();
+        self.config_info
+            .get_or_create(&RevisionLabels {
+                revision: revision.to_owned(),
+            })
+            .set(1);
+        self.config_loaded
+            .set(i64::try_from(unix_now).unwrap_or(i64::MAX));
     }
 
     pub fn rejected(&self, rejection: &Rejection) {

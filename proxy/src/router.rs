@@ -230,7 +230,9 @@ mod tests {
                 endpoints: vec![],
                 connect_timeout_ms: 1000,
                 response_timeout_ms: 1000,
+                ..Default::default()
             },
+            timeouts: Default::default(),
             oauth2: None,
         }
     }

@@ -1,44 +1,58 @@
 //! Calling upstreams: the pipeline's last step ([`forward`]: header and URI rewriting,
-//! then the call), endpoint URLs compiled once per snapshot, round robin, and a
-//! keep-alive HTTP/1.1 connection pool per worker thread with the route's timeouts.
-//!
-//! Each worker is its own `current_thread` runtime, so the pool is a thread-local
-//! list of idle `hyper::client::conn::http1` senders per upstream address: no lock,
-//! no checkout future, no background task per request (the generic pooled client
-//! cost a few microseconds per request in those). A connection's driver task runs
-//! on the worker that opened it.
+//! upgrades, then the call), endpoint URLs compiled once per snapshot, round robin over
+//! the endpoints not ejected, and a request sent with the route's timeouts over a
+//! pooled HTTP/1.1 or HTTP/2 connection, plain or TLS ([`conn`]).
 //!
 //! Bodies are streamed both ways: the request body is handed to the connection as the
 //! stream it arrived as, and the response body is returned unread.
 
-use std::cell::RefCell;
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+mod conn;
+mod health;
+pub mod tls;
+pub mod tunnel;
+mod upload;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use http::header::HOST;
+use http::header::{HOST, TE, UPGRADE};
 use http::request::Parts;
 use http::uri::{Authority, PathAndQuery, Scheme};
-use http::{HeaderValue, Request, Response, Uri, Version};
+use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::Either;
 use hyper::body::Incoming;
-use hyper::client::conn::http1::{self, SendRequest};
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
-use tokio::time::Instant;
+use hyper::upgrade::OnUpgrade;
+use prometheus_client::metrics::gauge::Gauge;
 
 use crate::body::ProxyBody;
-use crate::config::{Route, Upstream};
+use crate::config::{Route, Timeouts, Upstream, UpstreamProtocol};
 use crate::error::Rejection;
 use crate::forwarded::ConnInfo;
 use crate::headers::strip_hop_by_hop;
 use crate::router::Routed;
+use conn::{ConnectFailed, Sender, Target};
+use health::{EndpointHealth, Policy};
+use tls::ClientTls;
+use upload::UpstreamBody;
+
+/// What [`forward`] reports about the call (for the access log and metrics).
+#[derive(Debug, Default)]
+pub struct Trace {
+    /// `scheme://host:port` of the endpoint used.
+    pub address: Option<String>,
+    /// Time from sending to the response headers.
+    pub elapsed: Option<Duration>,
+    /// The connection was upgraded (WebSocket) and is now a tunnel.
+    pub upgraded: bool,
+}
 
 /// Forward a routed (and, on a protected route, checked) request to one of the route's
 /// endpoints: the path that was matched (stripped of the route prefix when the route
-/// says so) under the endpoint's base path, hop-by-hop headers removed both ways,
-/// `X-Forwarded-*` set, and the upstream's own `Host` unless the route preserves it.
+/// says so) under the endpoint's base path, hop-by-hop headers removed both ways
+/// (`Connection`/`Upgrade` restored for an upgrade), `X-Forwarded-*` set, and the
+/// upstream's own `Host` unless the route preserves it. A `101` answer to an upgrade
+/// starts a tunnel task counted in `tunnels`.
+#[allow(clippy::too_many_arguments)]
 pub async fn forward(
     upstreams: &UpstreamSet,
     route: &Route,
@@ -46,6 +60,8 @@ pub async fn forward(
     conn: &ConnInfo,
     mut parts: Parts,
     body: ProxyBody,
+    tunnels: &Gauge,
+    trace: &mut Trace,
 ) -> Result<Response<ProxyBody>, Rejection> {
     let endpoint = upstreams.pick()?;
     let upstream_path = if route.strip_path {
@@ -55,6 +71,7 @@ pub async fn forward(
     };
     // Enforcement may have rewritten the query (hide_credentials), so read it here.
     let target = endpoint.origin_uri(upstream_path, parts.uri.query())?;
+    let upgrade = tunnel::requested(parts.version, &parts.method, &parts.headers);
     strip_hop_by_hop(&mut parts.headers);
     conn.set_forwarded_headers(&mut parts.headers, routed.host.as_ref());
     let upstream_host = match (&routed.host, route.preserve_host) {
@@ -63,42 +80,92 @@ pub async fn forward(
     };
     parts.headers.insert(HOST, upstream_host);
     parts.uri = target;
+    trace.address = Some(endpoint.address().to_owned());
+    let sent_at = tokio::time::Instant::now();
+    let Some(protocol) = upgrade else {
+        let mut resp = upstreams
+            .send(endpoint, Request::from_parts(parts, body))
+            .await?;
+        trace.elapsed = Some(sent_at.elapsed());
+        strip_hop_by_hop(resp.headers_mut());
+        return Ok(resp.map(Either::Left));
+    };
+    tunnel::restore_headers(&mut parts.headers, protocol);
+    let client_side = parts.extensions.remove::<OnUpgrade>();
     let mut resp = upstreams
-        .send(endpoint, Request::from_parts(parts, body))
+        .send_upgrade(endpoint, Request::from_parts(parts, body))
         .await?;
+    trace.elapsed = Some(sent_at.elapsed());
+    let accepted = resp.headers().get(UPGRADE).cloned();
+    let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
     strip_hop_by_hop(resp.headers_mut());
+    if !switching {
+        return Ok(resp.map(Either::Left));
+    }
+    let Some(client_side) = client_side else {
+        return Err(Rejection::BadRequest);
+    };
+    let upstream_side = hyper::upgrade::on(&mut resp);
+    if let Some(protocol) = accepted {
+        tunnel::restore_headers(resp.headers_mut(), protocol);
+    }
+    let idle = upstreams.tunnel_idle();
+    let tunnels = tunnels.clone();
+    let route_id = route.id.clone();
+    tokio::spawn(async move {
+        tunnels.inc();
+        let ended = tunnel::splice(client_side, upstream_side, idle).await;
+        tunnels.dec();
+        tracing::debug!(route.id = %route_id, ?ended, "Tunnel closed");
+    });
+    trace.upgraded = true;
     Ok(resp.map(Either::Left))
 }
 
-/// Idle upstream connections are closed after this long (upstreams commonly close
-/// theirs after 60–75 s; closing first avoids reusing a connection being closed).
-const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(50);
+/// Upgraded connections idle this long are closed when the route sets no idle timeout.
+const DEFAULT_TUNNEL_IDLE: Duration = Duration::from_secs(3600);
 
 /// One upstream base URL, pre-parsed.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Endpoint {
+    /// `http` or `https` (what the request URI carries for HTTP/2).
+    scheme: Scheme,
     authority: Authority,
     /// Host name or IP literal (without IPv6 brackets) to connect to.
     connect_host: String,
-    /// Port to connect to (80 when the URL names none).
+    /// Port to connect to (the scheme's default when the URL names none).
     port: u16,
     /// Base path without trailing `/` (empty for none).
     base_path: String,
     /// `Host` header value when the route does not preserve the client's.
     host: HeaderValue,
+    /// Spoken to over TLS.
+    tls: bool,
+    /// Spoken to over HTTP/2 (`grpc://`, `grpcs://`, or the upstream's protocol).
+    h2: bool,
+    /// Pool key: connections are shared only between identical scheme/authority/protocol.
+    key: String,
+    health: EndpointHealth,
 }
 
 impl Endpoint {
-    /// Parse `http://host:port[/base]`. Only plain HTTP endpoints are supported.
-    pub fn parse(url: &str) -> Result<Self, String> {
+    /// Parse `http://`, `https://`, `grpc://` (HTTP/2 cleartext) or `grpcs://` (HTTP/2
+    /// over TLS) `host[:port][/base]`, spoken to with `protocol`.
+    pub fn parse(url: &str, protocol: UpstreamProtocol) -> Result<Self, String> {
         let uri: Uri = url
             .parse()
             .map_err(|e| format!("`{url}` is not a URL: {e}"))?;
-        if uri.scheme() != Some(&Scheme::HTTP) {
-            return Err(format!(
-                "`{url}`: only http:// upstream endpoints are supported"
-            ));
-        }
+        let (tls, grpc) = match uri.scheme_str() {
+            Some("http") => (false, false),
+            Some("https") => (true, false),
+            Some("grpc") => (false, true),
+            Some("grpcs") => (true, true),
+            _ => {
+                return Err(format!(
+                    "`{url}`: upstream endpoints are http://, https://, grpc:// or grpcs:// URLs"
+                ))
+            }
+        };
         let authority = uri
             .authority()
             .cloned()
@@ -110,20 +177,43 @@ impl Endpoint {
             .trim_start_matches('[')
             .trim_end_matches(']')
             .to_owned();
-        let port = authority.port_u16().unwrap_or(80);
+        let port = authority.port_u16().unwrap_or(if tls { 443 } else { 80 });
         let base_path = uri.path().trim_end_matches('/').to_owned();
+        let h2 = grpc || protocol != UpstreamProtocol::Http1;
+        let scheme = if tls { Scheme::HTTPS } else { Scheme::HTTP };
+        let key = format!("{scheme}://{authority}{}", if h2 { "#h2" } else { "" });
         Ok(Endpoint {
+            scheme,
             authority,
             connect_host,
             port,
             base_path,
             host,
+            tls,
+            h2,
+            key,
+            health: EndpointHealth::default(),
         })
     }
 
-    /// The origin-form request target (`/base/path?query`) sent on the upstream
-    /// connection for a (possibly stripped) request path and raw query.
+    /// The absolute upstream URI for a (possibly stripped) request path and raw query.
+    pub fn uri(&self, path: &str, query: Option<&str>) -> Result<Uri, Rejection> {
+        let pq = self.path_and_query(path, query)?;
+        Uri::builder()
+            .scheme(self.scheme.clone())
+            .authority(self.authority.clone())
+            .path_and_query(pq)
+            .build()
+            .map_err(|_| Rejection::BadRequest)
+    }
+
+    /// The request target sent on the upstream connection for a (possibly stripped)
+    /// request path and raw query: origin-form (`/base/path?query`) for HTTP/1.1,
+    /// absolute for HTTP/2 (which needs `:scheme` and `:authority`).
     pub fn origin_uri(&self, path: &str, query: Option<&str>) -> Result<Uri, Rejection> {
+        if self.h2 {
+            return self.uri(path, query);
+        }
         Ok(Uri::from(self.path_and_query(path, query)?))
     }
 
@@ -144,211 +234,389 @@ impl Endpoint {
     pub fn host(&self) -> &HeaderValue {
         &self.host
     }
+
+    /// `scheme://host:port`, for logs.
+    pub fn address(&self) -> &str {
+        self.key.split('#').next().unwrap_or(&self.key)
+    }
 }
 
-/// A route's endpoints with its round-robin cursor and timeouts.
+/// A route's endpoints with its round-robin cursor, timeouts and limits.
 #[derive(Debug)]
 pub struct UpstreamSet {
     endpoints: Vec<Endpoint>,
     next: AtomicUsize,
+    tls: Option<ClientTls>,
     connect_timeout: Duration,
+    /// One attempt, from the end of the upload to the response headers.
     response_timeout: Duration,
+    /// The whole exchange, retries included.
+    request_timeout: Option<Duration>,
+    tunnel_idle: Duration,
+    policy: Policy,
 }
 
 impl UpstreamSet {
     /// Compile a route's upstream; endpoints that cannot be used are reported and left
     /// out (the route answers 503 when none remain).
-    pub fn new(upstream: &Upstream) -> (Self, Vec<String>) {
+    pub fn new(upstream: &Upstream, timeouts: &Timeouts) -> (Self, Vec<String>) {
         let mut endpoints = Vec::new();
         let mut problems = Vec::new();
         for url in &upstream.endpoints {
-            match Endpoint::parse(url) {
+            match Endpoint::parse(url, upstream.protocol) {
                 Ok(e) => endpoints.push(e),
                 Err(p) => problems.push(p),
+            }
+        }
+        let mut tls = None;
+        if endpoints.iter().any(|e| e.tls) {
+            // Pooled TLS connections are only shared between routes that verify and
+            // authenticate the same way: a route must never ride on a connection
+            // another route's CA or client certificate established.
+            let tag = tls_tag(upstream.tls.as_ref());
+            for e in endpoints.iter_mut().filter(|e| e.tls) {
+                e.key = format!("{}#tls={tag:016x}", e.key);
+            }
+            let h2 = endpoints.iter().any(|e| e.h2);
+            let alpn: &[&[u8]] = if h2 {
+                &[b"h2", b"http/1.1"]
+            } else {
+                &[b"http/1.1"]
+            };
+            match ClientTls::new(upstream.tls.as_ref(), alpn) {
+                Ok(client) => tls = Some(client),
+                Err(problem) => {
+                    // Never fall back to an unverified connection: drop TLS endpoints.
+                    problems.push(format!("TLS settings unusable: {problem}"));
+                    endpoints.retain(|e| !e.tls);
+                }
             }
         }
         let set = UpstreamSet {
             endpoints,
             next: AtomicUsize::new(0),
+            tls,
             connect_timeout: Duration::from_millis(upstream.connect_timeout_ms),
-            response_timeout: Duration::from_millis(upstream.response_timeout_ms),
+            response_timeout: Duration::from_millis(
+                timeouts
+                    .backend_request_ms
+                    .unwrap_or(upstream.response_timeout_ms),
+            ),
+            request_timeout: timeouts.request_ms.map(Duration::from_millis),
+            tunnel_idle: timeouts
+                .idle_ms
+                .map_or(DEFAULT_TUNNEL_IDLE, Duration::from_millis),
+            policy: Policy {
+                consecutive_failures: upstream.outlier_detection.consecutive_failures,
+                ejection: Duration::from_millis(upstream.outlier_detection.ejection_ms),
+                max_connections: upstream.max_connections,
+            },
         };
         (set, problems)
     }
 
-    /// Next endpoint, round robin across every worker.
+    /// Next endpoint not ejected, round robin across every worker; when every
+    /// endpoint is ejected, the next one anyway.
     pub fn pick(&self) -> Result<&Endpoint, Rejection> {
-        if self.endpoints.is_empty() {
+        let n = self.endpoints.len();
+        if n == 0 {
             return Err(Rejection::NoEndpoints);
         }
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.endpoints.len();
-        Ok(&self.endpoints[i])
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        for i in 0..n {
+            let endpoint = &self.endpoints[(start + i) % n];
+            if endpoint.health.available() {
+                if i > 0 {
+                    // Skip the cursor past the ejected ones for the next pick too.
+                    self.next.fetch_add(i, Ordering::Relaxed);
+                }
+                return Ok(endpoint);
+            }
+        }
+        Ok(&self.endpoints[start % n])
     }
 
-    /// Send a fully prepared request (origin-form URI from [`Endpoint::origin_uri`],
-    /// headers rewritten) to `endpoint` and wait for the response headers within the
-    /// route's response timeout. Connection failures (including the connect timeout)
-    /// are 502, the response timeout 504.
+    /// How long an upgraded connection may stay silent.
+    pub fn tunnel_idle(&self) -> Duration {
+        self.tunnel_idle
+    }
+
+    /// Send a fully prepared request (target from [`Endpoint::origin_uri`], headers
+    /// rewritten) to `endpoint` and wait for the response headers. Connection failures
+    /// (including the connect timeout and TLS verification) are 502; the response
+    /// timeout (counted once the request body is sent) and the request timeout are 504;
+    /// too many requests in flight to the endpoint is 503.
     pub async fn send(
         &self,
         endpoint: &Endpoint,
-        mut req: Request<ProxyBody>,
+        req: Request<ProxyBody>,
     ) -> Result<Response<Incoming>, Rejection> {
-        // Upstream connections are HTTP/1.1 whatever the client spoke.
-        *req.version_mut() = Version::HTTP_11;
-        match tokio::time::timeout(self.response_timeout, self.exchange(endpoint, req)).await {
-            Ok(result) => result,
-            Err(_) => Err(Rejection::UpstreamTimeout),
+        let Some(_permit) = endpoint.health.acquire(self.policy.max_connections) else {
+            tracing::debug!(
+                upstream = endpoint.address(),
+                "Upstream connection limit reached"
+            );
+            return Err(Rejection::UpstreamOverloaded);
+        };
+        let exchange = self.exchange(endpoint, req, false);
+        match self.request_timeout {
+            Some(limit) => tokio::time::timeout(limit, exchange)
+                .await
+                .unwrap_or(Err(Rejection::UpstreamTimeout)),
+            None => exchange.await,
         }
+    }
+
+    /// Send an upgrade request (`Connection: upgrade` restored by the caller) on a
+    /// fresh HTTP/1.1 connection that can hand its socket over. A `101` answer carries
+    /// the upstream side of the tunnel (`hyper::upgrade::on`).
+    pub async fn send_upgrade(
+        &self,
+        endpoint: &Endpoint,
+        req: Request<ProxyBody>,
+    ) -> Result<Response<Incoming>, Rejection> {
+        let Some(_permit) = endpoint.health.acquire(self.policy.max_connections) else {
+            return Err(Rejection::UpstreamOverloaded);
+        };
+        self.exchange(endpoint, req, true).await
     }
 
     async fn exchange(
         &self,
         endpoint: &Endpoint,
-        mut req: Request<ProxyBody>,
+        req: Request<ProxyBody>,
+        upgrade: bool,
     ) -> Result<Response<Incoming>, Rejection> {
+        let (mut parts, body) = req.into_parts();
+        let (body, uploaded) = UpstreamBody::new(body);
+        if endpoint.h2 && !upgrade {
+            parts.version = Version::HTTP_2;
+            if crate::grpc::is_grpc(&parts.headers) {
+                // gRPC servers require it (it was removed with the hop-by-hop headers).
+                parts
+                    .headers
+                    .insert(TE, HeaderValue::from_static("trailers"));
+            }
+        } else {
+            // HTTP/1.1 upstream connections whatever the client spoke.
+            parts.version = Version::HTTP_11;
+        }
+        // An idempotent request without a body can be sent again as it is.
+        let replay = (body.is_empty() && is_idempotent(&parts.method)).then(|| {
+            let mut again = Request::new(());
+            *again.method_mut() = parts.method.clone();
+            *again.uri_mut() = parts.uri.clone();
+            *again.version_mut() = parts.version;
+            *again.headers_mut() = parts.headers.clone();
+            again
+        });
+        let response_timer = async {
+            // An error means the body was dropped unsent: the attempt is over anyway.
+            let _ = uploaded.await;
+            tokio::time::sleep(self.response_timeout).await;
+        };
+        let attempt = self.attempts(endpoint, Request::from_parts(parts, body), replay, upgrade);
+        tokio::select! {
+            result = attempt => result,
+            _ = response_timer => {
+                tracing::debug!(upstream = endpoint.address(), "Upstream response timed out");
+                Err(Rejection::UpstreamTimeout)
+            }
+        }
+    }
+
+    async fn attempts(
+        &self,
+        endpoint: &Endpoint,
+        mut req: Request<UpstreamBody>,
+        mut replay: Option<Request<()>>,
+        upgrade: bool,
+    ) -> Result<Response<Incoming>, Rejection> {
+        let target = Target {
+            key: &endpoint.key,
+            host: &endpoint.connect_host,
+            port: endpoint.port,
+            tls: if endpoint.tls {
+                self.tls.as_ref()
+            } else {
+                None
+            },
+            connect_timeout: self.connect_timeout,
+        };
         loop {
-            let (mut sender, reused) = match checkout(&endpoint.authority) {
-                Some(sender) => (sender, true),
-                None => (connect(endpoint, self.connect_timeout).await?, false),
+            let pooled = if upgrade {
+                None
+            } else {
+                conn::checkout(&endpoint.key)
             };
-            match sender.try_send_request(req).await {
+            let reused = pooled.is_some();
+            let sender = match pooled {
+                Some(sender) => sender,
+                None => {
+                    let fresh = if upgrade || !endpoint.h2 {
+                        conn::connect_h1(&target, upgrade).await
+                    } else {
+                        conn::connect_h2(&target).await
+                    };
+                    match fresh {
+                        Ok(sender) => sender,
+                        Err(ConnectFailed) => {
+                            if endpoint.health.failed(&self.policy) {
+                                tracing::warn!(
+                                    upstream = endpoint.address(),
+                                    "Upstream endpoint ejected after repeated connection failures"
+                                );
+                            }
+                            return Err(Rejection::UpstreamUnavailable);
+                        }
+                    }
+                }
+            };
+            let result = match sender {
+                Sender::H1(mut sender) => {
+                    let result = sender.try_send_request(req).await;
+                    if !upgrade {
+                        // Back at once; checkout skips it until it wants the next request.
+                        conn::checkin(&endpoint.key, Sender::H1(sender));
+                    }
+                    result
+                }
+                Sender::H2(mut sender) => {
+                    let result = sender.try_send_request(req).await;
+                    conn::checkin(&endpoint.key, Sender::H2(sender));
+                    result
+                }
+            };
+            match result {
                 Ok(resp) => {
-                    // The sender goes back at once; checkout skips it until the
-                    // connection has finished this response and wants the next.
-                    checkin(&endpoint.authority, sender);
+                    endpoint.health.succeeded();
                     return Ok(resp);
                 }
-                Err(mut error) => match error.take_message() {
+                Err(mut error) => match (error.take_message(), replay.take()) {
                     // A kept-alive connection closed before the request was written
                     // (the upstream closed it while idle): retry on another one.
-                    Some(unsent) if reused => req = unsent,
+                    (Some(unsent), again) if reused => {
+                        req = unsent;
+                        replay = again;
+                    }
+                    // It broke after the request left: an idempotent request without a
+                    // body is sent once more, on a fresh connection.
+                    (None, Some(again)) if reused => {
+                        tracing::debug!(error = %error.error(), upstream = endpoint.address(), "Retrying an idempotent request");
+                        let (parts, ()) = again.into_parts();
+                        let (body, _) = UpstreamBody::new(crate::body::empty());
+                        req = Request::from_parts(parts, body);
+                        return Box::pin(self.fresh_attempt(endpoint, &target, req)).await;
+                    }
                     _ => {
-                        tracing::debug!(error = %error.error(), "Upstream request failed");
+                        tracing::debug!(error = %error.error(), upstream = endpoint.address(), "Upstream request failed");
                         return Err(Rejection::UpstreamUnavailable);
                     }
                 },
             }
         }
     }
-}
 
-/// A kept-alive connection waiting in the pool.
-struct Idle {
-    sender: SendRequest<ProxyBody>,
-    since: Instant,
-}
-
-thread_local! {
-    /// One pool per worker thread: workers never contend on a pool lock, and routes
-    /// share keep-alive connections to the same upstream address.
-    static POOL: RefCell<HashMap<Authority, Vec<Idle>>> = RefCell::new(HashMap::new());
-}
-
-/// A pooled connection ready for a request, if there is one. Closed and expired
-/// connections met on the way are dropped (dropping the sender closes the connection);
-/// connections still busy with a response stay.
-fn checkout(authority: &Authority) -> Option<SendRequest<ProxyBody>> {
-    POOL.with(|pool| {
-        let mut pool = pool.borrow_mut();
-        let idle = pool.get_mut(authority)?;
-        let now = Instant::now();
-        let mut i = idle.len();
-        while i > 0 {
-            i -= 1;
-            let entry = &idle[i];
-            if entry.sender.is_closed() || now.duration_since(entry.since) > POOL_IDLE_TIMEOUT {
-                idle.swap_remove(i);
-            } else if entry.sender.is_ready() {
-                return Some(idle.swap_remove(i).sender);
-            }
-        }
-        None
-    })
-}
-
-fn checkin(authority: &Authority, sender: SendRequest<ProxyBody>) {
-    POOL.with(|pool| {
-        let mut pool = pool.borrow_mut();
-        let idle = Idle {
-            sender,
-            since: Instant::now(),
+    /// One attempt on a new connection, not from the pool.
+    async fn fresh_attempt(
+        &self,
+        endpoint: &Endpoint,
+        target: &Target<'_>,
+        req: Request<UpstreamBody>,
+    ) -> Result<Response<Incoming>, Rejection> {
+        let fresh = if endpoint.h2 {
+            conn::connect_h2(target).await
+        } else {
+            conn::connect_h1(target, false).await
         };
-        match pool.get_mut(authority) {
-            Some(list) => list.push(idle),
-            None => {
-                pool.insert(authority.clone(), vec![idle]);
+        let result = match fresh {
+            Ok(Sender::H1(mut sender)) => {
+                let result = sender.try_send_request(req).await;
+                conn::checkin(&endpoint.key, Sender::H1(sender));
+                result
             }
-        }
-    })
-}
-
-/// Open a new connection to `endpoint` within `timeout` and start its driver task on
-/// this worker.
-async fn connect(
-    endpoint: &Endpoint,
-    timeout: Duration,
-) -> Result<SendRequest<ProxyBody>, Rejection> {
-    let stream = match tokio::time::timeout(timeout, open_tcp(endpoint)).await {
-        Ok(Ok(stream)) => stream,
-        Ok(Err(error)) => {
-            tracing::debug!(%error, upstream = %endpoint.authority, "Upstream connect failed");
-            return Err(Rejection::UpstreamUnavailable);
-        }
-        Err(_) => {
-            tracing::debug!(upstream = %endpoint.authority, "Upstream connect timed out");
-            return Err(Rejection::UpstreamUnavailable);
-        }
-    };
-    let _ = stream.set_nodelay(true);
-    let (sender, conn) = http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|error| {
-            tracing::debug!(%error, "Upstream handshake failed");
+            Ok(Sender::H2(mut sender)) => {
+                let result = sender.try_send_request(req).await;
+                conn::checkin(&endpoint.key, Sender::H2(sender));
+                result
+            }
+            Err(ConnectFailed) => {
+                endpoint.health.failed(&self.policy);
+                return Err(Rejection::UpstreamUnavailable);
+            }
+        };
+        result.map_err(|error| {
+            tracing::debug!(error = %error.error(), upstream = endpoint.address(), "Upstream request failed");
             Rejection::UpstreamUnavailable
-        })?;
-    tokio::spawn(async move {
-        if let Err(error) = conn.await {
-            tracing::debug!(%error, "Upstream connection ended with an error");
-        }
-    });
-    Ok(sender)
+        })
+    }
 }
 
-async fn open_tcp(endpoint: &Endpoint) -> std::io::Result<TcpStream> {
-    if let Ok(ip) = endpoint.connect_host.parse::<IpAddr>() {
-        return TcpStream::connect(SocketAddr::new(ip, endpoint.port)).await;
-    }
-    let mut last = None;
-    for addr in tokio::net::lookup_host((endpoint.connect_host.as_str(), endpoint.port)).await? {
-        match TcpStream::connect(addr).await {
-            Ok(stream) => return Ok(stream),
-            Err(error) => last = Some(error),
-        }
-    }
-    Err(last.unwrap_or_else(|| std::io::Error::other("host name resolved to no address")))
+/// A digest of TLS settings, for pool keys.
+fn tls_tag(settings: Option<&crate::config::UpstreamTls>) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let text = serde_json::to_string(&settings).expect("TLS settings are plain data");
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    text.hash(&mut hasher);
+    hasher.finish()
+}
+
+/// RFC 9110 §9.2.2.
+fn is_idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn parse(url: &str) -> Result<Endpoint, String> {
+        Endpoint::parse(url, UpstreamProtocol::Http1)
+    }
+
     #[test]
     fn endpoint_base_paths_are_joined_with_the_request_path() {
-        let e = Endpoint::parse("http://127.0.0.1:9000/base/").unwrap();
+        let e = parse("http://127.0.0.1:9000/base/").unwrap();
+        assert_eq!(
+            e.uri("/x/y", Some("a=1")).unwrap(),
+            "http://127.0.0.1:9000/base/x/y?a=1"
+        );
         assert_eq!(e.host(), "127.0.0.1:9000");
         assert_eq!(e.origin_uri("/x/y", Some("a=1")).unwrap(), "/base/x/y?a=1");
-        let e = Endpoint::parse("http://upstream").unwrap();
-        assert_eq!(e.origin_uri("/", None).unwrap(), "/");
+        let e = parse("http://upstream").unwrap();
+        assert_eq!(e.uri("/", None).unwrap(), "http://upstream/");
         assert_eq!((e.connect_host.as_str(), e.port), ("upstream", 80));
-        let e = Endpoint::parse("http://[::1]:8080").unwrap();
+        let e = parse("http://[::1]:8080").unwrap();
         assert_eq!((e.connect_host.as_str(), e.port), ("::1", 8080));
     }
 
     #[test]
-    fn only_plain_http_endpoints_are_accepted() {
-        assert!(Endpoint::parse("https://a").is_err());
-        assert!(Endpoint::parse("not a url").is_err());
+    fn schemes_choose_tls_and_http2() {
+        let e = parse("https://api.example").unwrap();
+        assert!(e.tls && !e.h2);
+        assert_eq!(e.port, 443);
+        assert_eq!(e.uri("/", None).unwrap(), "https://api.example/");
+        let e = parse("grpc://10.0.0.1:50051").unwrap();
+        assert!(!e.tls && e.h2);
+        // HTTP/2 requests carry :scheme and :authority, so the target is absolute.
+        assert_eq!(
+            e.origin_uri("/svc/M", None).unwrap(),
+            "http://10.0.0.1:50051/svc/M"
+        );
+        let e = parse("grpcs://g.example").unwrap();
+        assert!(e.tls && e.h2);
+        let e = Endpoint::parse("http://h:1", UpstreamProtocol::H2c).unwrap();
+        assert!(e.h2 && !e.tls);
+        assert_ne!(
+            e.key,
+            parse("http://h:1").unwrap().key,
+            "h2 and h1 pools apart"
+        );
+        assert!(parse("ftp://a").is_err());
+        assert!(parse("not a url").is_err());
     }
 
     #[test]
@@ -357,15 +625,82 @@ mod tests {
             endpoints: vec!["http://a:1".into(), "http://b:2".into(), "ftp://bad".into()],
             connect_timeout_ms: 1,
             response_timeout_ms: 1,
+            ..Default::default()
         };
-        let (set, problems) = UpstreamSet::new(&up);
+        let (set, problems) = UpstreamSet::new(&up, &Timeouts::default());
         assert_eq!(problems.len(), 1);
         let picks: Vec<_> = (0..4).map(|_| set.pick().unwrap().host().clone()).collect();
         assert_eq!(picks, ["a:1", "b:2", "a:1", "b:2"]);
-        let (empty, _) = UpstreamSet::new(&Upstream {
-            endpoints: vec![],
-            ..up
-        });
+        let (empty, _) = UpstreamSet::new(
+            &Upstream {
+                endpoints: vec![],
+                ..up
+            },
+            &Timeouts::default(),
+        );
         assert_eq!(empty.pick().unwrap_err(), Rejection::NoEndpoints);
+    }
+
+    #[test]
+    fn ejected_endpoints_are_skipped_until_all_are() {
+        let up = Upstream {
+            endpoints: vec!["http://a:1".into(), "http://b:2".into()],
+            ..Default::default()
+        };
+        let (set, _) = UpstreamSet::new(&up, &Timeouts::default());
+        let policy = Policy {
+            consecutive_failures: 1,
+            ejection: Duration::from_secs(60),
+            max_connections: 0,
+        };
+        assert!(set.endpoints[0].health.failed(&policy));
+        for _ in 0..4 {
+            assert_eq!(set.pick().unwrap().host(), "b:2");
+        }
+        assert!(set.endpoints[1].health.failed(&policy));
+        // Both out: better to try one than to answer 503 for certain.
+        assert!(set.pick().is_ok());
+    }
+
+    #[test]
+    fn unusable_tls_settings_drop_only_the_tls_endpoints() {
+        let up = Upstream {
+            endpoints: vec!["https://a:1".into(), "http://b:2".into()],
+            tls: Some(crate::config::UpstreamTls {
+                ca_pem: Some("garbage".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let (set, problems) = UpstreamSet::new(&up, &Timeouts::default());
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(set.endpoints.len(), 1);
+        assert_eq!(set.pick().unwrap().host(), "b:2");
+    }
+
+    #[test]
+    fn routes_with_different_tls_settings_never_share_pooled_connections() {
+        use crate::config::UpstreamTls;
+        let named = |name: &str| UpstreamTls {
+            server_name: Some(name.into()),
+            ..Default::default()
+        };
+        let with_cert = UpstreamTls {
+            client_cert_file: Some("/c.pem".into()),
+            client_key_file: Some("/c.key".into()),
+            ..Default::default()
+        };
+        let tags = [
+            tls_tag(None),
+            tls_tag(Some(&named("x.example"))),
+            tls_tag(Some(&named("y.example"))),
+            tls_tag(Some(&with_cert)),
+        ];
+        for (i, a) in tags.iter().enumerate() {
+            for b in &tags[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
+        assert_eq!(tls_tag(Some(&named("x.example"))), tags[1]);
     }
 }

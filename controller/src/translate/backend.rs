@@ -41,8 +41,8 @@ pub fn resolve(
 fn url_endpoint(raw: &str, v: &mut Verdict) -> Vec<String> {
     let problem = match url::Url::parse(raw) {
         Err(e) => format!("backend.url {raw:?} is not a valid URL ({e})"),
-        Ok(u) if !matches!(u.scheme(), "http" | "https") => {
-            format!("backend.url {raw:?} must use http or https")
+        Ok(u) if !matches!(u.scheme(), "http" | "https" | "grpc" | "grpcs") => {
+            format!("backend.url {raw:?} must use http, https, grpc or grpcs")
         }
         Ok(u) if u.host().is_none() => format!("backend.url {raw:?} has no host"),
         Ok(u) if u.query().is_some() || u.fragment().is_some() => {
@@ -55,7 +55,10 @@ fn url_endpoint(raw: &str, v: &mut Verdict) -> Vec<String> {
             // The proxy prepends the URL's path to the request path: drop a trailing
             // slash so `/base/` + `/x` does not become `/base//x`.
             let path = u.path().trim_end_matches('/');
-            return vec![format!("{}{path}", u.origin().ascii_serialization())];
+            // Built by hand: `Url::origin` is opaque for grpc:// (not a special scheme).
+            let host = u.host_str().unwrap_or_default();
+            let port = u.port().map(|p| format!(":{p}")).unwrap_or_default();
+            return vec![format!("{}://{host}{port}{path}", u.scheme())];
         }
     };
     v.reject(reason::INVALID_BACKEND, problem);
@@ -134,10 +137,12 @@ fn service_endpoints(
     out
 }
 
-/// `https` when the Service port says so (`appProtocol`), otherwise `http`.
+/// From the Service port's `appProtocol`: `https` for TLS, `grpc` (the proxy's
+/// HTTP/2 cleartext scheme) for `kubernetes.io/h2c`, otherwise `http`.
 fn scheme(port: &ServicePort) -> &'static str {
     match port.app_protocol.as_deref() {
         Some("https") | Some("kubernetes.io/https") => "https",
+        Some("kubernetes.io/h2c") | Some("h2c") => "grpc",
         _ => "http",
     }
 }

@@ -16,6 +16,7 @@
 mod backend;
 mod clients;
 mod consumers;
+mod duration;
 mod object;
 mod routes;
 mod secrets;

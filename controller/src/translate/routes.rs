@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use gatehouse_config::path::normalize_prefix;
 use gatehouse_config::snapshot as config;
 use gatehouse_crds::conditions::reason;
-use gatehouse_crds::{Pkce, ProtectedRoute, ProtectedRouteStatus};
+use gatehouse_crds::{BackendProtocol, Pkce, ProtectedRoute, ProtectedRouteStatus, RouteTimeouts};
 use sha2::{Digest as _, Sha256};
 
 use super::consumers::{Consumers, Lookup};
@@ -97,6 +97,17 @@ pub fn translate(ctx: &Context<'_>, consumers: &Consumers) -> Routes {
 /// standalone manifests never pass through an API server.
 fn check_spec(r: &ProtectedRoute, v: &mut Verdict) {
     let s = &r.spec;
+    if let Some(t) = &s.timeouts {
+        for (field, value) in [
+            ("request", &t.request),
+            ("backendRequest", &t.backend_request),
+            ("idle", &t.idle),
+        ] {
+            if let Some(Err(problem)) = value.as_deref().map(super::duration::parse_ms) {
+                v.reject(reason::INVALID_SPEC, format!("timeouts.{field}: {problem}"));
+            }
+        }
+    }
     for p in &s.paths {
         if !p.starts_with('/') {
             v.reject(
@@ -268,6 +279,19 @@ fn anonymous(
     }
 }
 
+/// Route timeouts for the snapshot (already validated by `check_spec`).
+fn timeouts(t: Option<&RouteTimeouts>) -> config::Timeouts {
+    let ms = |v: &Option<String>| v.as_deref().and_then(|s| super::duration::parse_ms(s).ok());
+    match t {
+        None => config::Timeouts::default(),
+        Some(t) => config::Timeouts {
+            request_ms: ms(&t.request),
+            backend_request_ms: ms(&t.backend_request),
+            idle_ms: ms(&t.idle),
+        },
+    }
+}
+
 fn route(
     r: &ProtectedRoute,
     id: String,
@@ -288,7 +312,14 @@ fn route(
             endpoints,
             connect_timeout_ms: 5_000,
             response_timeout_ms: 60_000,
+            protocol: match s.backend.protocol {
+                None | Some(BackendProtocol::Http1) => config::UpstreamProtocol::Http1,
+                Some(BackendProtocol::H2c) => config::UpstreamProtocol::H2c,
+                Some(BackendProtocol::H2) => config::UpstreamProtocol::H2,
+            },
+            ..Default::default()
         },
+        timeouts: timeouts(s.timeouts.as_ref()),
         oauth2: Some(config::RouteOAuth2 {
             scopes: o.scopes.clone(),
             mandatory_scope: o.mandatory_scope,

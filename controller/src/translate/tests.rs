@@ -86,6 +86,7 @@ fn url_backend(url: &str) -> Backend {
     Backend {
         service: None,
         url: Some(url.to_owned()),
+        protocol: None,
     }
 }
 
@@ -96,6 +97,7 @@ fn service_backend(name: &str, port: i32) -> Backend {
             port,
         }),
         url: None,
+        protocol: None,
     }
 }
 
@@ -108,6 +110,7 @@ fn mk_route(name: &str, path: &str, backend: Backend) -> ProtectedRoute {
             strip_path: true,
             preserve_host: false,
             backend,
+            timeouts: None,
             oauth2: OAuth2Spec::default(),
         },
         status: None,
@@ -943,4 +946,81 @@ fn every_reason_is_documented_in_the_crds_reason_list() {
         assert!(reason::ALL.contains(&r), "{r}");
     }
     assert_eq!(reason::ALL.len(), 17);
+}
+
+#[test]
+fn h2c_service_ports_and_backend_protocol_choose_http2_upstreams() {
+    let mut svc = mk_service("grpc", &[(Some("grpc"), 50051)]);
+    svc.spec.as_mut().unwrap().ports.as_mut().unwrap()[0].app_protocol =
+        Some("kubernetes.io/h2c".into());
+    let mut tls_route = mk_route("tls", "/tls", url_backend("https://api.example/base/"));
+    tls_route.spec.backend.protocol = Some(gatehouse_crds::BackendProtocol::H2);
+    let out = World::default()
+        .route(mk_route("g", "/g", service_backend("grpc", 50051)))
+        .service(svc)
+        .slice(mk_slice(
+            "grpc-a",
+            "grpc",
+            (Some("grpc"), 50051),
+            &[("10.0.0.5", None)],
+        ))
+        .run_cluster();
+    assert_eq!(
+        out.snapshot.routes[0].upstream.endpoints,
+        vec!["grpc://10.0.0.5:50051"]
+    );
+    let out = World::default()
+        .route(tls_route)
+        .route(mk_route("s", "/s", url_backend("grpc://127.0.0.1:50051")))
+        .run();
+    let by_id = |id: &str| {
+        out.snapshot
+            .routes
+            .iter()
+            .find(|r| r.id.ends_with(id))
+            .unwrap()
+    };
+    assert_eq!(
+        by_id("/tls").upstream.endpoints,
+        vec!["https://api.example/base"]
+    );
+    assert_eq!(
+        by_id("/tls").upstream.protocol,
+        gatehouse_proxy::config::UpstreamProtocol::H2
+    );
+    assert_eq!(
+        by_id("/s").upstream.endpoints,
+        vec!["grpc://127.0.0.1:50051"]
+    );
+}
+
+#[test]
+fn route_timeouts_are_gateway_api_durations() {
+    let mut timed = mk_route("t", "/t", url_backend("http://127.0.0.1:1"));
+    timed.spec.timeouts = Some(gatehouse_crds::RouteTimeouts {
+        request: Some("1m30s".into()),
+        backend_request: Some("500ms".into()),
+        idle: None,
+    });
+    let mut bad = mk_route("bad", "/bad", url_backend("http://127.0.0.1:1"));
+    bad.spec.timeouts = Some(gatehouse_crds::RouteTimeouts {
+        request: Some("soon".into()),
+        ..Default::default()
+    });
+    let out = World::default().route(timed).route(bad).run();
+    let t = &out
+        .snapshot
+        .routes
+        .iter()
+        .find(|r| r.id.ends_with("/t"))
+        .unwrap()
+        .timeouts;
+    assert_eq!(t.request_ms, Some(90_000));
+    assert_eq!(t.backend_request_ms, Some(500));
+    assert_eq!(t.idle_ms, None);
+    assert_eq!(
+        reason_of(&out, Kind::ProtectedRoute, "bad"),
+        reason::INVALID_SPEC
+    );
+    assert!(!out.snapshot.routes.iter().any(|r| r.id.ends_with("/bad")));
 }

@@ -33,7 +33,9 @@ pub fn mk_route(id: &str, paths: &[&str], endpoints: &[String]) -> Route {
             endpoints: endpoints.to_vec(),
             connect_timeout_ms: 2_000,
             response_timeout_ms: 5_000,
+            ..Default::default()
         },
+        timeouts: Default::default(),
         oauth2: None,
     }
 }

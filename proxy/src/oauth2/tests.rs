@@ -48,7 +48,9 @@ fn mk_route(id: &str, oauth: &RouteOAuth2) -> Route {
             endpoints: vec![],
             connect_timeout_ms: 1000,
             response_timeout_ms: 1000,
+            ..Default::default()
         },
+        timeouts: Default::default(),
         oauth2: Some(oauth.clone()),
     }
 }

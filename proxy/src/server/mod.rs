@@ -10,6 +10,7 @@
 mod conns;
 pub mod limits;
 mod listen;
+mod observe;
 pub mod pipeline;
 mod worker;
 
@@ -22,6 +23,7 @@ use anyhow::Context as _;
 use prometheus_client::registry::Registry;
 use tokio::sync::{oneshot, watch};
 
+use crate::access_log::{AccessLog, Destination, Mode};
 use crate::admin::AdminState;
 use crate::compiled::{self, CompiledRx, CompiledTx};
 use crate::forwarded::TrustedProxies;
@@ -77,6 +79,14 @@ pub struct ServerArgs {
 
     #[command(flatten)]
     pub limits: limits::LimitArgs,
+
+    /// Access log: off, on, or a sampling ratio (0.01 logs about one request in 100).
+    #[arg(long, value_name = "MODE", default_value_t = Mode::Off)]
+    pub access_log: Mode,
+
+    /// Append access log lines to this file instead of standard output.
+    #[arg(long, value_name = "PATH")]
+    pub access_log_file: Option<PathBuf>,
 }
 
 impl Default for ServerArgs {
@@ -93,6 +103,8 @@ impl Default for ServerArgs {
             workers: None,
             shutdown_grace: 10,
             limits: limits::LimitArgs::default(),
+            access_log: Mode::Off,
+            access_log_file: None,
         }
     }
 }
@@ -205,6 +217,15 @@ pub fn spawn(
     if compiled_rx.borrow().is_some() {
         metrics.config_reloads.inc();
     }
+    let access_log = AccessLog::start(
+        args.access_log,
+        match &args.access_log_file {
+            Some(path) => Destination::File(path.clone()),
+            None => Destination::Stdout,
+        },
+        metrics.access_log_dropped.clone(),
+    )
+    .context("cannot open the access log")?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let limits = Limits {
         body: args.limits.body(args.max_oauth_body_bytes),
@@ -221,6 +242,7 @@ pub fn spawn(
                 compiled: compiled_rx.clone(),
                 store: store.clone(),
                 registry,
+                metrics: metrics.clone(),
             }),
         )
     });
@@ -248,6 +270,7 @@ pub fn spawn(
                 store: store.clone(),
                 limits,
                 metrics: metrics.clone(),
+                access_log: access_log.clone(),
             }),
             compiler: if index == 0 { compiler.take() } else { None },
             http1_max_buf: args.max_header_bytes,

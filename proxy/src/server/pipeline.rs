@@ -10,14 +10,16 @@ use http::{Request, Response};
 use http_body_util::Either;
 use hyper::body::Incoming;
 
+use super::observe::{Observed, Record};
+use crate::access_log::AccessLog;
 use crate::body::ProxyBody;
 use crate::compiled::{Compiled, CompiledRx};
 use crate::error::Rejection;
 use crate::forwarded::ConnInfo;
-use crate::headers::strip_identity;
+use crate::headers::{strip_identity, X_CONSUMER_ID, X_CREDENTIAL_IDENTIFIER};
 use crate::metrics::Metrics;
 use crate::store::{TokenStore, UnixTime};
-use crate::{enforce, oauth2, router, upstream};
+use crate::{enforce, grpc, oauth2, router, upstream};
 
 /// Request limits from the command line.
 #[derive(Clone, Copy, Debug)]
@@ -33,28 +35,39 @@ pub struct Shared {
     pub store: Arc<dyn TokenStore>,
     pub limits: Limits,
     pub metrics: Metrics,
+    pub access_log: AccessLog,
 }
 
-/// Serve one request; never fails (every failure is a response).
+/// Serve one request; never fails (every failure is a response). gRPC calls get the
+/// proxy's refusals as gRPC statuses.
 pub async fn handle(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     conn: &ConnInfo,
-    req: Request<Incoming>,
-) -> Response<ProxyBody> {
-    match serve(shared, conn, req).await {
+    mut req: Request<Incoming>,
+) -> Response<Observed> {
+    let mut record = Record::start(shared, conn, &mut req);
+    let is_grpc = grpc::is_grpc(req.headers());
+    let resp = match serve(shared, conn, req, &mut record).await {
         Ok(resp) => resp,
         Err(rejection) => {
             shared.metrics.rejected(&rejection);
+            record.outcome = rejection.reason();
             tracing::debug!(peer = %conn.peer, reason = rejection.reason(), "Request rejected");
-            rejection.into_response()
+            if is_grpc {
+                grpc::response(&rejection)
+            } else {
+                rejection.into_response()
+            }
         }
-    }
+    };
+    record.finish(resp)
 }
 
 async fn serve(
     shared: &Shared,
     conn: &ConnInfo,
     req: Request<Incoming>,
+    record: &mut Record,
 ) -> Result<Response<ProxyBody>, Rejection> {
     // Clone the Arc out of the watch at once: the borrow guard must not live across
     // an await, and the request keeps this config to its end even if a new one lands.
@@ -69,12 +82,15 @@ async fn serve(
     let uri = parts.uri.clone();
     let routed = router::route(&compiled.router, &uri, &parts.headers).ok_or(Rejection::NoRoute)?;
     let route = &compiled.snapshot.routes[routed.index];
+    record.route = Some(route.id.clone());
     let mut body = Either::Left(body);
 
     if let Some(oauth) = &route.oauth2 {
         let now = unix_now();
         let body_limit = shared.limits.body;
         if let Some(endpoint) = oauth2::Endpoint::from_suffix(routed.suffix()) {
+            record.outcome = "oauth2";
+            record.log_query = false;
             let site = oauth2::Site {
                 route,
                 oauth,
@@ -100,12 +116,40 @@ async fn serve(
         body = enforce::check(&ctx, &mut parts, body).await.inspect_err(|rejection| {
             tracing::info!(route.id = %route.id, peer = %conn.peer, reason = rejection.reason(), "Request denied");
         })?;
+        if record.logging() {
+            record.consumer = header_string(&parts.headers, X_CONSUMER_ID);
+            record.client_id = header_string(&parts.headers, X_CREDENTIAL_IDENTIFIER);
+        }
     }
 
     let upstreams = &compiled.upstreams[routed.index];
-    let resp = upstream::forward(upstreams, route, &routed, conn, parts, body).await?;
+    let mut trace = upstream::Trace::default();
+    let result = upstream::forward(
+        upstreams,
+        route,
+        &routed,
+        conn,
+        parts,
+        body,
+        &shared.metrics.tunnels,
+        &mut trace,
+    )
+    .await;
+    record.upstream = trace.address;
+    record.upstream_time = trace.elapsed;
+    if trace.upgraded {
+        record.outcome = "upgraded";
+    }
+    let resp = result?;
     shared.metrics.proxied();
     Ok(resp)
+}
+
+fn header_string(headers: &http::HeaderMap, name: http::HeaderName) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
 }
 
 /// Seconds since the Unix epoch.

@@ -260,7 +260,10 @@ where
         }
     });
     let mut shutdown = accepting.shutdown.clone();
-    let conn = accepting.builder.serve_connection(io, service);
+    // With upgrades: a `101` hands the socket to the tunnel (WebSocket).
+    let conn = accepting
+        .builder
+        .serve_connection_with_upgrades(io, service);
     tokio::pin!(conn);
     let header = accepting.limits.header_timeout();
     let idle = accepting.limits.idle_timeout();
