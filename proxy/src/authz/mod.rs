@@ -16,10 +16,11 @@
 
 pub mod dialect;
 
+use http::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE};
 use http::request::Parts;
-use http::{HeaderMap, Method, Request};
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 
-use crate::body::empty;
+use crate::body::{empty, full, ProxyBody};
 use crate::compiled::Compiled;
 use crate::enforce;
 use crate::error::Rejection;
@@ -150,8 +151,51 @@ fn original_parts(original: &Original, headers: &HeaderMap) -> Result<Parts, Ref
     Ok(parts)
 }
 
-/// The methods `auth-request` answers, for the 405's `Allow` header.
-pub const AUTH_REQUEST_METHODS: [Method; 2] = [Method::GET, Method::HEAD];
+/// The answer the fronting proxy gets.
+pub fn into_response(result: Result<Allowed, Refusal>) -> Response<ProxyBody> {
+    let refusal = match result {
+        Ok(allowed) => {
+            let mut resp = Response::new(empty());
+            *resp.headers_mut() = allowed.identity;
+            resp.headers_mut()
+                .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            return resp;
+        }
+        Err(refusal) => refusal,
+    };
+    let (status, text) = match &refusal {
+        Refusal::Denied(rejection) => return rejection.clone().into_response(),
+        Refusal::Untrusted => (
+            StatusCode::FORBIDDEN,
+            "External authorization is only answered to trusted proxies (--trusted-proxies)"
+                .to_owned(),
+        ),
+        Refusal::UnknownEndpoint => (
+            StatusCode::NOT_FOUND,
+            "Unknown external authorization endpoint".to_owned(),
+        ),
+        Refusal::MethodNotAllowed => (
+            StatusCode::METHOD_NOT_ALLOWED,
+            "Method not allowed".to_owned(),
+        ),
+        Refusal::BadRequest(e) => (StatusCode::BAD_REQUEST, e.to_string()),
+        Refusal::NoRoute => (
+            StatusCode::NOT_FOUND,
+            "No route matches the original request's host and path".to_owned(),
+        ),
+    };
+    let mut resp = Response::new(full(serde_json::json!({ "message": text }).to_string()));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=utf-8"),
+    );
+    if refusal == Refusal::MethodNotAllowed {
+        resp.headers_mut()
+            .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+    }
+    resp
+}
 
 #[cfg(test)]
 mod tests;

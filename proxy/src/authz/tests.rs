@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use http::{HeaderValue, Request};
+use http::{HeaderValue, Method, Request};
 
 use super::*;
 use crate::config::Snapshot;
