@@ -355,3 +355,48 @@ async fn no_route_is_404_and_a_failing_store_is_503_never_an_allow() {
     assert_eq!(down.json()["error"], "temporarily_unavailable");
     assert_eq!(down.header("x-consumer-id"), None);
 }
+
+/// `calls=` of `cmdstat_get` in Redis's `INFO commandstats` (0 before the first GET).
+fn redis_gets(redis: &gatehouse_e2e::redis_server::RedisServer) -> u64 {
+    let info = redis
+        .command(&["INFO", "commandstats"])
+        .expect("redis answers INFO");
+    info.lines()
+        .find_map(|l| l.strip_prefix("cmdstat_get:calls="))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn a_cached_token_is_decided_without_a_redis_round_trip() {
+    let redis = gatehouse_e2e::redis_server::RedisServer::start().expect("redis-server starts");
+    let store = gatehouse_proxy::store::args::StoreArgs {
+        redis: Some(redis.url()),
+        token_cache_ttl: std::time::Duration::from_secs(300),
+        ..Default::default()
+    }
+    .build()
+    .await
+    .expect("redis store");
+    let token = mk_token("default/stepon", &["read"], Some(now() + 3600));
+    issue(store.as_ref(), GOOD, token).await;
+    let up = TestUpstream::echo().await;
+    let proxy = Proxy::start(mk_snapshot(vec![stepon_route(&up)]), store).await;
+    let good = format!("Bearer {GOOD}");
+    let url = proxy.url("/_gatehouse/authz/ext-authz/stepon/x");
+
+    let first = request(Method::GET, &url, &envoy_headers(Some(&good))).await;
+    assert_identity(&first, "read");
+    let after_first = redis_gets(&redis);
+    assert!(after_first >= 1, "the first decision reads Redis");
+    for _ in 0..3 {
+        let again = request(Method::GET, &url, &envoy_headers(Some(&good))).await;
+        assert_identity(&again, "read");
+    }
+    assert_eq!(
+        redis_gets(&redis),
+        after_first,
+        "cache hits must not read Redis"
+    );
+}
