@@ -14,8 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use gatehouse_proxy::source::{self, ConfigTx};
-use gatehouse_proxy::Snapshot;
+use gatehouse_config::channel::{self, publish, ConfigTx};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use tokio::sync::mpsc;
@@ -167,9 +166,9 @@ pub async fn run(mut args: StandaloneArgs) -> anyhow::Result<()> {
             anyhow::bail!("{} problem(s) in the manifests", errors.len());
         }
     };
-    let (tx, rx) = source::channel();
+    let (tx, rx) = channel::channel();
     report(&loaded);
-    publish(&tx, &loaded.output.snapshot);
+    publish(&tx, Arc::new(loaded.output.snapshot.clone()));
 
     let store = args.store.build().await.context("token store")?;
     let server = gatehouse_proxy::server::spawn(&args.server, rx, store)?;
@@ -200,20 +199,6 @@ pub async fn run(mut args: StandaloneArgs) -> anyhow::Result<()> {
 
 fn now() -> Time {
     Time(k8s_openapi::jiff::Timestamp::now())
-}
-
-/// Publish a snapshot unless it is the one already being served.
-fn publish(tx: &ConfigTx, snapshot: &Snapshot) -> bool {
-    tx.send_if_modified(|current| {
-        if current
-            .as_ref()
-            .is_some_and(|c| c.revision == snapshot.revision)
-        {
-            return false;
-        }
-        *current = Some(Arc::new(snapshot.clone()));
-        true
-    })
 }
 
 /// Print warnings, newly generated credentials (stdout, once) and not-Ready objects.
@@ -329,7 +314,7 @@ fn watch(
             match state.load(now()) {
                 Ok(loaded) => {
                     last_problems.clear();
-                    let changed = publish(&tx, &loaded.output.snapshot);
+                    let changed = publish(&tx, Arc::new(loaded.output.snapshot.clone()));
                     if changed || !loaded.generated.is_empty() {
                         eprintln!(
                             "Reloaded {}: revision {}",

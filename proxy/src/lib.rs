@@ -1,6 +1,6 @@
 //! Gatehouse data plane: a reverse proxy that is also an OAuth2 authorization server.
 //!
-//! Dependencies point one way: [`config`] (the snapshot contract) ← [`catalog`] and
+//! Dependencies point one way: [`config`] (the snapshot contract, `gatehouse-config`) ← [`catalog`] and
 //! [`router`] (compiled lookups) ← [`oauth2`] / [`enforce`] (decisions) ← [`server`]
 //! (listeners, upstream calls). The proxy never talks to Kubernetes.
 #![forbid(unsafe_code)]
@@ -11,7 +11,6 @@ pub mod body;
 pub mod catalog;
 pub mod cli;
 pub mod compiled;
-pub mod config;
 pub mod enforce;
 pub mod error;
 pub mod forwarded;
@@ -26,4 +25,6 @@ pub mod store;
 pub mod tls;
 pub mod upstream;
 
-pub use config::Snapshot;
+/// The snapshot contract, as the proxy's modules name it (`crate::config::Route`).
+pub use gatehouse_config::snapshot as config;
+pub use gatehouse_config::Snapshot;

@@ -24,11 +24,11 @@ mod tests;
 
 use std::sync::Arc;
 
+use gatehouse_config::snapshot::{Snapshot, FORMAT_VERSION};
 use gatehouse_crds::{
     conditions, Consumer, ConsumerStatus, OAuth2Client, OAuth2ClientStatus, ProtectedRoute,
     ProtectedRouteStatus,
 };
-use gatehouse_proxy::config::{Snapshot, FORMAT_VERSION};
 use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
