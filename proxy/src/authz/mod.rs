@@ -26,8 +26,9 @@ use crate::enforce;
 use crate::error::Rejection;
 use crate::forwarded::ConnInfo;
 use crate::headers::IDENTITY_HEADERS;
-use crate::router::normalize_path;
+use crate::metrics::Metrics;
 use crate::store::{TokenStore, UnixTime};
+use gatehouse_config::path::normalize_path;
 
 pub use dialect::{Dialect, DialectError, Original, PREFIX};
 
@@ -70,7 +71,14 @@ impl Refusal {
             Refusal::MethodNotAllowed => "authz_method",
             Refusal::BadRequest(_) => "authz_bad_request",
             Refusal::NoRoute => "authz_no_route",
-            Refusal::Denied(r) => r.reason(),
+            // Kept apart from inline denials, so a dashboard can tell the two paths apart.
+            Refusal::Denied(r) => match r {
+                Rejection::TokenMissing { .. } => "authz_token_missing",
+                Rejection::TokenInvalid { .. } => "authz_token_invalid",
+                Rejection::InsufficientScope { .. } => "authz_insufficient_scope",
+                Rejection::StoreUnavailable => "authz_store_unavailable",
+                _ => "authz_error",
+            },
         }
     }
 }
@@ -79,6 +87,26 @@ impl Refusal {
 /// route can shadow the endpoints, and no endpoint request is ever proxied).
 pub fn is_authz_path(path: &str) -> bool {
     path.starts_with(PREFIX)
+}
+
+/// Answer one external authorization request: decide, count, log a refusal, respond.
+pub async fn serve(
+    compiled: &Compiled,
+    store: &dyn TokenStore,
+    metrics: &Metrics,
+    conn: &ConnInfo,
+    parts: &Parts,
+    now: UnixTime,
+) -> Response<ProxyBody> {
+    let decision = decide(compiled, store, conn, parts, now).await;
+    match &decision {
+        Ok(_) => metrics.outcome("authz_allowed"),
+        Err(refusal) => {
+            metrics.outcome(refusal.reason());
+            tracing::info!(peer = %conn.peer, reason = refusal.reason(), "Authorization denied");
+        }
+    }
+    into_response(decision)
 }
 
 /// Decide one external authorization request. `parts` are the decision request's,

@@ -11,6 +11,7 @@ use http::{HeaderValue, Request, Response};
 use http_body_util::Either;
 use hyper::body::Incoming;
 
+use crate::authz;
 use crate::body::{full, ProxyBody};
 use crate::compiled::{Compiled, CompiledRx};
 use crate::enforce;
@@ -69,6 +70,12 @@ async fn serve(
         .ok_or(Rejection::NotReady)?;
     let (mut parts, body) = req.into_parts();
     strip_identity(&mut parts.headers);
+    // External authorization answers for a proxy in front; never routed or proxied.
+    if authz::is_authz_path(parts.uri.path()) {
+        let store = shared.store.as_ref();
+        let now = unix_now();
+        return Ok(authz::serve(&compiled, store, &shared.metrics, conn, &parts, now).await);
+    }
 
     let uri = parts.uri.clone();
     let host_value: Option<HeaderValue> = match uri.authority() {
