@@ -16,19 +16,21 @@
 
 pub mod dialect;
 
-use http::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE};
+use bytes::Bytes;
+use http::header::{ALLOW, CONTENT_LENGTH, CONTENT_TYPE, HOST};
 use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 
-use crate::body::{empty, full, ProxyBody};
+use crate::body::{empty, ProxyBody};
 use crate::compiled::Compiled;
 use crate::enforce;
 use crate::error::Rejection;
 use crate::forwarded::ConnInfo;
 use crate::headers::IDENTITY_HEADERS;
 use crate::metrics::Metrics;
+use crate::respond::Reply;
+use crate::router;
 use crate::store::{TokenStore, UnixTime};
-use gatehouse_config::path::normalize_path;
 
 pub use dialect::{Dialect, DialectError, Original, PREFIX};
 
@@ -126,31 +128,29 @@ pub async fn decide(
         return Err(Refusal::MethodNotAllowed);
     }
     let original = dialect.original(&parts.method, &parts.uri, &parts.headers)?;
-    let path = normalize_path(&original.path);
-    let matched = compiled
-        .router
-        .lookup(Some(&original.host), &path)
-        .ok_or(Refusal::NoRoute)?;
-    let route = &compiled.snapshot.routes[matched.index];
+    // The original request as routing and enforcement see it: its method, host and
+    // path+query, with the decision request's other headers (the fronting proxy copies
+    // the client's, so the token header is among them). The body is never read:
+    // without a content type, enforcement does not look for a form-encoded token.
+    let mut original_parts = original_parts(&original, &parts.headers)?;
+    let uri = original_parts.uri.clone();
+    let routed =
+        router::route(&compiled.router, &uri, &original_parts.headers).ok_or(Refusal::NoRoute)?;
+    let route = &compiled.snapshot.routes[routed.index];
     let Some(oauth) = &route.oauth2 else {
         return Ok(Allowed::default());
     };
-
-    // The original request as enforcement sees it: its method and path+query, and the
-    // decision request's headers (the fronting proxy copies the client's, so the token
-    // header is among them). The body is never read: without a content type,
-    // enforcement does not look for a form-encoded token, and it gets an empty body.
-    let mut original_parts = original_parts(&original, &parts.headers)?;
     let ctx = enforce::Context {
         route,
         oauth,
+        rules: &compiled.rules[routed.index],
         catalog: &compiled.catalog,
         store,
-        suffix: matched.suffix(&path),
+        suffix: routed.suffix(),
         now,
         max_body_bytes: 0,
     };
-    enforce::enforce(&ctx, &mut original_parts, empty())
+    enforce::check(&ctx, &mut original_parts, empty())
         .await
         .map_err(Refusal::Denied)?;
     let mut identity = HeaderMap::new();
@@ -167,6 +167,8 @@ fn original_parts(original: &Original, headers: &HeaderMap) -> Result<Parts, Ref
         Some(q) => format!("{}?{q}", original.path),
         None => original.path.clone(),
     };
+    let host = HeaderValue::from_str(&original.host)
+        .map_err(|_| Refusal::BadRequest(DialectError::Invalid("original request", "bad host")))?;
     let (mut parts, ()) = Request::builder()
         .method(original.method.clone())
         .uri(pq)
@@ -174,8 +176,9 @@ fn original_parts(original: &Original, headers: &HeaderMap) -> Result<Parts, Ref
         .map_err(|_| Refusal::BadRequest(DialectError::Invalid("original request", "no URI")))?
         .into_parts();
     parts.headers = headers.clone();
-    parts.headers.remove(http::header::CONTENT_TYPE);
-    parts.headers.remove(http::header::CONTENT_LENGTH);
+    parts.headers.insert(HOST, host);
+    parts.headers.remove(CONTENT_TYPE);
+    parts.headers.remove(CONTENT_LENGTH);
     Ok(parts)
 }
 
@@ -183,46 +186,40 @@ fn original_parts(original: &Original, headers: &HeaderMap) -> Result<Parts, Ref
 pub fn into_response(result: Result<Allowed, Refusal>) -> Response<ProxyBody> {
     let refusal = match result {
         Ok(allowed) => {
-            let mut resp = Response::new(empty());
-            *resp.headers_mut() = allowed.identity;
-            resp.headers_mut()
-                .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            return resp;
+            let reply = Reply {
+                status: StatusCode::OK,
+                headers: allowed
+                    .identity
+                    .into_iter()
+                    .filter_map(|(n, v)| Some((n?, v)))
+                    .collect(),
+                body: Bytes::new(),
+            };
+            return reply.no_store().into_response();
         }
         Err(refusal) => refusal,
     };
-    let (status, text) = match &refusal {
+    let reply = match &refusal {
         Refusal::Denied(rejection) => return rejection.clone().into_response(),
-        Refusal::Untrusted => (
+        Refusal::Untrusted => Reply::message(
             StatusCode::FORBIDDEN,
-            "External authorization is only answered to trusted proxies (--trusted-proxies)"
-                .to_owned(),
+            "External authorization is only answered to trusted proxies (--trusted-proxies)",
         ),
-        Refusal::UnknownEndpoint => (
+        Refusal::UnknownEndpoint => Reply::message(
             StatusCode::NOT_FOUND,
-            "Unknown external authorization endpoint".to_owned(),
+            "Unknown external authorization endpoint",
         ),
-        Refusal::MethodNotAllowed => (
-            StatusCode::METHOD_NOT_ALLOWED,
-            "Method not allowed".to_owned(),
-        ),
-        Refusal::BadRequest(e) => (StatusCode::BAD_REQUEST, e.to_string()),
-        Refusal::NoRoute => (
+        Refusal::MethodNotAllowed => {
+            Reply::message(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed")
+                .header(ALLOW, HeaderValue::from_static("GET, HEAD"))
+        }
+        Refusal::BadRequest(e) => Reply::message(StatusCode::BAD_REQUEST, &e.to_string()),
+        Refusal::NoRoute => Reply::message(
             StatusCode::NOT_FOUND,
-            "No route matches the original request's host and path".to_owned(),
+            "No route matches the original request's host and path",
         ),
     };
-    let mut resp = Response::new(full(serde_json::json!({ "message": text }).to_string()));
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("application/json; charset=utf-8"),
-    );
-    if refusal == Refusal::MethodNotAllowed {
-        resp.headers_mut()
-            .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
-    }
-    resp
+    reply.into_response()
 }
 
 #[cfg(test)]

@@ -1,28 +1,24 @@
-//! The per-request pipeline: route, then either an OAuth2 endpoint or (enforcement
-//! then) the upstream call. Every rejection is turned into a response in one place
-//! ([`Rejection::into_response`]).
+//! The per-request pipeline, in named steps: [`route`](crate::router::route) → either
+//! [`oauth2::serve`] (an OAuth2 endpoint of a protected route) or [`enforce::check`] (a
+//! proxied request on a protected route) → [`upstream::forward`]. Every rejection
+//! becomes a response in one place ([`Rejection::into_response`]).
 
-use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use http::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
-use http::{HeaderValue, Request, Response};
+use http::{Request, Response};
 use http_body_util::Either;
 use hyper::body::Incoming;
 
 use crate::authz;
-use crate::body::{full, ProxyBody};
+use crate::body::ProxyBody;
 use crate::compiled::{Compiled, CompiledRx};
-use crate::enforce;
 use crate::error::Rejection;
-use crate::forwarded::{ConnInfo, X_FORWARDED_HOST};
-use crate::headers::{strip_hop_by_hop, strip_identity};
+use crate::forwarded::ConnInfo;
+use crate::headers::strip_identity;
 use crate::metrics::Metrics;
-use crate::oauth2::{self, OAuthRequest};
-use crate::router::RouteMatch;
 use crate::store::{TokenStore, UnixTime};
-use gatehouse_config::path::normalize_path;
+use crate::{enforce, oauth2, router, upstream};
 
 /// Request limits from the command line.
 #[derive(Clone, Copy, Debug)]
@@ -69,6 +65,7 @@ async fn serve(
         .clone()
         .ok_or(Rejection::NotReady)?;
     let (mut parts, body) = req.into_parts();
+    // Before anything can set them: identity headers only ever come from us.
     strip_identity(&mut parts.headers);
     // External authorization answers for a proxy in front; never routed or proxied.
     if authz::is_authz_path(parts.uri.path()) {
@@ -76,102 +73,46 @@ async fn serve(
         let now = unix_now();
         return Ok(authz::serve(&compiled, store, &shared.metrics, conn, &parts, now).await);
     }
-
     let uri = parts.uri.clone();
-    let host_value: Option<HeaderValue> = match uri.authority() {
-        Some(a) => HeaderValue::from_str(a.as_str()).ok(),
-        None => parts.headers.get(HOST).cloned(),
-    };
-    let host = host_value.as_ref().and_then(|h| h.to_str().ok());
-    let path: Cow<str> = normalize_path(uri.path());
-    let matched: RouteMatch = compiled
-        .router
-        .lookup(host, &path)
-        .ok_or(Rejection::NoRoute)?;
-    let route = &compiled.snapshot.routes[matched.index];
-    let suffix = matched.suffix(&path);
+    let routed = router::route(&compiled.router, &uri, &parts.headers).ok_or(Rejection::NoRoute)?;
+    let route = &compiled.snapshot.routes[routed.index];
     let mut body = Either::Left(body);
 
     if let Some(oauth) = &route.oauth2 {
-        if let Some(endpoint) = oauth2::Endpoint::from_suffix(suffix) {
-            let bytes =
-                enforce::read_limited(&parts.headers, body, shared.limits.max_oauth_body_bytes)
-                    .await?;
-            let scheme = conn.client_scheme(&parts.headers);
-            let public_host = match parts.headers.get(X_FORWARDED_HOST).filter(|_| conn.trusted) {
-                Some(h) => h.to_str().ok(),
-                None => host,
-            }
-            .unwrap_or("localhost");
-            let request = OAuthRequest {
-                endpoint,
-                method: parts.method.clone(),
-                query: uri.query().map(str::to_owned),
-                content_type: header_string(&parts.headers, CONTENT_TYPE),
-                authorization: header_string(&parts.headers, AUTHORIZATION),
-                body: bytes,
-                tls: conn.tls,
-                forwarded_https: conn.forwarded_https(&parts.headers),
-                issuer: format!("{scheme}://{public_host}{}", &path[..matched.prefix_len]),
-            };
-            let out = oauth2::handle(
-                request,
+        let now = unix_now();
+        let max_body_bytes = shared.limits.max_oauth_body_bytes;
+        if let Some(endpoint) = oauth2::Endpoint::from_suffix(routed.suffix()) {
+            let site = oauth2::Site {
                 route,
                 oauth,
-                &compiled.catalog,
-                shared.store.as_ref(),
-                unix_now(),
-            )
-            .await;
+                catalog: &compiled.catalog,
+                store: shared.store.as_ref(),
+                now,
+            };
+            let resp =
+                oauth2::serve(&site, endpoint, &routed, conn, &parts, body, max_body_bytes).await?;
             shared.metrics.oauth2();
-            let mut resp = Response::new(full(out.body));
-            *resp.status_mut() = out.status;
-            for (name, value) in out.headers {
-                resp.headers_mut().append(name, value);
-            }
             return Ok(resp);
         }
         let ctx = enforce::Context {
             route,
             oauth,
+            rules: &compiled.rules[routed.index],
             catalog: &compiled.catalog,
             store: shared.store.as_ref(),
-            suffix,
-            now: unix_now(),
-            max_body_bytes: shared.limits.max_oauth_body_bytes,
+            suffix: routed.suffix(),
+            now,
+            max_body_bytes,
         };
-        body = enforce::enforce(&ctx, &mut parts, body).await.inspect_err(|rejection| {
+        body = enforce::check(&ctx, &mut parts, body).await.inspect_err(|rejection| {
             tracing::info!(route.id = %route.id, peer = %conn.peer, reason = rejection.reason(), "Request denied");
         })?;
     }
 
-    // Build the upstream request.
-    let upstreams = &compiled.upstreams[matched.index];
-    let endpoint = upstreams.pick()?;
-    let upstream_path = if route.strip_path { suffix } else { &path };
-    // Enforcement may have rewritten the query (hide_credentials), so read it again.
-    let target = endpoint.origin_uri(upstream_path, parts.uri.query())?;
-    strip_hop_by_hop(&mut parts.headers);
-    conn.set_forwarded_headers(&mut parts.headers, host_value.as_ref());
-    let upstream_host = match (&host_value, route.preserve_host) {
-        (Some(h), true) => h.clone(),
-        _ => endpoint.host().clone(),
-    };
-    parts.headers.insert(HOST, upstream_host);
-    parts.uri = target;
-    let mut resp = upstreams
-        .send(endpoint, Request::from_parts(parts, body))
-        .await?;
-    strip_hop_by_hop(resp.headers_mut());
+    let upstreams = &compiled.upstreams[routed.index];
+    let resp = upstream::forward(upstreams, route, &routed, conn, parts, body).await?;
     shared.metrics.proxied();
-    Ok(resp.map(Either::Left))
-}
-
-fn header_string(headers: &http::HeaderMap, name: http::HeaderName) -> Option<String> {
-    headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
+    Ok(resp)
 }
 
 /// Seconds since the Unix epoch.
