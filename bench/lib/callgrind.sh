@@ -19,6 +19,7 @@ callgrind_table() {
 callgrind_case() {
   local c=$1 proc=${CASE_PROC[$1]} name="cg-$1" port out="$RUN_DIR/callgrind-$1.out"
   [ -n "$proc" ] || die "--callgrind: case $c has no proxy process"
+  [ -z "${CASE_NO_TWIN[$c]:-}" ] || die "--callgrind: case $c: ${CASE_NO_TWIN[$c]}; count (b) and (d) instead"
   local vg=(valgrind --tool=callgrind --instr-atstart=no --dump-instr=no
     "--callgrind-out-file=$out")
   log "callgrind: case $c (a twin of $proc under valgrind, 1 worker)"

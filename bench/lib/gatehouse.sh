@@ -77,7 +77,7 @@ gatehouse_case() {
 }
 
 setup_gatehouse_cases() {
-  needs c d e f g d10k e10k e1m f1m || return 0
+  needs c d e f g h d10k e10k e1m f1m || return 0
   [ -x "$GATEHOUSE" ] || die "no gatehouse binary at $GATEHOUSE"
 
   local small="$RUN_DIR/snapshot-small.json" big="$RUN_DIR/snapshot-$SCALE_ROUTES.json"
@@ -133,6 +133,22 @@ setup_gatehouse_cases() {
       start_gatehouse gh-nocache-1m "$small" --redis "$(redis_url redis-big)" "${GH_NO_CACHE[@]}"
       gatehouse_case f1m gh-nocache-1m /api/bench "$tok_big"
     fi
+  fi
+  if needs h; then
+    # Gatehouse answers nginx's auth_request subrequests; nginx proxies to the upstream.
+    start_gatehouse gh-authz "$small"
+    GH_AUTHZ_PORT=$(gh_port gh-authz)
+    local authz_port
+    alloc_port authz_port
+    render_nginx "$BENCH_DIR/nginx/authz.conf.in" "$RUN_DIR/nginx-authz.conf" "$authz_port"
+    spawn nginx-authz "$NGINX" -e "$RUN_DIR/nginx-authz.error.log" -p "$RUN_DIR" \
+      -c "$RUN_DIR/nginx-authz.conf"
+    wait_listening nginx-authz "$authz_port"
+    tok=$(fetch_token "$(token_url gh-authz)")
+    CASE_PROC[h]=nginx-authz
+    CASE_URL[h]="http://127.0.0.1:$authz_port/api/bench"
+    CASE_HEADER[h]="Authorization: Bearer $tok"
+    CASE_NO_TWIN[h]="two processes (nginx and Gatehouse) answer each request"
   fi
   if needs g; then
     start_gatehouse gh-token "$small" --redis "$(redis_url redis-token)"

@@ -81,3 +81,34 @@ rounds_table() {
       }
     }' "$RUN_DIR/runs.tsv"
 }
+
+# delta_line CASE BASE: one sentence with CASE's req/s ratio to BASE and its p99 delta
+# (CASE − BASE), each the median over rounds of the per-round value, so both sides of
+# every comparison ran in the same window.
+delta_line() {
+  awk -F'\t' -v c="$1" -v b="$2" '
+    function median(list,    n, a, i, j, t) {
+      n = split(list, a, " ")
+      if (n == 0) return ""
+      for (i = 2; i <= n; i++) {
+        t = a[i] + 0
+        for (j = i - 1; j >= 1 && a[j] + 0 > t; j--) a[j + 1] = a[j]
+        a[j + 1] = t
+      }
+      if (n % 2) return a[(n + 1) / 2] + 0
+      return (a[n / 2] + a[n / 2 + 1]) / 2
+    }
+    { rps[$2, $1] = $3; p99[$2, $1] = $5; if ($1 > rounds) rounds = $1 }
+    END {
+      ratios = ""; deltas = ""; base = ""
+      for (r = 1; r <= rounds; r++) {
+        if (!((c, r) in rps) || !((b, r) in rps) || rps[b, r] <= 0) continue
+        ratios = ratios " " rps[c, r] / rps[b, r]
+        deltas = deltas " " (p99[c, r] - p99[b, r]) / 1000
+        base = base " " rps[b, r]
+      }
+      if (ratios == "") { print "(" c ") or (" b ") did not run in the same round."; exit }
+      printf "(%s) served %.2f× the requests per second of (%s) (median of per-round ratios; (%s) ran at %.0f req/s), with a p99 latency %+.3f ms relative to (%s).\n", \
+        c, median(ratios), b, b, median(base), median(deltas), b
+    }' "$RUN_DIR/runs.tsv"
+}

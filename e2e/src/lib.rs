@@ -6,6 +6,7 @@ pub mod fake_apiserver;
 pub mod grpc;
 pub mod kube_apiserver;
 pub mod netns;
+pub mod nginx;
 pub mod pki;
 pub mod redis_server;
 pub mod upstream;

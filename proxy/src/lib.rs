@@ -9,6 +9,7 @@
 
 pub mod access_log;
 pub mod admin;
+pub mod authz;
 pub mod binding;
 pub mod body;
 pub mod catalog;

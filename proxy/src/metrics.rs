@@ -76,7 +76,7 @@ impl Metrics {
         let requests = Family::<OutcomeLabels, Counter>::default();
         registry.register(
             "gatehouse_proxy_requests",
-            "Requests answered, by outcome (proxied, oauth2 endpoint, or the rejection reason)",
+            "Requests answered, by outcome (proxied, oauth2 endpoint, the rejection reason, or an authz_* external-authorization outcome)",
             requests.clone(),
         );
         let config_reloads = Counter::default();
@@ -181,6 +181,13 @@ impl Metrics {
             .set(1);
         self.config_loaded
             .set(i64::try_from(unix_now).unwrap_or(i64::MAX));
+    }
+
+    /// Count one request under a bounded, static outcome label.
+    pub fn outcome(&self, outcome: &'static str) {
+        self.requests
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
     }
 
     pub fn rejected(&self, rejection: &Rejection) {

@@ -12,6 +12,7 @@ use hyper::body::Incoming;
 
 use super::observe::{Observed, Record};
 use crate::access_log::AccessLog;
+use crate::authz;
 use crate::body::ProxyBody;
 use crate::compiled::{Compiled, CompiledRx};
 use crate::error::Rejection;
@@ -79,6 +80,13 @@ async fn serve(
     let (mut parts, body) = req.into_parts();
     // Before anything can set them: identity headers only ever come from us.
     strip_identity(&mut parts.headers);
+    // External authorization answers for a proxy in front; never routed or proxied.
+    if authz::is_authz_path(parts.uri.path()) {
+        record.outcome = "authz";
+        let store = shared.store.as_ref();
+        let now = unix_now();
+        return Ok(authz::serve(&compiled, store, &shared.metrics, conn, &parts, now).await);
+    }
     let uri = parts.uri.clone();
     let routed = router::route(&compiled.router, &uri, &parts.headers).ok_or(Rejection::NoRoute)?;
     let route = &compiled.snapshot.routes[routed.index];
