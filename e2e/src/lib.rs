@@ -3,5 +3,6 @@
 
 pub mod binary;
 pub mod fake_apiserver;
+pub mod idp;
 pub mod redis_server;
 pub mod upstream;

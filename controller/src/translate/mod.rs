@@ -16,6 +16,7 @@
 mod backend;
 mod clients;
 mod consumers;
+mod login;
 mod object;
 mod routes;
 mod secrets;
@@ -70,6 +71,10 @@ pub struct Options {
     /// Whether `backend.url` may be used (standalone: yes; in a cluster: no, a route
     /// must not be able to send traffic anywhere the controller's user chooses).
     pub allow_backend_url: bool,
+    /// The installation's login key: seals `oauth2.login` client secrets into the
+    /// snapshot (the proxies hold the same key). `None`: login routes get
+    /// `LoginKeyMissing` and sign-in stays off.
+    pub login_key: Option<gatehouse_proxy::seal::LoginKey>,
 }
 
 impl Options {
@@ -79,6 +84,7 @@ impl Options {
             now,
             instance: None,
             allow_backend_url: false,
+            login_key: None,
         }
     }
 
@@ -88,6 +94,7 @@ impl Options {
             now,
             instance: None,
             allow_backend_url: true,
+            login_key: None,
         }
     }
 }
@@ -210,7 +217,7 @@ pub fn translate(input: &Input, options: &Options, rng: &mut dyn RngCore) -> Out
 
     let consumers = consumers::translate(&ctx);
     let clients = clients::translate(&ctx, &consumers, rng);
-    let routes = routes::translate(&ctx, &consumers);
+    let routes = routes::translate(&ctx, &consumers, &clients.trusted);
 
     let mut statuses = consumers.statuses;
     statuses.extend(clients.statuses);

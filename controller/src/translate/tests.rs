@@ -77,6 +77,7 @@ fn mk_client(name: &str, consumer: &str, secret: Option<&str>) -> OAuth2Client {
             grant_types: vec![GrantType::AuthorizationCode, GrantType::RefreshToken],
             scopes: None,
             credentials_secret_ref: secret.map(|s| LocalRef { name: s.to_owned() }),
+            trusted: false,
         },
         status: None,
     }

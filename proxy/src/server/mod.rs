@@ -72,6 +72,9 @@ pub struct ServerArgs {
     /// Seconds in-flight requests get to finish on shutdown before connections are cut.
     #[arg(long, value_name = "SECONDS", default_value_t = 10)]
     pub shutdown_grace: u64,
+
+    #[command(flatten)]
+    pub login: crate::login::LoginArgs,
 }
 
 impl Default for ServerArgs {
@@ -87,6 +90,7 @@ impl Default for ServerArgs {
             max_oauth_body_bytes: 64 * 1024,
             workers: None,
             shutdown_grace: 10,
+            login: crate::login::LoginArgs::default(),
         }
     }
 }
@@ -200,6 +204,9 @@ pub fn spawn(
         metrics.config_reloads.inc();
     }
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let signin = Arc::new(crate::login::Signin::new(
+        args.login.load().context("--login-key-file")?,
+    ));
     let limits = Limits {
         max_oauth_body_bytes: args.max_oauth_body_bytes,
     };
@@ -240,6 +247,7 @@ pub fn spawn(
                 store: store.clone(),
                 limits,
                 metrics: metrics.clone(),
+                signin: signin.clone(),
             }),
             compiler: if index == 0 { compiler.take() } else { None },
             http1_max_buf: args.max_header_bytes,

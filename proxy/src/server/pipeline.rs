@@ -17,6 +17,7 @@ use crate::enforce;
 use crate::error::Rejection;
 use crate::forwarded::{ConnInfo, X_FORWARDED_HOST};
 use crate::headers::{strip_hop_by_hop, strip_identity};
+use crate::login;
 use crate::metrics::Metrics;
 use crate::oauth2::{self, OAuthRequest};
 use crate::router::{normalize_path, RouteMatch};
@@ -36,6 +37,8 @@ pub struct Shared {
     pub store: Arc<dyn TokenStore>,
     pub limits: Limits,
     pub metrics: Metrics,
+    /// Built-in sign-in (`oauth2.login`): login key and provider cache.
+    pub signin: Arc<login::Signin>,
 }
 
 /// Serve one request; never fails (every failure is a response).
@@ -85,16 +88,59 @@ async fn serve(
     let mut body = Either::Left(body);
 
     if let Some(oauth) = &route.oauth2 {
-        if let Some(endpoint) = oauth2::Endpoint::from_suffix(suffix) {
-            let bytes =
-                enforce::read_limited(&parts.headers, body, shared.limits.max_oauth_body_bytes)
-                    .await?;
-            let scheme = conn.client_scheme(&parts.headers);
-            let public_host = match parts.headers.get(X_FORWARDED_HOST).filter(|_| conn.trusted) {
+        // The route's externally visible base URL: the issuer in metadata and `iss`.
+        // Built only for endpoint requests, never on the proxied hot path.
+        let issuer_of = |headers: &http::HeaderMap| {
+            let scheme = conn.client_scheme(headers);
+            let public_host = match headers.get(X_FORWARDED_HOST).filter(|_| conn.trusted) {
                 Some(h) => h.to_str().ok(),
                 None => host,
             }
             .unwrap_or("localhost");
+            format!("{scheme}://{public_host}{}", &path[..matched.prefix_len])
+        };
+        let mut signed_in = false;
+        if let Some(login) = &oauth.login {
+            let ctx = login::Ctx {
+                signin: &shared.signin,
+                route,
+                oauth,
+                login,
+                catalog: &compiled.catalog,
+                store: shared.store.as_ref(),
+                now: unix_now(),
+            };
+            if let Some(endpoint) = login::Endpoint::from_request(&parts.method, suffix) {
+                let bytes =
+                    enforce::read_limited(&parts.headers, body, shared.limits.max_oauth_body_bytes)
+                        .await?;
+                let issuer = issuer_of(&parts.headers);
+                let request = login::LoginRequest {
+                    endpoint,
+                    headers: &parts.headers,
+                    query: uri.query(),
+                    body: &bytes,
+                    https: conn.tls
+                        || (conn.forwarded_https(&parts.headers)
+                            && oauth.accept_http_if_already_terminated),
+                    base: &issuer,
+                };
+                let out = login::serve(&ctx, request).await;
+                shared.metrics.oauth2();
+                return Ok(oauth_response(out));
+            }
+            match login::gate::check(&ctx, &mut parts, &path[..matched.prefix_len]).await {
+                Ok(login::gate::Gate::Enforce) => {}
+                Ok(login::gate::Gate::Pass) => signed_in = true,
+                Ok(login::gate::Gate::SignIn(resp)) => return Ok(oauth_response(resp)),
+                Err(login::LoginError::Store(_)) => return Err(Rejection::StoreUnavailable),
+                Err(_) => return Err(Rejection::BadRequest),
+            }
+        }
+        if let Some(endpoint) = oauth2::Endpoint::from_suffix(suffix) {
+            let bytes =
+                enforce::read_limited(&parts.headers, body, shared.limits.max_oauth_body_bytes)
+                    .await?;
             let request = OAuthRequest {
                 endpoint,
                 method: parts.method.clone(),
@@ -104,7 +150,7 @@ async fn serve(
                 body: bytes,
                 tls: conn.tls,
                 forwarded_https: conn.forwarded_https(&parts.headers),
-                issuer: format!("{scheme}://{public_host}{}", &path[..matched.prefix_len]),
+                issuer: issuer_of(&parts.headers),
             };
             let out = oauth2::handle(
                 request,
@@ -116,12 +162,7 @@ async fn serve(
             )
             .await;
             shared.metrics.oauth2();
-            let mut resp = Response::new(full(out.body));
-            *resp.status_mut() = out.status;
-            for (name, value) in out.headers {
-                resp.headers_mut().append(name, value);
-            }
-            return Ok(resp);
+            return Ok(oauth_response(out));
         }
         let ctx = enforce::Context {
             route,
@@ -132,9 +173,11 @@ async fn serve(
             now: unix_now(),
             max_body_bytes: shared.limits.max_oauth_body_bytes,
         };
-        body = enforce::enforce(&ctx, &mut parts, body).await.inspect_err(|rejection| {
-            tracing::info!(route.id = %route.id, peer = %conn.peer, reason = rejection.reason(), "Request denied");
-        })?;
+        if !signed_in {
+            body = enforce::enforce(&ctx, &mut parts, body).await.inspect_err(|rejection| {
+                tracing::info!(route.id = %route.id, peer = %conn.peer, reason = rejection.reason(), "Request denied");
+            })?;
+        }
     }
 
     // Build the upstream request.
@@ -157,6 +200,15 @@ async fn serve(
     strip_hop_by_hop(resp.headers_mut());
     shared.metrics.proxied();
     Ok(resp.map(Either::Left))
+}
+
+fn oauth_response(out: oauth2::OAuthResponse) -> Response<ProxyBody> {
+    let mut resp = Response::new(full(out.body));
+    *resp.status_mut() = out.status;
+    for (name, value) in out.headers {
+        resp.headers_mut().append(name, value);
+    }
+    resp
 }
 
 fn header_string(headers: &http::HeaderMap, name: http::HeaderName) -> Option<String> {
