@@ -386,7 +386,11 @@ async fn a_new_signing_key_at_the_provider_is_picked_up() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_share_sign_in_state_through_redis() {
     let redis = RedisServer::start().expect("redis-server starts");
-    let target = Target::from_url(&redis.url(), ConnectOptions::default()).unwrap();
+    let opts = ConnectOptions {
+        timeout: std::time::Duration::from_secs(2),
+        ..ConnectOptions::default()
+    };
+    let target = Target::from_url(&redis.url(), opts).unwrap();
     let store =
         || -> Arc<dyn TokenStore> { Arc::new(RedisStore::new(&target, "gatehouse:").unwrap()) };
     let dir = tempfile::tempdir().unwrap();
@@ -394,28 +398,26 @@ async fn two_replicas_share_sign_in_state_through_redis() {
     let upstream = TestUpstream::echo().await;
     let a = Proxy::start(dir.path(), &key, store());
     let b_proxy = Proxy::start(dir.path(), &key, store());
-    let idp = start_idp(&[&a, &b_proxy]);
+    // Both replicas sit behind one public name, as behind a load balancer.
+    const PUBLIC: &str = "https://gatehouse.example";
+    let idp = start_idp_for_origin(PUBLIC);
     let snapshot = mk_snapshot(&key, &idp.issuer(), &upstream, 600, "replicas");
     a.publish(snapshot.clone()).await;
     b_proxy.publish(snapshot).await;
 
     let mut browser = Browser::new(dir.path());
-    // Start on replica A, stop before the provider sends the browser back.
+    browser.proxy_headers = vec![("x-forwarded-host".into(), "gatehouse.example".into())];
+    // Start on replica A, stop when the provider sends the browser back.
     let (v, c) = pkce();
     let login_page = browser
-        .follow(
-            &authorize_url(&a.origin(), "r", &c, "steps"),
-            "https://localhost",
-        )
+        .follow(&authorize_url(&a.origin(), "r", &c, "steps"), PUBLIC)
         .await;
-    let to_callback = browser
-        .log_in(&login_page, "clark", "https://localhost")
-        .await;
-    let callback_on_a = to_callback.location.unwrap();
-    assert!(callback_on_a.starts_with(&a.origin()));
-    // The callback lands on replica B (the load balancer chose it): the pending
-    // sign-in is found there.
-    let callback_on_b = callback_on_a.replace(&a.origin(), &b_proxy.origin());
+    let to_callback = browser.log_in(&login_page, "clark", PUBLIC).await;
+    let callback = to_callback.location.unwrap();
+    assert!(callback.starts_with(&format!("{PUBLIC}/app/oauth2/callback")));
+    // The load balancer sends the callback to replica B: the pending sign-in (and
+    // the encrypted sign-in cookie) are understood there.
+    let callback_on_b = callback.replace(PUBLIC, &b_proxy.origin());
     let consent = browser.follow(&callback_on_b, SFS_CALLBACK).await;
     assert_eq!(consent.status, 200, "{}", consent.body);
     let ticket = consent.input("ticket").unwrap();
@@ -456,18 +458,24 @@ async fn a_person_signs_in_and_consents_in_headless_chromium() {
     let upstream = TestUpstream::echo().await;
     let proxy = Proxy::start(dir.path(), &key, Arc::new(MemoryStore::new(10_000)));
     let idp = start_idp(&[&proxy]);
-    proxy
-        .publish(mk_snapshot(&key, &idp.issuer(), &upstream, 600, "browser"))
-        .await;
+    // The client application's callback: a real page (the echo server shows the
+    // query it received, code included).
+    let client_app = TestUpstream::echo().await;
+    let app_callback = format!("{}/callback", client_app.url());
+    let mut snapshot = mk_snapshot(&key, &idp.issuer(), &upstream, 600, "browser");
+    snapshot.clients[0].redirect_uris.push(app_callback.clone());
+    proxy.publish(snapshot).await;
     let shots = screenshot_dir();
     let _ = std::fs::remove_dir_all(&shots);
     std::fs::create_dir_all(&shots).unwrap();
     let (verifier, challenge) = pkce();
-    let start = authorize_url(&proxy.origin(), "browser-state", &challenge, "steps");
+    let enc = |s: &str| -> String { url::form_urlencoded::byte_serialize(s.as_bytes()).collect() };
+    let start = authorize_url(&proxy.origin(), "browser-state", &challenge, "steps")
+        .replace(&enc(SFS_CALLBACK), &enc(&app_callback));
     let out = tokio::process::Command::new("node")
         .arg(browser_dir.join("signin.mjs"))
         .env("START_URL", &start)
-        .env("CALLBACK", SFS_CALLBACK)
+        .env("CALLBACK", &app_callback)
         .env("SHOTS", &shots)
         .env("USERNAME", "clark")
         .env("PASSWORD", "clark-password")
@@ -492,7 +500,7 @@ async fn a_person_signs_in_and_consents_in_headless_chromium() {
     .unwrap();
     let q = query(result["callback"].as_str().unwrap());
     assert_eq!(q["state"], "browser-state");
-    let tokens = redeem(&proxy.origin(), &q["code"], &verifier).await;
+    let tokens = redeem_for(&proxy.origin(), &q["code"], &verifier, &app_callback).await;
     assert!(tokens["access_token"].is_string(), "{tokens}");
     for name in ["1-sign-in.png", "2-consent.png", "3-result.png"] {
         let png = std::fs::read(shots.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));

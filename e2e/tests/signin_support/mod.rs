@@ -195,6 +195,9 @@ pub struct Browser {
     http: reqwest::Client,
     jar: HashMap<String, BTreeMap<String, String>>,
     pub origin_header: Option<String>,
+    /// Sent on every request to `localhost` (the proxies), e.g. `X-Forwarded-Host`
+    /// as a load balancer in front of replicas would.
+    pub proxy_headers: Vec<(String, String)>,
 }
 
 impl Browser {
@@ -210,6 +213,7 @@ impl Browser {
             http,
             jar: HashMap::new(),
             origin_header: None,
+            proxy_headers: Vec::new(),
         }
     }
 
@@ -260,6 +264,11 @@ impl Browser {
         }
         for (k, v) in headers {
             req = req.header(*k, *v);
+        }
+        if host == "localhost" {
+            for (k, v) in &self.proxy_headers {
+                req = req.header(k, v);
+            }
         }
         let resp = req.send().await.unwrap_or_else(|e| panic!("{url}: {e}"));
         for sc in resp.headers().get_all("set-cookie") {
@@ -359,8 +368,16 @@ pub fn query(url: &str) -> HashMap<String, String> {
 
 /// The client's back-channel token request.
 pub async fn redeem(origin: &str, code: &str, verifier: &str) -> serde_json::Value {
-    let pem = None::<()>;
-    let _ = pem;
+    redeem_for(origin, code, verifier, SFS_CALLBACK).await
+}
+
+/// The token request for a code issued to `redirect_uri`.
+pub async fn redeem_for(
+    origin: &str,
+    code: &str,
+    verifier: &str,
+    redirect_uri: &str,
+) -> serde_json::Value {
     let http = reqwest::Client::builder()
         .danger_accept_invalid_certs(true)
         .resolve("localhost", SocketAddr::from(([127, 0, 0, 1], 0)))
@@ -372,7 +389,7 @@ pub async fn redeem(origin: &str, code: &str, verifier: &str) -> serde_json::Val
         .form(&[
             ("grant_type", "authorization_code"),
             ("code", code),
-            ("redirect_uri", SFS_CALLBACK),
+            ("redirect_uri", redirect_uri),
             ("code_verifier", verifier),
         ])
         .send()
@@ -385,4 +402,14 @@ pub async fn redeem(origin: &str, code: &str, verifier: &str) -> serde_json::Val
 pub fn start_idp(proxies: &[&Proxy]) -> Idp {
     let (callbacks, signed_out) = provider_uris(proxies);
     Idp::start(&callbacks, &signed_out).expect("the test identity provider starts")
+}
+
+/// Start a provider for routes served under a public origin (replicas behind a
+/// load balancer that sets `X-Forwarded-Host`).
+pub fn start_idp_for_origin(origin: &str) -> Idp {
+    let callbacks: Vec<String> = ROUTES
+        .iter()
+        .map(|r| format!("{origin}/{r}/oauth2/callback"))
+        .collect();
+    Idp::start(&callbacks, &[]).expect("the test identity provider starts")
 }

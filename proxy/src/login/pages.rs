@@ -46,7 +46,8 @@ const CONSENT: &str = r#"{% extends "base.html" %}
 {% block title %}Allow access?{% endblock %}
 {% block body %}
 <h1>Allow <strong>{{ client }}</strong> to access your account?</h1>
-<p class="who">Signed in to {{ site }} as <strong>{{ user }}</strong>.{% if owner %} {{ client }} is registered by {{ owner }}.{% endif %}</p>
+<p class="who">Signed in to {{ site }} as <strong>{{ user }}</strong>.</p>
+{% if owner %}<p class="who">Application registered by: {{ owner }}</p>{% endif %}
 {% if scopes %}
 <p id="scopes-label">{{ client }} is asking to:</p>
 <ul aria-labelledby="scopes-label">
@@ -98,9 +99,11 @@ static ENV: LazyLock<Environment<'static>> = LazyLock::new(|| {
 
 static CSP: LazyLock<String> = LazyLock::new(|| {
     let hash = STANDARD.encode(Sha256::digest(STYLE.as_bytes()));
+    // No `form-action`: browsers apply it to the redirect that follows the consent
+    // POST, which must reach the client's registered redirect URI.
     format!(
         "default-src 'none'; style-src 'sha256-{hash}'; img-src data:; \
-         form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+         frame-ancestors 'none'; base-uri 'none'"
     )
 });
 
@@ -213,9 +216,11 @@ pub fn security_headers() -> Vec<(HeaderName, HeaderValue)> {
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),
         ),
+        // Not `no-referrer`: with it browsers send `Origin: null` on the consent
+        // POST, and the origin check must see the real origin.
         (
             header::REFERRER_POLICY,
-            HeaderValue::from_static("no-referrer"),
+            HeaderValue::from_static("same-origin"),
         ),
         (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
         (header::PRAGMA, HeaderValue::from_static("no-cache")),
