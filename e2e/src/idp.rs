@@ -148,9 +148,9 @@ impl Idp {
         self.env(&mut cmd);
         self.child = Some(cmd.spawn().context("starting gunicorn")?);
         let deadline = Instant::now() + Duration::from_secs(90);
-        let url = format!("/o/.well-known/openid-configuration");
+        let url = "/o/.well-known/openid-configuration";
         while Instant::now() < deadline {
-            if http_ok(self.addr, &url) {
+            if http_ok(self.addr, url) {
                 return Ok(());
             }
             if let Some(status) = self
