@@ -940,10 +940,12 @@ fn every_reason_is_documented_in_the_crds_reason_list() {
         reason::ANONYMOUS_CONSUMER_NOT_FOUND,
         reason::PROVISION_KEY_SECRET_NOT_FOUND,
         reason::PROVISION_KEY_SECRET_INVALID,
+        reason::LOGIN_SECRET_NOT_FOUND,
+        reason::LOGIN_KEY_MISSING,
     ] {
         assert!(reason::ALL.contains(&r), "{r}");
     }
-    assert_eq!(reason::ALL.len(), 17);
+    assert_eq!(reason::ALL.len(), 19);
 }
 
 // ---------------------------------------------------------------- oauth2.login
@@ -974,7 +976,7 @@ fn with_login(world: World) -> World {
 }
 
 fn login_key() -> gatehouse_proxy::seal::LoginKey {
-    gatehouse_proxy::seal::LoginKey::from_bytes(&[9; 32]).unwrap()
+    gatehouse_proxy::seal::LoginKey::from_bytes(&[b'k'; 32]).unwrap()
 }
 
 #[test]
