@@ -14,8 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use gatehouse_proxy::source::{self, ConfigTx};
-use gatehouse_proxy::Snapshot;
+use gatehouse_config::channel::{self, publish, ConfigTx};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use tokio::sync::mpsc;
@@ -54,7 +53,7 @@ pub struct Standalone {
     source: Source,
     instance: Option<String>,
     /// Seals `oauth2.login` client secrets; the in-process proxy holds the same key.
-    pub login_key: Option<gatehouse_proxy::seal::LoginKey>,
+    pub login_key: Option<gatehouse_config::seal::LoginKey>,
     generated: BTreeMap<(String, String), Arc<Secret>>,
 }
 
@@ -165,7 +164,7 @@ pub async fn run(mut args: StandaloneArgs) -> anyhow::Result<()> {
     // (sessions then end when the process stops).
     let login_key = match args.server.login.load().context("--login-key-file")? {
         Some(key) => key,
-        None => gatehouse_proxy::seal::LoginKey::random(),
+        None => gatehouse_config::seal::LoginKey::random(),
     };
     args.server.login.key = Some(login_key.clone());
     let mut state = Standalone::new(source.clone(), args.instance.clone());
@@ -179,9 +178,9 @@ pub async fn run(mut args: StandaloneArgs) -> anyhow::Result<()> {
             anyhow::bail!("{} problem(s) in the manifests", errors.len());
         }
     };
-    let (tx, rx) = source::channel();
+    let (tx, rx) = channel::channel();
     report(&loaded);
-    publish(&tx, &loaded.output.snapshot);
+    publish(&tx, Arc::new(loaded.output.snapshot.clone()));
 
     let store = args.store.build().await.context("token store")?;
     let server = gatehouse_proxy::server::spawn(&args.server, rx, store)?;
@@ -212,20 +211,6 @@ pub async fn run(mut args: StandaloneArgs) -> anyhow::Result<()> {
 
 fn now() -> Time {
     Time(k8s_openapi::jiff::Timestamp::now())
-}
-
-/// Publish a snapshot unless it is the one already being served.
-fn publish(tx: &ConfigTx, snapshot: &Snapshot) -> bool {
-    tx.send_if_modified(|current| {
-        if current
-            .as_ref()
-            .is_some_and(|c| c.revision == snapshot.revision)
-        {
-            return false;
-        }
-        *current = Some(Arc::new(snapshot.clone()));
-        true
-    })
 }
 
 /// Print warnings, newly generated credentials (stdout, once) and not-Ready objects.
@@ -341,7 +326,7 @@ fn watch(
             match state.load(now()) {
                 Ok(loaded) => {
                     last_problems.clear();
-                    let changed = publish(&tx, &loaded.output.snapshot);
+                    let changed = publish(&tx, Arc::new(loaded.output.snapshot.clone()));
                     if changed || !loaded.generated.is_empty() {
                         eprintln!(
                             "Reloaded {}: revision {}",

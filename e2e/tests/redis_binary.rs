@@ -3,12 +3,12 @@
 
 use std::time::{Duration, Instant};
 
+use gatehouse_config::publish::Publisher;
 use gatehouse_e2e::binary::{free_addr, Gatehouse};
 use gatehouse_e2e::redis_server::RedisServer;
 use gatehouse_proxy::config::{
     ClientType, Consumer, OAuth2Client, Route, RouteOAuth2, Snapshot, Upstream, FORMAT_VERSION,
 };
-use gatehouse_proxy::source::redis::ConfigPublisher;
 use gatehouse_proxy::store::Digest;
 use serde_json::Value;
 
@@ -128,7 +128,7 @@ async fn the_proxy_binary_serves_config_from_redis_and_keeps_tokens_across_resta
     let target = gatehouse_proxy::store::args::StoreArgs::default()
         .target_for(&redis.url())
         .unwrap();
-    ConfigPublisher::new(&target, "gatehouse:")
+    Publisher::new(&target, "gatehouse:")
         .unwrap()
         .publish(&mk_snapshot(&upstream.url()))
         .await

@@ -3,10 +3,11 @@
 
 use std::time::Duration;
 
+use gatehouse_config::follow::spawn_follow;
+use gatehouse_config::publish::{Publication, Publisher};
+use gatehouse_config::redis::conn::{ConnectOptions, Target};
 use gatehouse_e2e::redis_server::RedisServer;
-use gatehouse_proxy::source::redis::{spawn_follow, ConfigPublisher, Publication};
 use gatehouse_proxy::source::{channel, ConfigRx};
-use gatehouse_proxy::store::redis::conn::{ConnectOptions, Target};
 use gatehouse_proxy::Snapshot;
 
 fn snapshot(revision: &str) -> Snapshot {
@@ -51,7 +52,7 @@ async fn wait_for(rx: &mut ConfigRx, revision: &str) {
 #[tokio::test]
 async fn the_writer_publishes_only_when_the_snapshot_changed() {
     let redis = RedisServer::start().unwrap();
-    let publisher = ConfigPublisher::new(&target(&redis), "gatehouse:").unwrap();
+    let mut publisher = Publisher::new(&target(&redis), "gatehouse:").unwrap();
     assert_eq!(
         publisher.publish(&snapshot("r1")).await.unwrap(),
         Publication::Published { version: 1 }
@@ -73,7 +74,7 @@ async fn the_writer_publishes_only_when_the_snapshot_changed() {
 #[tokio::test]
 async fn a_running_follower_receives_every_published_snapshot() {
     let redis = RedisServer::start().unwrap();
-    let publisher = ConfigPublisher::new(&target(&redis), "gatehouse:").unwrap();
+    let mut publisher = Publisher::new(&target(&redis), "gatehouse:").unwrap();
     publisher.publish(&snapshot("before-start")).await.unwrap();
 
     let (tx, mut rx) = channel();
@@ -94,7 +95,7 @@ async fn a_follower_started_before_any_config_picks_up_the_first_one() {
     assert!(rx.borrow().is_none());
     // Publish only once the follower listens, so the announcement is what delivers it.
     wait_subscribers(&redis, "gatehouse:config:changed").await;
-    ConfigPublisher::new(&target(&redis), "gatehouse:")
+    Publisher::new(&target(&redis), "gatehouse:")
         .unwrap()
         .publish(&snapshot("first"))
         .await
@@ -106,7 +107,7 @@ async fn a_follower_started_before_any_config_picks_up_the_first_one() {
 #[tokio::test]
 async fn the_last_good_snapshot_survives_an_outage_and_is_re_read_after_the_reconnect() {
     let mut redis = RedisServer::start().unwrap();
-    let publisher = ConfigPublisher::new(&target(&redis), "gatehouse:").unwrap();
+    let mut publisher = Publisher::new(&target(&redis), "gatehouse:").unwrap();
     publisher.publish(&snapshot("good")).await.unwrap();
     let (tx, mut rx) = channel();
     let follower = spawn_follow(target(&redis), "gatehouse:".into(), tx);
@@ -135,7 +136,7 @@ async fn the_last_good_snapshot_survives_an_outage_and_is_re_read_after_the_reco
 #[tokio::test]
 async fn an_unparsable_config_is_skipped_and_the_last_good_snapshot_kept() {
     let redis = RedisServer::start().unwrap();
-    let publisher = ConfigPublisher::new(&target(&redis), "gatehouse:").unwrap();
+    let mut publisher = Publisher::new(&target(&redis), "gatehouse:").unwrap();
     publisher.publish(&snapshot("good")).await.unwrap();
     let (tx, mut rx) = channel();
     let follower = spawn_follow(target(&redis), "gatehouse:".into(), tx);

@@ -8,12 +8,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use gatehouse_config::follow::spawn_follow;
+use gatehouse_config::publish::Publisher;
 use gatehouse_e2e::redis_server::RedisServer;
 use gatehouse_proxy::config::{
     ClientType, Consumer, OAuth2Client, Route, RouteOAuth2, Snapshot, Upstream, FORMAT_VERSION,
 };
 use gatehouse_proxy::server::{self, ServerArgs, ServerHandle};
-use gatehouse_proxy::source::redis::{spawn_follow, ConfigPublisher};
 use gatehouse_proxy::source::{channel, ConfigTx};
 use gatehouse_proxy::store::args::StoreArgs;
 use gatehouse_proxy::store::{Digest, TokenStore};
@@ -462,7 +463,7 @@ async fn a_config_published_by_the_writer_reaches_a_running_proxy() {
     let proxy = Replica::start_with(&args, tx, rx).await;
     assert_eq!(ready(&proxy.admin).await, 503, "no config yet");
 
-    let publisher = ConfigPublisher::new(&target, &args.redis_prefix).unwrap();
+    let mut publisher = Publisher::new(&target, &args.redis_prefix).unwrap();
     publisher
         .publish(&mk_snapshot(up, "v1", "/stepon"))
         .await

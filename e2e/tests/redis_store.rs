@@ -5,9 +5,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use gatehouse_config::redis::conn::{ConnectOptions, Target};
 use gatehouse_e2e::redis_server::{RedisCluster, RedisSentinel, RedisServer};
 use gatehouse_proxy::store::args::StoreArgs;
-use gatehouse_proxy::store::redis::conn::{ConnectOptions, Target};
 use gatehouse_proxy::store::redis::RedisStore;
 use gatehouse_proxy::store::{
     AccessToken, AuthorizationCode, CodeRedemption, Digest, IssuedPair, RefreshToken, Rotation,

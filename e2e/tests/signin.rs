@@ -10,13 +10,13 @@ mod signin_support;
 
 use std::sync::Arc;
 
+use gatehouse_config::redis::conn::{ConnectOptions, Target};
 use gatehouse_e2e::idp;
 use gatehouse_e2e::redis_server::RedisServer;
 use gatehouse_e2e::upstream::TestUpstream;
 use gatehouse_proxy::login::oidc::Providers;
 use gatehouse_proxy::seal::LoginKey;
 use gatehouse_proxy::store::memory::MemoryStore;
-use gatehouse_proxy::store::redis::conn::{ConnectOptions, Target};
 use gatehouse_proxy::store::redis::RedisStore;
 use gatehouse_proxy::store::TokenStore;
 use signin_support::*;

@@ -38,7 +38,7 @@ pub async fn run(args: ProxyArgs) -> anyhow::Result<()> {
         // --- --config-redis (redis area): load `<prefix>config` and follow updates;
         // the proxy answers 503 until the first snapshot arrives.
         (Some(url), _) => {
-            crate::source::redis::spawn_from_args(url, &args.store, tx).context("--config-redis")?
+            crate::source::follow_redis(url, &args.store, tx).context("--config-redis")?
         }
         // --- end --config-redis
         (None, Some(path)) => {

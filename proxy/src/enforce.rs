@@ -18,8 +18,8 @@ use crate::catalog::Catalog;
 use crate::config::{Consumer, Route, RouteOAuth2, ScopeRule};
 use crate::error::Rejection;
 use crate::headers::*;
-use crate::router::{normalize_prefix, prefix_covers};
 use crate::store::{AccessToken, Digest, TokenStore, UnixTime};
+use gatehouse_config::path::{normalize_prefix, prefix_covers};
 
 /// Everything enforcement needs about the matched route and the world.
 pub struct Context<'a> {

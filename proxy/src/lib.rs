@@ -1,6 +1,6 @@
 //! Gatehouse data plane: a reverse proxy that is also an OAuth2 authorization server.
 //!
-//! Dependencies point one way: [`config`] (the snapshot contract) ← [`catalog`] and
+//! Dependencies point one way: [`config`] (the snapshot contract, `gatehouse-config`) ← [`catalog`] and
 //! [`router`] (compiled lookups) ← [`oauth2`] / [`enforce`] (decisions) ← [`server`]
 //! (listeners, upstream calls). The proxy never talks to Kubernetes.
 #![forbid(unsafe_code)]
@@ -10,7 +10,6 @@ pub mod body;
 pub mod catalog;
 pub mod cli;
 pub mod compiled;
-pub mod config;
 pub mod enforce;
 pub mod error;
 pub mod forwarded;
@@ -19,7 +18,6 @@ pub mod login;
 pub mod metrics;
 pub mod oauth2;
 pub mod router;
-pub mod seal;
 pub mod secret;
 pub mod server;
 pub mod source;
@@ -27,4 +25,8 @@ pub mod store;
 pub mod tls;
 pub mod upstream;
 
-pub use config::Snapshot;
+/// The login key (sealed snapshot secrets, session cookies), shared with the controller.
+pub use gatehouse_config::seal;
+/// The snapshot contract, as the proxy's modules name it (`crate::config::Route`).
+pub use gatehouse_config::snapshot as config;
+pub use gatehouse_config::Snapshot;

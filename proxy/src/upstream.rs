@@ -79,17 +79,6 @@ impl Endpoint {
         })
     }
 
-    /// The absolute upstream URI for a (possibly stripped) request path and raw query.
-    pub fn uri(&self, path: &str, query: Option<&str>) -> Result<Uri, Rejection> {
-        let pq = self.path_and_query(path, query)?;
-        Uri::builder()
-            .scheme(Scheme::HTTP)
-            .authority(self.authority.clone())
-            .path_and_query(pq)
-            .build()
-            .map_err(|_| Rejection::BadRequest)
-    }
-
     /// The origin-form request target (`/base/path?query`) sent on the upstream
     /// connection for a (possibly stripped) request path and raw query.
     pub fn origin_uri(&self, path: &str, query: Option<&str>) -> Result<Uri, Rejection> {
@@ -305,14 +294,10 @@ mod tests {
     #[test]
     fn endpoint_base_paths_are_joined_with_the_request_path() {
         let e = Endpoint::parse("http://127.0.0.1:9000/base/").unwrap();
-        assert_eq!(
-            e.uri("/x/y", Some("a=1")).unwrap(),
-            "http://127.0.0.1:9000/base/x/y?a=1"
-        );
         assert_eq!(e.host(), "127.0.0.1:9000");
         assert_eq!(e.origin_uri("/x/y", Some("a=1")).unwrap(), "/base/x/y?a=1");
         let e = Endpoint::parse("http://upstream").unwrap();
-        assert_eq!(e.uri("/", None).unwrap(), "http://upstream/");
+        assert_eq!(e.origin_uri("/", None).unwrap(), "/");
         assert_eq!((e.connect_host.as_str(), e.port), ("upstream", 80));
         let e = Endpoint::parse("http://[::1]:8080").unwrap();
         assert_eq!((e.connect_host.as_str(), e.port), ("::1", 8080));

@@ -6,9 +6,9 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use gatehouse_config::Snapshot;
 use gatehouse_crds::conditions::{self, reason};
 use gatehouse_crds::{OAuth2ClientStatus, ObjectStatus as CrStatus};
-use gatehouse_proxy::Snapshot;
 use http::Method;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Secret;

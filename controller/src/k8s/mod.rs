@@ -5,7 +5,8 @@
 //!   warning, never a stalled watch);
 //! - [`referenced`]: referenced Secrets that carry no label, fetched by name;
 //! - [`run`]: the debounced re-translation loop, resync, start-up checks, shutdown;
-//! - [`publish`]: the snapshot writer to Redis (publish only when changed);
+//! - the snapshot writer to Redis is [`gatehouse_config::publish`] (publish only when
+//!   changed);
 //! - [`lease`]: leader election on a `coordination.k8s.io` Lease; only the leader writes;
 //! - [`status`], [`secrets`], [`events`]: the writes (status with server-side apply,
 //!   generated credentials Secrets, Events on transitions);
@@ -17,7 +18,6 @@ pub mod args;
 pub mod events;
 pub mod lease;
 pub mod metrics;
-pub mod publish;
 pub mod referenced;
 pub mod run;
 pub mod secrets;
@@ -70,7 +70,7 @@ pub enum Error {
     Forbidden { resource: String, message: String },
     /// Publishing the snapshot to Redis failed (or the Redis target is unusable).
     #[error("publishing the snapshot to Redis: {0}")]
-    Redis(#[source] gatehouse_proxy::source::redis::ConfigError),
+    Redis(#[source] gatehouse_config::publish::ConfigError),
 }
 
 /// Result with [`Error`].

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use gatehouse_config::publish::{Publication, Publisher};
 use gatehouse_crds::{Consumer, OAuth2Client, ProtectedRoute};
 use gatehouse_proxy::cli::shutdown_signal;
 use gatehouse_proxy::store::args::StoreArgs;
@@ -32,7 +33,6 @@ use super::admin::{self, Health};
 use super::args::ControllerArgs;
 use super::lease::{default_identity, Elector, LeaseConfig};
 use super::metrics::Metrics;
-use super::publish::{Published, RedisPublisher};
 use super::referenced::{self, ReferencedSecrets};
 use super::status::api_resource;
 use super::watch::{self as watching, Cache, Lenient};
@@ -274,7 +274,7 @@ pub struct Controller {
     scope: Scope,
     timing: Timing,
     caches: Arc<Caches>,
-    publisher: RedisPublisher,
+    publisher: Publisher,
     writer: Writer,
     referenced: ReferencedSecrets,
     leader: watch::Receiver<bool>,
@@ -283,7 +283,7 @@ pub struct Controller {
     /// Revision of the last translated snapshot (to count dropped publishes).
     last_revision: Option<String>,
     /// Seals `oauth2.login` client secrets (see translate::Options).
-    login_key: Option<gatehouse_proxy::seal::LoginKey>,
+    login_key: Option<gatehouse_config::seal::LoginKey>,
 }
 
 /// What a pass asks of the next one.
@@ -396,7 +396,7 @@ impl Controller {
         let mut failed = false;
         if leading {
             match self.publisher.publish(&output.snapshot).await {
-                Ok(Published::Updated { version }) => {
+                Ok(Publication::Published { version }) => {
                     self.metrics.published("updated");
                     tracing::info!(
                         %revision,
@@ -406,7 +406,7 @@ impl Controller {
                         "Published snapshot"
                     );
                 }
-                Ok(Published::Unchanged) => self.metrics.published("unchanged"),
+                Ok(Publication::Unchanged { .. }) => self.metrics.published("unchanged"),
                 Err(error) => {
                     self.metrics.published("error");
                     tracing::warn!(%error, "Publishing the snapshot failed; will retry");
@@ -469,7 +469,7 @@ pub async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
     }
     .target_for(&args.redis)
     .context("--redis")?;
-    let publisher = RedisPublisher::new(&redis, &args.redis_prefix)?;
+    let publisher = Publisher::new(&redis, &args.redis_prefix).map_err(Error::Redis)?;
 
     let client = kube_client(&args).await?;
     check_crds(&client, args.namespace.as_deref()).await?;
@@ -529,7 +529,7 @@ pub async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
         login_key: args
             .login_key_file
             .as_deref()
-            .map(gatehouse_proxy::seal::LoginKey::from_file)
+            .map(gatehouse_config::seal::LoginKey::from_file)
             .transpose()
             .context("--login-key-file")?,
         timing: Timing {

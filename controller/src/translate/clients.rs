@@ -3,9 +3,9 @@
 
 use std::collections::HashMap;
 
+use gatehouse_config::snapshot as config;
 use gatehouse_crds::conditions::reason;
 use gatehouse_crds::{ClientType, GrantType, OAuth2Client, OAuth2ClientStatus};
-use gatehouse_proxy::config;
 use rand::RngCore;
 use sha2::{Digest as _, Sha256};
 

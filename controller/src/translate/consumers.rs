@@ -3,9 +3,9 @@
 
 use std::collections::HashMap;
 
+use gatehouse_config::snapshot as config;
 use gatehouse_crds::conditions::reason;
 use gatehouse_crds::{Consumer, ConsumerStatus};
-use gatehouse_proxy::config;
 
 use super::object::{is_header_safe, namespace, object_ref, Context, Verdict};
 use super::{Kind, ObjectStatus, Status};

@@ -25,11 +25,11 @@ mod tests;
 
 use std::sync::Arc;
 
+use gatehouse_config::snapshot::{Snapshot, FORMAT_VERSION};
 use gatehouse_crds::{
     conditions, Consumer, ConsumerStatus, OAuth2Client, OAuth2ClientStatus, ProtectedRoute,
     ProtectedRouteStatus,
 };
-use gatehouse_proxy::config::{Snapshot, FORMAT_VERSION};
 use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
@@ -74,7 +74,7 @@ pub struct Options {
     /// The installation's login key: seals `oauth2.login` client secrets into the
     /// snapshot (the proxies hold the same key). `None`: login routes get
     /// `LoginKeyMissing` and sign-in stays off.
-    pub login_key: Option<gatehouse_proxy::seal::LoginKey>,
+    pub login_key: Option<gatehouse_config::seal::LoginKey>,
 }
 
 impl Options {

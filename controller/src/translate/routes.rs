@@ -8,9 +8,10 @@
 
 use std::collections::HashMap;
 
+use gatehouse_config::path::normalize_prefix;
+use gatehouse_config::snapshot as config;
 use gatehouse_crds::conditions::reason;
 use gatehouse_crds::{Pkce, ProtectedRoute, ProtectedRouteStatus};
-use gatehouse_proxy::config;
 use sha2::{Digest as _, Sha256};
 
 use super::consumers::{Consumers, Lookup};
@@ -205,7 +206,8 @@ fn match_keys(r: &ProtectedRoute) -> Vec<(String, String)> {
     let paths: Vec<String> = if r.spec.paths.is_empty() {
         vec!["/".to_owned()]
     } else {
-        r.spec.paths.iter().map(|p| normalize_path(p)).collect()
+        // The proxy's own canonical form, so a conflict here is a conflict there.
+        r.spec.paths.iter().map(|p| normalize_prefix(p)).collect()
     };
     let mut keys = Vec::new();
     for h in &hosts {
@@ -214,16 +216,6 @@ fn match_keys(r: &ProtectedRoute) -> Vec<(String, String)> {
         }
     }
     keys
-}
-
-/// Prefixes match on segment boundaries, so `/api/` and `/api` are the same prefix.
-fn normalize_path(p: &str) -> String {
-    let t = p.trim_end_matches('/');
-    if t.is_empty() {
-        "/".to_owned()
-    } else {
-        t.to_owned()
-    }
 }
 
 fn provision_key(

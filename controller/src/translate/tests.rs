@@ -975,8 +975,8 @@ fn with_login(world: World) -> World {
     world.route(route)
 }
 
-fn login_key() -> gatehouse_proxy::seal::LoginKey {
-    gatehouse_proxy::seal::LoginKey::from_bytes(&[b'k'; 32]).unwrap()
+fn login_key() -> gatehouse_config::seal::LoginKey {
+    gatehouse_config::seal::LoginKey::from_bytes(&[b'k'; 32]).unwrap()
 }
 
 #[test]

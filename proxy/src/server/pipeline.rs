@@ -20,8 +20,9 @@ use crate::headers::{strip_hop_by_hop, strip_identity};
 use crate::login;
 use crate::metrics::Metrics;
 use crate::oauth2::{self, OAuthRequest};
-use crate::router::{normalize_path, RouteMatch};
+use crate::router::RouteMatch;
 use crate::store::{TokenStore, UnixTime};
+use gatehouse_config::path::normalize_path;
 
 /// Request limits from the command line.
 #[derive(Clone, Copy, Debug)]

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use super::ConfigTx;
+use super::{publish, ConfigTx};
 use crate::config::SnapshotError;
 use crate::Snapshot;
 
@@ -37,18 +37,6 @@ pub fn load(path: &Path) -> Result<Snapshot, FileSourceError> {
     Snapshot::from_json(&bytes).map_err(|source| FileSourceError::Invalid {
         path: path.display().to_string(),
         source,
-    })
-}
-
-/// Publish `snapshot` unless it equals what the channel already holds (so an unchanged
-/// file wakes no one). Returns whether it was published.
-pub fn publish(tx: &ConfigTx, snapshot: Snapshot) -> bool {
-    tx.send_if_modified(|current| {
-        if current.as_deref() == Some(&snapshot) {
-            return false;
-        }
-        *current = Some(Arc::new(snapshot));
-        true
     })
 }
 
@@ -85,7 +73,7 @@ impl FileSource {
         self.poller.seen = stamp(&self.poller.path);
         let snapshot = load(&self.poller.path)?;
         tracing::info!(path = %self.poller.path.display(), revision = %snapshot.revision, "Snapshot file loaded");
-        publish(tx, snapshot);
+        publish(tx, Arc::new(snapshot));
         Ok(())
     }
 
@@ -155,7 +143,7 @@ impl Poller {
         match load(&self.path) {
             Ok(snapshot) => {
                 let revision = snapshot.revision.clone();
-                if publish(tx, snapshot) {
+                if publish(tx, Arc::new(snapshot)) {
                     Poll::Published(revision)
                 } else {
                     Poll::Same
@@ -253,7 +241,7 @@ mod tests {
     #[test]
     fn identical_snapshots_are_not_republished() {
         let (tx, _rx) = crate::source::channel();
-        assert!(publish(&tx, Snapshot::default()));
-        assert!(!publish(&tx, Snapshot::default()));
+        assert!(publish(&tx, Arc::new(Snapshot::default())));
+        assert!(!publish(&tx, Arc::new(Snapshot::default())));
     }
 }

@@ -1,23 +1,23 @@
-//! Config sources: where the proxy gets its [`Snapshot`](crate::Snapshot) from.
-//! Every source publishes into one `watch` channel; `None` means "nothing loaded yet"
-//! (the proxy answers 503 and `/readyz` says not ready). A source that fails keeps
-//! the last good snapshot in the channel.
+//! Config sources: where the proxy gets its [`Snapshot`](crate::Snapshot) from. Every
+//! source publishes into one channel ([`gatehouse_config::channel`]): a file here
+//! ([`file`]), or the snapshot in Redis ([`gatehouse_config::follow`]).
 
 pub mod file;
-pub mod redis;
 
-use std::sync::Arc;
+pub use gatehouse_config::channel::{channel, publish, ConfigRx, ConfigTx};
 
-use tokio::sync::watch;
-
-use crate::Snapshot;
-
-/// The receiving end every proxy worker reads per request.
-pub type ConfigRx = watch::Receiver<Option<Arc<Snapshot>>>;
-/// The publishing end a source writes to (use `send_if_modified`).
-pub type ConfigTx = watch::Sender<Option<Arc<Snapshot>>>;
-
-/// A channel with nothing loaded yet.
-pub fn channel() -> (ConfigTx, ConfigRx) {
-    watch::channel(None)
+/// `--config-redis URL`: follow the snapshot in Redis into `tx`, with the token
+/// store's credentials, CA, timeout and key prefix. The task runs until aborted.
+pub fn follow_redis(
+    url: &str,
+    store: &crate::store::args::StoreArgs,
+    tx: ConfigTx,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let target = store.target_for(url)?;
+    tracing::info!(source = %target.describe(), "Following config from Redis");
+    Ok(gatehouse_config::follow::spawn_follow(
+        target,
+        store.redis_prefix.clone(),
+        tx,
+    ))
 }

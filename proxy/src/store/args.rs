@@ -11,9 +11,9 @@ use clap::Args;
 
 use super::cache::{CachedStore, TokenCache};
 use super::memory::MemoryStore;
-use super::redis::conn::{ConnectOptions, Target};
 use super::redis::{follow_invalidations, RedisStore};
 use super::TokenStore;
+use gatehouse_config::redis::conn::{ConnectOptions, Target};
 
 /// Where tokens and codes live.
 #[derive(Args, Debug, Clone)]

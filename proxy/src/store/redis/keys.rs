@@ -14,11 +14,10 @@
 //! | `<p>config`                  | hash   | `snapshot`, `sha256`, `version`         | none                          |
 //!
 //! Channels: `<p>invalidate` (space-separated access-token digests that died) and
-//! `<p>config:changed` (the new config version).
-//!
-//! Redis Cluster: the Lua scripts touch several keys at once, which Cluster allows only
-//! within one hash slot, so in cluster mode the prefix must carry a hash tag
-//! (`{gatehouse}:`); [`Keys::new`] adds one when the configured prefix has none.
+//! `<p>config:changed` (the new config version). The snapshot's key and channel, and
+//! the cluster hash-tag rule, belong to [`gatehouse_config::redis::prefix`].
+
+use gatehouse_config::redis::prefix;
 
 use crate::store::Digest;
 
@@ -32,14 +31,9 @@ impl Keys {
     /// Keys under `prefix`. With `cluster`, a prefix without a `{hash tag}` gets one
     /// (`gatehouse:` → `{gatehouse}:`) so all keys land in one slot.
     pub fn new(prefix: &str, cluster: bool) -> Self {
-        let prefix = if cluster && !has_hash_tag(prefix) {
-            let name = prefix.trim_end_matches(':');
-            let name = if name.is_empty() { "gatehouse" } else { name };
-            format!("{{{name}}}:")
-        } else {
-            prefix.to_owned()
-        };
-        Keys { prefix }
+        Keys {
+            prefix: prefix::effective_prefix(prefix, cluster),
+        }
     }
 
     /// The effective prefix.
@@ -76,28 +70,9 @@ impl Keys {
         format!("{}login:{}:{}", self.prefix, kind.as_str(), d.to_hex())
     }
 
-    /// The snapshot hash.
-    pub fn config(&self) -> String {
-        format!("{}config", self.prefix)
-    }
-
-    /// Channel announcing a new snapshot version.
-    pub fn config_channel(&self) -> String {
-        format!("{}config:changed", self.prefix)
-    }
-
     /// Channel announcing access tokens that died (revoked, rotated, family revoked).
     pub fn invalidate_channel(&self) -> String {
         format!("{}invalidate", self.prefix)
-    }
-}
-
-/// Redis hashes only the part between the first `{` and the next `}` when that part
-/// is non-empty.
-fn has_hash_tag(s: &str) -> bool {
-    match s.find('{') {
-        Some(open) => s[open + 1..].find('}').is_some_and(|close| close > 0),
-        None => false,
     }
 }
 
@@ -112,16 +87,5 @@ mod tests {
         let key = k.access(&d);
         assert_eq!(key, format!("gatehouse:at:{}", d.to_hex()));
         assert!(!key.contains("secret-token"));
-        assert_eq!(k.config(), "gatehouse:config");
-    }
-
-    #[test]
-    fn cluster_mode_adds_a_hash_tag_when_the_prefix_has_none() {
-        assert_eq!(Keys::new("gatehouse:", true).prefix(), "{gatehouse}:");
-        assert_eq!(Keys::new("prod:gh:", true).prefix(), "{prod:gh}:");
-        assert_eq!(Keys::new("{gh}:", true).prefix(), "{gh}:");
-        // `{}` is not a hash tag for Redis.
-        assert_eq!(Keys::new("{}x:", true).prefix(), "{{}x}:");
-        assert_eq!(Keys::new("gatehouse:", false).prefix(), "gatehouse:");
     }
 }

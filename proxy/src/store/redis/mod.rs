@@ -10,8 +10,6 @@
 //! Failures (Redis down, timeout, script error) surface as
 //! [`StoreError::Unavailable`]; the server turns that into 503 and `/readyz` not ready.
 
-pub mod backoff;
-pub mod conn;
 pub mod keys;
 pub mod scripts;
 
@@ -20,6 +18,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use ::redis::RedisError;
 use async_trait::async_trait;
+
+use gatehouse_config::redis::conn;
 
 use super::cache::TokenCache;
 use super::*;

@@ -190,20 +190,6 @@ announce(removed)
 return with_removed({'revoked', ARGV[2]}, removed)
 "#;
 
-/// Publish a snapshot only when its digest changed. KEYS: config hash. ARGV: prefix,
-/// snapshot JSON, its sha256 hex, announce channel. Returns {'unchanged', version} or
-/// {'published', version}.
-const PUBLISH_CONFIG: &str = r#"
-local cur = redis.call('HGET', KEYS[1], 'sha256')
-if cur == ARGV[3] then
-  return {'unchanged', redis.call('HGET', KEYS[1], 'version') or '0'}
-end
-redis.call('HSET', KEYS[1], 'snapshot', ARGV[2], 'sha256', ARGV[3])
-local v = redis.call('HINCRBY', KEYS[1], 'version', 1)
-redis.call('PUBLISH', ARGV[4], tostring(v))
-return {'published', tostring(v)}
-"#;
-
 /// All scripts, hashed once.
 pub struct Scripts {
     pub put_code: Script,
@@ -232,9 +218,4 @@ impl Default for Scripts {
     fn default() -> Self {
         Self::new()
     }
-}
-
-/// The config publication script (used by `source::redis`).
-pub fn publish_config() -> Script {
-    Script::new(PUBLISH_CONFIG)
 }

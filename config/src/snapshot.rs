@@ -186,7 +186,7 @@ pub struct Login {
     /// Gatehouse's client id at the provider.
     pub client_id: String,
     /// Gatehouse's client secret at the provider, sealed (AES-256-GCM-SIV) under the
-    /// installation's login key (see `crate::seal`): the proxy must present the secret
+    /// installation's login key (see [`crate::seal`]): the proxy must present the secret
     /// itself, so a digest cannot do, and the snapshot never carries it in plaintext.
     pub client_secret_sealed: String,
     /// Scopes requested at the provider.
