@@ -1,21 +1,24 @@
 //! The admin listener: `/healthz` (the process serves), `/readyz` (a configuration is
 //! loaded and the token store answers) and `/metrics` (Prometheus text format).
 
-use std::convert::Infallible;
 use std::sync::Arc;
 
-use http::header::CONTENT_TYPE;
-use http::{HeaderValue, Request, Response, StatusCode};
+use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::body::{full, ProxyBody};
+use crate::body::ProxyBody;
 use crate::compiled::CompiledRx;
+use crate::http1::serve_http1;
+use crate::respond::Reply;
 use crate::store::TokenStore;
+
+/// `Content-Type` of the admin pages that are plain text.
+pub const TEXT: &str = "text/plain";
+/// `Content-Type` of `/metrics`.
+pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// What the admin endpoints report on.
 pub struct AdminState {
@@ -25,59 +28,31 @@ pub struct AdminState {
 }
 
 /// Serve admin requests until `shutdown` turns true.
-pub async fn serve(
-    listener: TcpListener,
-    state: Arc<AdminState>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    loop {
-        let stream = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(error) => {
-                    tracing::warn!(%error, "Admin accept failed");
-                    continue;
-                }
-            },
-            _ = shutdown.wait_for(|stop| *stop) => return,
-        };
+pub async fn serve(listener: TcpListener, state: Arc<AdminState>, shutdown: watch::Receiver<bool>) {
+    serve_http1(listener, shutdown, move |req| {
         let state = state.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |req| {
-                let state = state.clone();
-                async move { Ok::<_, Infallible>(respond(&state, req).await) }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
-    }
+        async move { respond(&state, req).await }
+    })
+    .await
 }
 
 async fn respond(state: &AdminState, req: Request<Incoming>) -> Response<ProxyBody> {
     match req.uri().path() {
-        "/healthz" => text(StatusCode::OK, "ok\n"),
+        "/healthz" => Reply::text(StatusCode::OK, "ok\n", TEXT).into_response(),
         "/readyz" => readiness(state).await,
         "/metrics" => {
             let mut out = String::new();
             match prometheus_client::encoding::text::encode(&mut out, &state.registry) {
-                Ok(()) => {
-                    let mut resp = text(StatusCode::OK, out);
-                    resp.headers_mut().insert(
-                        CONTENT_TYPE,
-                        HeaderValue::from_static(
-                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                        ),
-                    );
-                    resp
-                }
-                Err(_) => text(
+                Ok(()) => Reply::text(StatusCode::OK, out, OPENMETRICS).into_response(),
+                Err(_) => Reply::text(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "metrics encoding failed\n",
-                ),
+                    TEXT,
+                )
+                .into_response(),
             }
         }
-        _ => text(StatusCode::NOT_FOUND, "not found\n"),
+        _ => Reply::text(StatusCode::NOT_FOUND, "not found\n", TEXT).into_response(),
     }
 }
 
@@ -106,14 +81,5 @@ async fn readiness(state: &AdminState) -> Response<ProxyBody> {
             }
         },
     };
-    let mut resp = text(status, body.to_string());
-    resp.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    resp
-}
-
-fn text(status: StatusCode, body: impl Into<bytes::Bytes>) -> Response<ProxyBody> {
-    let mut resp = Response::new(full(body));
-    *resp.status_mut() = status;
-    resp
+    Reply::text(status, body.to_string(), "application/json").into_response()
 }

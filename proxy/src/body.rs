@@ -2,8 +2,12 @@
 //! from the peer (never buffered) or a small body the proxy built itself.
 
 use bytes::Bytes;
-use http_body_util::{Either, Full};
+use http::header::CONTENT_LENGTH;
+use http::HeaderMap;
+use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper::body::Incoming;
+
+use crate::error::Rejection;
 
 /// A streamed peer body or a proxy-built one.
 pub type ProxyBody = Either<Incoming, Full<Bytes>>;
@@ -16,4 +20,29 @@ pub fn full(bytes: impl Into<Bytes>) -> ProxyBody {
 /// An empty body.
 pub fn empty() -> ProxyBody {
     Either::Right(Full::new(Bytes::new()))
+}
+
+/// Read a whole body the proxy must inspect, refusing more than `limit` bytes.
+pub async fn read_limited(
+    headers: &HeaderMap,
+    body: ProxyBody,
+    limit: usize,
+) -> Result<Bytes, Rejection> {
+    let declared = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Err(Rejection::BodyTooLarge);
+    }
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            Err(Rejection::BodyTooLarge)
+        }
+        Err(_) => Err(Rejection::BadRequest),
+    }
 }

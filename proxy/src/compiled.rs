@@ -1,4 +1,5 @@
-//! A snapshot compiled for serving: routing table, catalog and upstream sets, built once
+//! A snapshot compiled for serving: routing table, catalog, upstream sets and scope
+//! rules, built once
 //! per snapshot change and shared read-only by every worker. Swapping the whole
 //! `Arc<Compiled>` at once is what keeps a request from ever seeing half a config.
 
@@ -7,6 +8,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 use crate::catalog::Catalog;
+use crate::enforce::{compile_rules, Rule};
 use crate::router::Router;
 use crate::source::ConfigRx;
 use crate::upstream::UpstreamSet;
@@ -20,6 +22,8 @@ pub struct Compiled {
     pub catalog: Catalog,
     /// One per route, same index as `snapshot.routes`.
     pub upstreams: Vec<UpstreamSet>,
+    /// Scope rules of each route (empty without OAuth2), same index as `snapshot.routes`.
+    pub rules: Vec<Vec<Rule>>,
 }
 
 /// Receiving end of compiled configs (`None` until the first snapshot arrives).
@@ -44,11 +48,22 @@ impl Compiled {
                 set
             })
             .collect();
+        let rules = snapshot
+            .routes
+            .iter()
+            .map(|route| {
+                route
+                    .oauth2
+                    .as_ref()
+                    .map_or_else(Vec::new, |o| compile_rules(&o.rules))
+            })
+            .collect();
         Compiled {
             snapshot,
             router,
             catalog,
             upstreams,
+            rules,
         }
     }
 }

@@ -3,28 +3,31 @@
 //! upstream who is calling (Kong `oauth2` plugin contract, plus scope `rules`).
 //!
 //! The pure decisions ([`find_token`], [`check_token`], [`required_scopes`], ...) are
-//! separate from the async glue ([`enforce`]) so each can be tested alone.
+//! separate from the async glue ([`check`]) so each can be tested alone. Scope rules
+//! arrive already compiled ([`compile_rules`], once per snapshot).
 
 use std::borrow::Cow;
 
 use bytes::Bytes;
+use gatehouse_config::path::{normalize_prefix, prefix_covers};
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Method, Uri};
-use http_body_util::{BodyExt, Limited};
 
-use crate::body::{full, ProxyBody};
+use crate::binding::valid_on_route;
+use crate::body::{full, read_limited, ProxyBody};
 use crate::catalog::Catalog;
 use crate::config::{Consumer, Route, RouteOAuth2, ScopeRule};
 use crate::error::Rejection;
 use crate::headers::*;
 use crate::store::{AccessToken, Digest, TokenStore, UnixTime};
-use gatehouse_config::path::{normalize_prefix, prefix_covers};
 
 /// Everything enforcement needs about the matched route and the world.
 pub struct Context<'a> {
     pub route: &'a Route,
     pub oauth: &'a RouteOAuth2,
+    /// The route's scope rules, compiled with the snapshot.
+    pub rules: &'a [Rule],
     pub catalog: &'a Catalog,
     pub store: &'a dyn TokenStore,
     /// Normalized request path after the matched route prefix.
@@ -45,7 +48,7 @@ pub enum TokenSource {
 /// Check the request and, when it may pass, set the identity headers (and hide the
 /// credentials if the route asks). Returns the body to send upstream: the original
 /// stream, or the re-built form body when it had to be read.
-pub async fn enforce(
+pub async fn check(
     ctx: &Context<'_>,
     parts: &mut Parts,
     body: ProxyBody,
@@ -71,7 +74,7 @@ pub async fn enforce(
         return match anonymous {
             // Anonymous callers have no scopes: a rule-protected path still needs a token.
             Some(consumer_id)
-                if required_scopes(&ctx.oauth.rules, ctx.suffix, &parts.method).is_none() =>
+                if required_scopes(ctx.rules, ctx.suffix, &parts.method).is_none() =>
             {
                 set_anonymous_headers(
                     &mut parts.headers,
@@ -111,7 +114,7 @@ pub async fn enforce(
             })
         }
     };
-    if let Some(required) = required_scopes(&ctx.oauth.rules, ctx.suffix, &parts.method) {
+    if let Some(required) = required_scopes(ctx.rules, ctx.suffix, &parts.method) {
         if !required.iter().all(|s| record.scopes.contains(s)) {
             return Err(Rejection::InsufficientScope {
                 realm: ctx.oauth.realm.clone(),
@@ -192,14 +195,32 @@ pub fn check_token(
     if record.expires_at.is_some_and(|exp| exp <= now) {
         return None;
     }
-    let same_route = record.route_id == route.id;
-    let shared_global = record.global && oauth.global_credentials;
-    (same_route || shared_global).then_some(record)
+    valid_on_route(&record.route_id, record.global, route, oauth).then_some(record)
+}
+
+/// A scope rule with its path prefix normalized once, when the snapshot is compiled.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rule {
+    prefix: String,
+    methods: Vec<String>,
+    required_scopes: Vec<String>,
+}
+
+/// Compile a route's scope rules (order kept: the first-listed rule wins a tie).
+pub fn compile_rules(rules: &[ScopeRule]) -> Vec<Rule> {
+    rules
+        .iter()
+        .map(|r| Rule {
+            prefix: normalize_prefix(&r.path),
+            methods: r.methods.clone(),
+            required_scopes: r.required_scopes.clone(),
+        })
+        .collect()
 }
 
 /// Scopes the longest rule covering `suffix` for `method` requires, if any rule does.
 pub fn required_scopes<'r>(
-    rules: &'r [ScopeRule],
+    rules: &'r [Rule],
     suffix: &str,
     method: &Method,
 ) -> Option<&'r [String]> {
@@ -211,10 +232,7 @@ pub fn required_scopes<'r>(
                     .iter()
                     .any(|m| m.eq_ignore_ascii_case(method.as_str()))
         })
-        .filter_map(|r| {
-            let prefix = normalize_prefix(&r.path);
-            prefix_covers(&prefix, suffix).then_some((prefix.len(), r))
-        })
+        .filter_map(|r| prefix_covers(&r.prefix, suffix).then_some((r.prefix.len(), r)))
         // Longest rule wins; `max_by_key` keeps the last of equals, so reverse first to
         // let the first-listed rule win a tie.
         .rev()
@@ -320,31 +338,6 @@ fn is_form(headers: &HeaderMap) -> bool {
                 .eq_ignore_ascii_case("application/x-www-form-urlencoded")
         })
         .unwrap_or(false)
-}
-
-/// Read a whole body the proxy must inspect, refusing more than `limit` bytes.
-pub async fn read_limited(
-    headers: &HeaderMap,
-    body: ProxyBody,
-    limit: usize,
-) -> Result<Bytes, Rejection> {
-    let declared = headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > limit as u64) {
-        return Err(Rejection::BodyTooLarge);
-    }
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e)
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some() =>
-        {
-            Err(Rejection::BodyTooLarge)
-        }
-        Err(_) => Err(Rejection::BadRequest),
-    }
 }
 
 #[cfg(test)]
@@ -473,11 +466,11 @@ mod tests {
 
     #[test]
     fn longest_rule_for_the_method_decides_the_required_scopes() {
-        let rules = vec![
+        let rules = compile_rules(&[
             mk_rule("/stepcounts", &[], &["read"]),
             mk_rule("/stepcounts/admin", &["POST"], &["admin"]),
             mk_rule("/open", &[], &[]),
-        ];
+        ]);
         let get = Method::GET;
         let post = Method::POST;
         assert_eq!(

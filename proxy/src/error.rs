@@ -1,14 +1,14 @@
-//! Every reason the proxy answers a request itself instead of proxying it, and the one
-//! place where each reason becomes a response (status, headers, JSON body).
+//! Every reason the proxy answers a request itself instead of proxying it, and which
+//! answer ([`Reply`], built by [`crate::respond`]) each reason gets.
 //!
 //! Bodies follow Kong's wire contract: `{"message": ...}` for routing and upstream
 //! failures, RFC 6749/6750 `{"error", "error_description"}` for token denials, with a
 //! `WWW-Authenticate: Bearer` challenge on 401 and 403.
 
-use http::header::{CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
-use http::{HeaderValue, Response, StatusCode};
+use http::{Response, StatusCode};
 
-use crate::body::{full, ProxyBody};
+use crate::body::ProxyBody;
+use crate::respond::Reply;
 
 /// Why a request was not proxied.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -68,55 +68,54 @@ impl Rejection {
 
     /// The response the client gets.
     pub fn into_response(self) -> Response<ProxyBody> {
+        self.reply().into_response()
+    }
+
+    /// The answer for this reason.
+    pub fn reply(self) -> Reply {
         match self {
-            Rejection::NotReady => message(
+            Rejection::NotReady => Reply::message(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "No configuration loaded yet",
             ),
             Rejection::NoRoute => {
-                message(StatusCode::NOT_FOUND, "no Route matched with those values")
+                Reply::message(StatusCode::NOT_FOUND, "no Route matched with those values")
             }
-            Rejection::TokenMissing { realm } => bearer_error(
+            Rejection::TokenMissing { realm } => Reply::bearer_challenge(
                 StatusCode::UNAUTHORIZED,
                 &realm,
                 "invalid_request",
                 "The access token is missing",
                 None,
             ),
-            Rejection::TokenInvalid { realm } => bearer_error(
+            Rejection::TokenInvalid { realm } => Reply::bearer_challenge(
                 StatusCode::UNAUTHORIZED,
                 &realm,
                 "invalid_token",
                 "The access token is invalid or has expired",
                 None,
             ),
-            Rejection::InsufficientScope { realm, scope } => bearer_error(
+            Rejection::InsufficientScope { realm, scope } => Reply::bearer_challenge(
                 StatusCode::FORBIDDEN,
                 &realm,
                 "insufficient_scope",
                 "The access token does not grant the scope this request requires",
                 Some(&scope),
             ),
-            Rejection::StoreUnavailable => json(
-                StatusCode::SERVICE_UNAVAILABLE,
-                &serde_json::json!({
-                    "error": "temporarily_unavailable",
-                    "error_description": "The token store is unavailable, try again later",
-                }),
-            ),
+            Rejection::StoreUnavailable => Reply::store_unavailable(),
             Rejection::BodyTooLarge => {
-                message(StatusCode::PAYLOAD_TOO_LARGE, "Request size limit exceeded")
+                Reply::message(StatusCode::PAYLOAD_TOO_LARGE, "Request size limit exceeded")
             }
-            Rejection::BadRequest => message(StatusCode::BAD_REQUEST, "Bad request"),
-            Rejection::NoEndpoints => message(
+            Rejection::BadRequest => Reply::message(StatusCode::BAD_REQUEST, "Bad request"),
+            Rejection::NoEndpoints => Reply::message(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "No upstream endpoint available",
             ),
-            Rejection::UpstreamUnavailable => message(
+            Rejection::UpstreamUnavailable => Reply::message(
                 StatusCode::BAD_GATEWAY,
                 "An invalid response was received from the upstream server",
             ),
-            Rejection::UpstreamTimeout => message(
+            Rejection::UpstreamTimeout => Reply::message(
                 StatusCode::GATEWAY_TIMEOUT,
                 "The upstream server is timing out",
             ),
@@ -124,55 +123,10 @@ impl Rejection {
     }
 }
 
-fn message(status: StatusCode, text: &str) -> Response<ProxyBody> {
-    json(status, &serde_json::json!({ "message": text }))
-}
-
-fn json(status: StatusCode, value: &serde_json::Value) -> Response<ProxyBody> {
-    let mut resp = Response::new(full(value.to_string()));
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("application/json; charset=utf-8"),
-    );
-    resp
-}
-
-/// RFC 6750 §3 error with its `WWW-Authenticate` challenge.
-fn bearer_error(
-    status: StatusCode,
-    realm: &str,
-    error: &str,
-    description: &str,
-    scope: Option<&str>,
-) -> Response<ProxyBody> {
-    let mut resp = json(
-        status,
-        &serde_json::json!({ "error": error, "error_description": description }),
-    );
-    let mut challenge = format!(
-        "Bearer realm=\"{}\", error=\"{error}\", error_description=\"{description}\"",
-        quoted(realm)
-    );
-    if let Some(scope) = scope {
-        challenge.push_str(&format!(", scope=\"{}\"", quoted(scope)));
-    }
-    if let Ok(value) = HeaderValue::from_str(&challenge) {
-        resp.headers_mut().insert(WWW_AUTHENTICATE, value);
-    }
-    resp.headers_mut()
-        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    resp
-}
-
-/// Escape for an RFC 7230 quoted-string.
-fn quoted(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('"', "\\\"")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::header::WWW_AUTHENTICATE;
     use http_body_util::BodyExt;
 
     async fn body_json(resp: Response<ProxyBody>) -> serde_json::Value {

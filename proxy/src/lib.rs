@@ -1,11 +1,14 @@
 //! Gatehouse data plane: a reverse proxy that is also an OAuth2 authorization server.
 //!
-//! Dependencies point one way: [`config`] (the snapshot contract, `gatehouse-config`) ← [`catalog`] and
-//! [`router`] (compiled lookups) ← [`oauth2`] / [`enforce`] (decisions) ← [`server`]
-//! (listeners, upstream calls). The proxy never talks to Kubernetes.
+//! Dependencies point one way: [`config`] (the snapshot contract, `gatehouse-config`)
+//! ← [`catalog`] and [`router`] (compiled lookups) ← [`oauth2`] / [`enforce`]
+//! (decisions) ← [`upstream`] ← [`server`] (listeners, the request pipeline). The
+//! request path is `server::pipeline`; `docs/architecture.md` draws it. The proxy never
+//! talks to Kubernetes.
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod binding;
 pub mod body;
 pub mod catalog;
 pub mod cli;
@@ -14,9 +17,11 @@ pub mod enforce;
 pub mod error;
 pub mod forwarded;
 pub mod headers;
+pub mod http1;
 pub mod login;
 pub mod metrics;
 pub mod oauth2;
+pub mod respond;
 pub mod router;
 pub mod secret;
 pub mod server;

@@ -11,9 +11,62 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 
-use gatehouse_config::path::normalize_prefix;
+use gatehouse_config::path::{normalize_path, normalize_prefix};
+use http::header::HOST;
+use http::{HeaderMap, HeaderValue, Uri};
 
 use crate::config::Route;
+
+/// A request matched to a route: the first step of the pipeline.
+#[derive(Debug)]
+pub struct Routed<'u> {
+    /// Index of the route in the snapshot's `routes`.
+    pub index: usize,
+    /// The normalized request path: what was matched is what is forwarded.
+    pub path: Cow<'u, str>,
+    /// Length of the matched prefix of `path` (see [`RouteMatch::prefix_len`]).
+    pub prefix_len: usize,
+    /// The request's host (authority, else `Host`), as the client sent it.
+    pub host: Option<HeaderValue>,
+}
+
+impl Routed<'_> {
+    /// The path after the matched route prefix, always starting with `/`.
+    pub fn suffix(&self) -> &str {
+        RouteMatch {
+            index: self.index,
+            prefix_len: self.prefix_len,
+        }
+        .suffix(&self.path)
+    }
+
+    /// The matched route prefix of the path (`""` for the root prefix).
+    pub fn prefix(&self) -> &str {
+        &self.path[..self.prefix_len]
+    }
+
+    /// The host as text, when it is text.
+    pub fn host_str(&self) -> Option<&str> {
+        self.host.as_ref().and_then(|h| h.to_str().ok())
+    }
+}
+
+/// Match a request (its URI and headers) against `router`: normalize the path once,
+/// take the host from the authority or `Host`, and find the route.
+pub fn route<'u>(router: &Router, uri: &'u Uri, headers: &HeaderMap) -> Option<Routed<'u>> {
+    let host: Option<HeaderValue> = match uri.authority() {
+        Some(a) => HeaderValue::from_str(a.as_str()).ok(),
+        None => headers.get(HOST).cloned(),
+    };
+    let path = normalize_path(uri.path());
+    let matched = router.lookup(host.as_ref().and_then(|h| h.to_str().ok()), &path)?;
+    Some(Routed {
+        index: matched.index,
+        path,
+        prefix_len: matched.prefix_len,
+        host,
+    })
+}
 
 /// A successful lookup.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,4 +1,5 @@
-//! Calling upstreams: endpoint URLs compiled once per snapshot, round robin, and a
+//! Calling upstreams: the pipeline's last step ([`forward`]: header and URI rewriting,
+//! then the call), endpoint URLs compiled once per snapshot, round robin, and a
 //! keep-alive HTTP/1.1 connection pool per worker thread with the route's timeouts.
 //!
 //! Each worker is its own `current_thread` runtime, so the pool is a thread-local
@@ -16,8 +17,11 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use http::header::HOST;
+use http::request::Parts;
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderValue, Request, Response, Uri, Version};
+use http_body_util::Either;
 use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
@@ -25,8 +29,46 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::body::ProxyBody;
-use crate::config::Upstream;
+use crate::config::{Route, Upstream};
 use crate::error::Rejection;
+use crate::forwarded::ConnInfo;
+use crate::headers::strip_hop_by_hop;
+use crate::router::Routed;
+
+/// Forward a routed (and, on a protected route, checked) request to one of the route's
+/// endpoints: the path that was matched (stripped of the route prefix when the route
+/// says so) under the endpoint's base path, hop-by-hop headers removed both ways,
+/// `X-Forwarded-*` set, and the upstream's own `Host` unless the route preserves it.
+pub async fn forward(
+    upstreams: &UpstreamSet,
+    route: &Route,
+    routed: &Routed<'_>,
+    conn: &ConnInfo,
+    mut parts: Parts,
+    body: ProxyBody,
+) -> Result<Response<ProxyBody>, Rejection> {
+    let endpoint = upstreams.pick()?;
+    let upstream_path = if route.strip_path {
+        routed.suffix()
+    } else {
+        &routed.path
+    };
+    // Enforcement may have rewritten the query (hide_credentials), so read it here.
+    let target = endpoint.origin_uri(upstream_path, parts.uri.query())?;
+    strip_hop_by_hop(&mut parts.headers);
+    conn.set_forwarded_headers(&mut parts.headers, routed.host.as_ref());
+    let upstream_host = match (&routed.host, route.preserve_host) {
+        (Some(h), true) => h.clone(),
+        _ => endpoint.host().clone(),
+    };
+    parts.headers.insert(HOST, upstream_host);
+    parts.uri = target;
+    let mut resp = upstreams
+        .send(endpoint, Request::from_parts(parts, body))
+        .await?;
+    strip_hop_by_hop(resp.headers_mut());
+    Ok(resp.map(Either::Left))
+}
 
 /// Idle upstream connections are closed after this long (upstreams commonly close
 /// theirs after 60–75 s; closing first avoids reusing a connection being closed).

@@ -2,17 +2,16 @@
 //! watch has listed and a pass has run; a standby replica is ready too, it only does
 //! not write) and `/metrics` (Prometheus text format).
 
-use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use http::header::CONTENT_TYPE;
-use http::{HeaderValue, Request, Response, StatusCode};
+use gatehouse_proxy::admin::{OPENMETRICS, TEXT};
+use gatehouse_proxy::http1::serve_http1;
+use gatehouse_proxy::respond::Reply;
+use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -64,71 +63,38 @@ pub async fn serve(
     listener: TcpListener,
     health: Arc<Health>,
     registry: Arc<Registry>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
-    loop {
-        let stream = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(error) => {
-                    tracing::warn!(%error, "Admin accept failed");
-                    continue;
-                }
-            },
-            _ = shutdown.wait_for(|s| *s) => return,
-        };
-        let health = health.clone();
-        let registry = registry.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |req| {
-                let response = respond(&health, &registry, &req);
-                async move { Ok::<_, Infallible>(response) }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
-    }
+    serve_http1(listener, shutdown, move |req| {
+        let response = respond(&health, &registry, &req);
+        async move { response }
+    })
+    .await
 }
 
 fn respond(health: &Health, registry: &Registry, req: &Request<Incoming>) -> Response<Full<Bytes>> {
-    match req.uri().path() {
-        "/healthz" => text(StatusCode::OK, "ok\n", "text/plain"),
+    let reply = match req.uri().path() {
+        "/healthz" => Reply::text(StatusCode::OK, "ok\n", TEXT),
         "/readyz" => {
             let status = if health.is_ready() {
                 StatusCode::OK
             } else {
                 StatusCode::SERVICE_UNAVAILABLE
             };
-            text(status, health.body().to_string(), "application/json")
+            Reply::text(status, health.body().to_string(), "application/json")
         }
         "/metrics" => {
             let mut out = String::new();
             match prometheus_client::encoding::text::encode(&mut out, registry) {
-                Ok(()) => text(
-                    StatusCode::OK,
-                    out,
-                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                ),
-                Err(_) => text(
+                Ok(()) => Reply::text(StatusCode::OK, out, OPENMETRICS),
+                Err(_) => Reply::text(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "metrics encoding failed\n",
-                    "text/plain",
+                    TEXT,
                 ),
             }
         }
-        _ => text(StatusCode::NOT_FOUND, "not found\n", "text/plain"),
-    }
-}
-
-fn text(
-    status: StatusCode,
-    body: impl Into<Bytes>,
-    content_type: &'static str,
-) -> Response<Full<Bytes>> {
-    let mut resp = Response::new(Full::new(body.into()));
-    *resp.status_mut() = status;
-    resp.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
-    resp
+        _ => Reply::text(StatusCode::NOT_FOUND, "not found\n", TEXT),
+    };
+    reply.into_full()
 }

@@ -6,11 +6,11 @@
 
 use std::borrow::Cow;
 
-use bytes::Bytes;
 use http::{header, HeaderName, HeaderValue, StatusCode};
 use serde_json::{Map, Value};
 
 use super::OAuthResponse;
+use crate::respond::Reply;
 
 /// The `error` codes Gatehouse answers with. Kong's own codes
 /// (`invalid_provision_key`, `invalid_authenticated_userid`, `invalid_method`) are
@@ -154,7 +154,7 @@ impl OAuthError {
     pub fn store_unavailable() -> Self {
         Self::new(
             ErrorCode::TemporarilyUnavailable,
-            "The token store is temporarily unavailable",
+            crate::respond::STORE_UNAVAILABLE,
         )
     }
 
@@ -193,18 +193,7 @@ impl From<crate::store::StoreError> for OAuthError {
 /// A JSON response with the headers every OAuth2 endpoint response carries
 /// (RFC 6749 §5.1: tokens must never be cached).
 pub fn json_response(status: StatusCode, body: &Value) -> OAuthResponse {
-    OAuthResponse {
-        status,
-        headers: vec![
-            (
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json; charset=utf-8"),
-            ),
-            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
-            (header::PRAGMA, HeaderValue::from_static("no-cache")),
-        ],
-        body: Bytes::from(serde_json::to_vec(body).expect("a serde_json::Value always serializes")),
-    }
+    Reply::json(status, body).no_store()
 }
 
 #[cfg(test)]

@@ -2,13 +2,15 @@
 //! `/oauth2/authorize`, `/oauth2/token`, `/oauth2/introspect`, `/oauth2/revoke` and
 //! `/.well-known/oauth-authorization-server`.
 //!
-//! The server (crate::server) matches the route, checks the body size, and hands the
-//! raw request parts here; this module owns parameter parsing, every OAuth2 decision
-//! and the exact response (status, headers, JSON body).
+//! The pipeline (crate::server::pipeline) matches the route and calls [`serve`], which
+//! reads the body (bounded), builds the [`OAuthRequest`] and answers; this module owns
+//! parameter parsing, every OAuth2 decision and the exact response (status, headers,
+//! JSON body).
 //!
 //! Layout: [`params`] reads the request, [`client_auth`] authenticates clients,
 //! [`scope`] and [`pkce`] hold the shared rules, one module per endpoint decides,
-//! and [`error`] is the single place a failure becomes a response.
+//! and [`error`] is the single place a failure becomes an answer (built, like every
+//! answer, by [`crate::respond`]).
 
 pub mod authorize;
 pub mod client_auth;
@@ -23,10 +25,17 @@ pub mod scope;
 pub mod token;
 
 use bytes::Bytes;
-use http::{HeaderName, HeaderValue, Method, StatusCode};
+use http::header::{AUTHORIZATION, CONTENT_TYPE};
+use http::request::Parts;
+use http::{HeaderMap, HeaderName, Method, Response};
 
+pub use crate::binding::valid_on_route;
+use crate::body::{read_limited, ProxyBody};
 use crate::catalog::Catalog;
 use crate::config::{GrantType, OAuth2Client, Route, RouteOAuth2};
+use crate::error::Rejection;
+use crate::forwarded::{ConnInfo, X_FORWARDED_HOST};
+use crate::router::Routed;
 use crate::store::{Digest, TokenStore, UnixTime};
 use error::OAuthError;
 use params::Params;
@@ -95,12 +104,7 @@ pub struct OAuthRequest {
 }
 
 /// A complete response produced by an endpoint.
-#[derive(Debug, Clone)]
-pub struct OAuthResponse {
-    pub status: StatusCode,
-    pub headers: Vec<(HeaderName, HeaderValue)>,
-    pub body: Bytes,
-}
+pub use crate::respond::Reply as OAuthResponse;
 
 /// Everything an endpoint decision needs, for one request.
 pub(crate) struct Ctx<'a> {
@@ -118,6 +122,69 @@ impl Ctx<'_> {
     pub fn state(&self) -> Option<&str> {
         self.params.get("state").ok().flatten()
     }
+}
+
+/// The protected route an OAuth2 request arrived on, and what its answer may consult.
+pub struct Site<'a> {
+    pub route: &'a Route,
+    pub oauth: &'a RouteOAuth2,
+    pub catalog: &'a Catalog,
+    pub store: &'a dyn TokenStore,
+    pub now: UnixTime,
+}
+
+/// Serve an OAuth2 endpoint request of the pipeline: read the body (at most
+/// `max_body_bytes`), build the [`OAuthRequest`] and answer it.
+pub async fn serve(
+    site: &Site<'_>,
+    endpoint: Endpoint,
+    routed: &Routed<'_>,
+    conn: &ConnInfo,
+    parts: &Parts,
+    body: ProxyBody,
+    max_body_bytes: usize,
+) -> Result<Response<ProxyBody>, Rejection> {
+    let body = read_limited(&parts.headers, body, max_body_bytes).await?;
+    let request = OAuthRequest {
+        endpoint,
+        method: parts.method.clone(),
+        query: parts.uri.query().map(str::to_owned),
+        content_type: header_string(&parts.headers, CONTENT_TYPE),
+        authorization: header_string(&parts.headers, AUTHORIZATION),
+        body,
+        tls: conn.tls,
+        forwarded_https: conn.forwarded_https(&parts.headers),
+        issuer: issuer(routed, conn, &parts.headers),
+    };
+    let out = handle(
+        request,
+        site.route,
+        site.oauth,
+        site.catalog,
+        site.store,
+        site.now,
+    )
+    .await;
+    Ok(out.into_response())
+}
+
+/// The route's externally visible base URL (`https://host/stepon`): the issuer in
+/// metadata, `iss` in authorization responses, and the base of sign-in URLs.
+pub fn issuer(routed: &Routed<'_>, conn: &ConnInfo, headers: &HeaderMap) -> String {
+    let scheme = conn.client_scheme(headers);
+    let public_host = match headers.get(X_FORWARDED_HOST).filter(|_| conn.trusted) {
+        Some(h) => h.to_str().ok(),
+        None => routed.host_str(),
+    }
+    .unwrap_or("localhost");
+    format!("{scheme}://{public_host}{}", routed.prefix())
+}
+
+fn header_string(headers: &HeaderMap, name: HeaderName) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
 }
 
 /// Serve one OAuth2 endpoint request for `route`.
@@ -199,19 +266,6 @@ fn deny(route: &Route, endpoint: Endpoint, e: OAuthError) -> OAuthResponse {
         "OAuth2 request denied"
     );
     e.into_response()
-}
-
-/// Whether a token (or code) bound to `token_route` / `token_global` may be used on
-/// `route`: on the route it was issued on, or — when issued on a route sharing global
-/// credentials — on every route that also shares them (Kong's rule; the same rule
-/// enforcement applies).
-pub fn valid_on_route(
-    token_route: &str,
-    token_global: bool,
-    route: &Route,
-    oauth: &RouteOAuth2,
-) -> bool {
-    token_route == route.id || (token_global && oauth.global_credentials)
 }
 
 /// Whether `client` may use `grant`. An empty `grant_types` allows every grant the

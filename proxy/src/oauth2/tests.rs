@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
+use http::StatusCode;
 use serde_json::{json, Value};
 
 use super::*;
