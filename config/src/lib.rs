@@ -16,6 +16,7 @@ pub mod follow;
 pub mod path;
 pub mod publish;
 pub mod redis;
+pub mod seal;
 pub mod snapshot;
 
 pub use snapshot::Snapshot;

@@ -277,6 +277,77 @@ pub struct RouteOAuth2 {
     /// Scope rules enforced at the gateway, first match (longest path) wins.
     #[serde(default)]
     pub rules: Vec<ScopeRule>,
+    /// Built-in browser sign-in (OIDC provider, consent page, sessions); `None` keeps
+    /// the provision-key contract only. Omitted from JSON when unset so proxies that
+    /// predate it keep accepting snapshots of routes without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub login: Option<Login>,
+}
+
+/// Built-in sign-in settings of a route (`oauth2.login`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub struct Login {
+    /// OIDC issuer URL (discovery at `<issuer>/.well-known/openid-configuration`).
+    pub issuer_url: String,
+    /// Gatehouse's client id at the provider.
+    pub client_id: String,
+    /// Gatehouse's client secret at the provider, sealed (AES-256-GCM-SIV) under the
+    /// installation's login key (see [`crate::seal`]): the proxy must present the secret
+    /// itself, so a digest cannot do, and the snapshot never carries it in plaintext.
+    pub client_secret_sealed: String,
+    /// Scopes requested at the provider.
+    pub scopes: Vec<String>,
+    /// ID-token claim that becomes `authenticated_userid`.
+    pub user_claim: String,
+    /// Allowed email domains (lowercase); empty = any.
+    #[serde(default)]
+    pub allowed_domains: Vec<String>,
+    /// Allowed users (user-claim values or emails); empty = any.
+    #[serde(default)]
+    pub allowed_users: Vec<String>,
+    /// Claims that must hold one of their listed values.
+    #[serde(default)]
+    pub required_claims: Vec<RequiredClaim>,
+    /// Consent page policy.
+    #[serde(default)]
+    pub consent: ConsentMode,
+    /// Client ids that `ConsentMode::Skip` applies to (OAuth2Client `trusted: true`).
+    #[serde(default)]
+    pub trusted_clients: Vec<String>,
+    /// Absolute session lifetime, seconds.
+    pub session_ttl: u64,
+    /// Idle session timeout, seconds.
+    pub idle_timeout: u64,
+    /// Remembered consent lifetime, seconds.
+    pub consent_ttl: u64,
+    /// Sign-in alone protects the route (browser apps).
+    #[serde(default)]
+    pub require_session: bool,
+    /// Page title.
+    #[serde(default)]
+    pub title: Option<String>,
+    /// Page logo as a `data:image/...;base64,` URI.
+    #[serde(default)]
+    pub logo: Option<String>,
+}
+
+/// A claim that must hold one of `values`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub struct RequiredClaim {
+    pub claim: String,
+    pub values: Vec<String>,
+}
+
+/// When the consent page is shown.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConsentMode {
+    Always,
+    #[default]
+    Remember,
+    Skip,
 }
 
 fn yes() -> bool {

@@ -52,6 +52,8 @@ pub enum Source {
 pub struct Standalone {
     source: Source,
     instance: Option<String>,
+    /// Seals `oauth2.login` client secrets; the in-process proxy holds the same key.
+    pub login_key: Option<gatehouse_config::seal::LoginKey>,
     generated: BTreeMap<(String, String), Arc<Secret>>,
 }
 
@@ -68,6 +70,7 @@ impl Standalone {
         Standalone {
             source,
             instance,
+            login_key: None,
             generated: BTreeMap::new(),
         }
     }
@@ -89,6 +92,7 @@ impl Standalone {
         let mut input = manifests.input;
         let mut options = Options::standalone(now);
         options.instance = self.instance.clone();
+        options.login_key = self.login_key.clone();
         let mut rng = rand::rng();
 
         let with_generated =
@@ -156,7 +160,15 @@ pub async fn run(mut args: StandaloneArgs) -> anyhow::Result<()> {
         None
     };
 
+    // One login key for both halves: the given file, or a random one for this run
+    // (sessions then end when the process stops).
+    let login_key = match args.server.login.load().context("--login-key-file")? {
+        Some(key) => key,
+        None => gatehouse_config::seal::LoginKey::random(),
+    };
+    args.server.login.key = Some(login_key.clone());
     let mut state = Standalone::new(source.clone(), args.instance.clone());
+    state.login_key = Some(login_key);
     let loaded = match state.load(now()) {
         Ok(loaded) => loaded,
         Err(errors) => {

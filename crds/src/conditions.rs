@@ -57,6 +57,12 @@ pub mod reason {
     pub const PROVISION_KEY_SECRET_NOT_FOUND: &str = "ProvisionKeySecretNotFound";
     /// The provision-key Secret lacks the key or it is empty.
     pub const PROVISION_KEY_SECRET_INVALID: &str = "ProvisionKeySecretInvalid";
+    /// `oauth2.login.oidc.clientSecretRef` names no Secret, or it lacks the key;
+    /// sign-in is off (the route's other endpoints keep working).
+    pub const LOGIN_SECRET_NOT_FOUND: &str = "LoginSecretNotFound";
+    /// `oauth2.login` is set but the controller has no login key to seal the client
+    /// secret with (`--login-key-file`); sign-in is off.
+    pub const LOGIN_KEY_MISSING: &str = "LoginKeyMissing";
 
     /// Every reason, for documentation and exhaustiveness tests.
     pub const ALL: &[&str] = &[
@@ -77,6 +83,8 @@ pub mod reason {
         ANONYMOUS_CONSUMER_NOT_FOUND,
         PROVISION_KEY_SECRET_NOT_FOUND,
         PROVISION_KEY_SECRET_INVALID,
+        LOGIN_SECRET_NOT_FOUND,
+        LOGIN_KEY_MISSING,
     ];
 }
 

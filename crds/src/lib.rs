@@ -8,6 +8,7 @@
 
 pub mod conditions;
 pub mod consumer;
+pub mod login;
 pub mod oauth2client;
 pub mod protectedroute;
 pub mod refs;
@@ -17,6 +18,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::CustomResourceExt;
 
 pub use consumer::{Consumer, ConsumerSpec, ConsumerStatus};
+pub use login::{ClientSecretRef, ConsentMode, LoginSpec, OidcSpec, RequiredClaim};
 pub use oauth2client::{ClientType, GrantType, OAuth2Client, OAuth2ClientSpec, OAuth2ClientStatus};
 pub use protectedroute::{
     Backend, BackendProtocol, Method, OAuth2Spec, Pkce, ProtectedRoute, ProtectedRouteSpec,

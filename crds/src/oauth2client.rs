@@ -55,6 +55,10 @@ pub struct OAuth2ClientSpec {
     /// controller generates one named `<name>-oauth2-credentials`, owned by this client.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials_secret_ref: Option<LocalRef>,
+    /// A first-party client: routes whose `login.consent` is `skip` do not ask users
+    /// to consent to it.
+    #[serde(default)]
+    pub trusted: bool,
 }
 
 /// Whether the client can keep a secret (RFC 6749 §2.1).

@@ -5,6 +5,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::login::LoginSpec;
 use crate::refs::SecretKeyRef;
 use crate::status::ObjectStatus;
 
@@ -194,6 +195,9 @@ pub struct OAuth2Spec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 64))]
     pub rules: Vec<ScopeRule>,
+    /// Built-in browser sign-in at an OIDC provider, consent page and sessions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub login: Option<LoginSpec>,
 }
 
 impl Default for OAuth2Spec {

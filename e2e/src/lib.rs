@@ -4,6 +4,7 @@
 pub mod binary;
 pub mod fake_apiserver;
 pub mod grpc;
+pub mod idp;
 pub mod kube_apiserver;
 pub mod netns;
 pub mod nginx;

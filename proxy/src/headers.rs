@@ -13,9 +13,11 @@ pub const X_CREDENTIAL_IDENTIFIER: HeaderName = HeaderName::from_static("x-crede
 pub const X_AUTHENTICATED_SCOPE: HeaderName = HeaderName::from_static("x-authenticated-scope");
 pub const X_AUTHENTICATED_USERID: HeaderName = HeaderName::from_static("x-authenticated-userid");
 pub const X_ANONYMOUS_CONSUMER: HeaderName = HeaderName::from_static("x-anonymous-consumer");
+/// Set for browser sessions (`oauth2.login`) when the provider gave a verified email.
+pub const X_AUTHENTICATED_EMAIL: HeaderName = HeaderName::from_static("x-authenticated-email");
 
 /// Headers that tell the upstream who the caller is. Only the proxy sets them.
-pub const IDENTITY_HEADERS: [HeaderName; 7] = [
+pub const IDENTITY_HEADERS: [HeaderName; 8] = [
     X_CONSUMER_ID,
     X_CONSUMER_CUSTOM_ID,
     X_CONSUMER_USERNAME,
@@ -23,6 +25,7 @@ pub const IDENTITY_HEADERS: [HeaderName; 7] = [
     X_AUTHENTICATED_SCOPE,
     X_AUTHENTICATED_USERID,
     X_ANONYMOUS_CONSUMER,
+    X_AUTHENTICATED_EMAIL,
 ];
 
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");

@@ -21,6 +21,7 @@ pub mod forwarded;
 pub mod grpc;
 pub mod headers;
 pub mod http1;
+pub mod login;
 pub mod metrics;
 pub mod oauth2;
 pub mod respond;
@@ -32,6 +33,8 @@ pub mod store;
 pub mod tls;
 pub mod upstream;
 
+/// The login key (sealed snapshot secrets, session cookies), shared with the controller.
+pub use gatehouse_config::seal;
 /// The snapshot contract, as the proxy's modules name it (`crate::config::Route`).
 pub use gatehouse_config::snapshot as config;
 pub use gatehouse_config::Snapshot;

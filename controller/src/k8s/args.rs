@@ -116,6 +116,11 @@ pub struct ControllerArgs {
     /// How many Kubernetes writes run at once.
     #[arg(long, value_name = "N", default_value_t = 8)]
     pub write_concurrency: usize,
+
+    /// File holding the installation's login key (the same Secret the proxies mount):
+    /// seals `oauth2.login` client secrets into the snapshot.
+    #[arg(long, value_name = "PATH", env = "GATEHOUSE_LOGIN_KEY_FILE")]
+    pub login_key_file: Option<PathBuf>,
 }
 
 impl ControllerArgs {

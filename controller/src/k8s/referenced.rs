@@ -40,6 +40,9 @@ pub fn referenced(input: &Input) -> BTreeSet<Key> {
         if let Some(k) = &r.spec.oauth2.provision_key_secret_ref {
             out.insert((ns(&r.metadata), k.name.clone()));
         }
+        if let Some(login) = &r.spec.oauth2.login {
+            out.insert((ns(&r.metadata), login.oidc.client_secret_ref.name.clone()));
+        }
     }
     out
 }

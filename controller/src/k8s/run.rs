@@ -282,6 +282,8 @@ pub struct Controller {
     metrics: Arc<Metrics>,
     /// Revision of the last translated snapshot (to count dropped publishes).
     last_revision: Option<String>,
+    /// Seals `oauth2.login` client secrets (see translate::Options).
+    login_key: Option<gatehouse_config::seal::LoginKey>,
 }
 
 /// What a pass asks of the next one.
@@ -372,6 +374,7 @@ impl Controller {
 
         let mut options = Options::cluster(Time(Timestamp::now()));
         options.instance = self.scope.instance.clone();
+        options.login_key = self.login_key.clone();
         let started = std::time::Instant::now();
         let output =
             tokio::task::spawn_blocking(move || translate(&input, &options, &mut rand::rng()))
@@ -523,6 +526,12 @@ pub async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
         referenced: ReferencedSecrets::new(args.missing_secret_retry, args.write_timeout),
         client,
         scope,
+        login_key: args
+            .login_key_file
+            .as_deref()
+            .map(gatehouse_config::seal::LoginKey::from_file)
+            .transpose()
+            .context("--login-key-file")?,
         timing: Timing {
             debounce: args.debounce,
             resync: args.resync,

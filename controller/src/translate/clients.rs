@@ -19,6 +19,8 @@ pub struct Clients {
     pub snapshot: Vec<config::OAuth2Client>,
     pub statuses: Vec<ObjectStatus>,
     pub secrets_to_create: Vec<GeneratedSecret>,
+    /// `client_id`s of admitted clients marked `trusted` (consent may be skipped).
+    pub trusted: Vec<String>,
 }
 
 /// Credentials read from a Secret.
@@ -32,6 +34,7 @@ pub fn translate(ctx: &Context<'_>, consumers: &Consumers, rng: &mut dyn RngCore
         snapshot: Vec::new(),
         statuses: Vec::new(),
         secrets_to_create: Vec::new(),
+        trusted: Vec::new(),
     };
     // client_id → the (older) client that holds it.
     let mut holders: HashMap<String, String> = HashMap::new();
@@ -113,6 +116,9 @@ pub fn translate(ctx: &Context<'_>, consumers: &Consumers, rng: &mut dyn RngCore
         }
 
         if let (true, Some(creds), Some(consumer_id)) = (v.is_ok(), &credentials, consumer_id) {
+            if c.spec.trusted {
+                out.trusted.push(creds.client_id.clone());
+            }
             out.snapshot.push(config::OAuth2Client {
                 client_id: creds.client_id.clone(),
                 secret_sha256: creds.secret_sha256.clone(),

@@ -17,6 +17,7 @@ mod backend;
 mod clients;
 mod consumers;
 mod duration;
+mod login;
 mod object;
 mod routes;
 mod secrets;
@@ -71,6 +72,10 @@ pub struct Options {
     /// Whether `backend.url` may be used (standalone: yes; in a cluster: no, a route
     /// must not be able to send traffic anywhere the controller's user chooses).
     pub allow_backend_url: bool,
+    /// The installation's login key: seals `oauth2.login` client secrets into the
+    /// snapshot (the proxies hold the same key). `None`: login routes get
+    /// `LoginKeyMissing` and sign-in stays off.
+    pub login_key: Option<gatehouse_config::seal::LoginKey>,
 }
 
 impl Options {
@@ -80,6 +85,7 @@ impl Options {
             now,
             instance: None,
             allow_backend_url: false,
+            login_key: None,
         }
     }
 
@@ -89,6 +95,7 @@ impl Options {
             now,
             instance: None,
             allow_backend_url: true,
+            login_key: None,
         }
     }
 }
@@ -211,7 +218,7 @@ pub fn translate(input: &Input, options: &Options, rng: &mut dyn RngCore) -> Out
 
     let consumers = consumers::translate(&ctx);
     let clients = clients::translate(&ctx, &consumers, rng);
-    let routes = routes::translate(&ctx, &consumers);
+    let routes = routes::translate(&ctx, &consumers, &clients.trusted);
 
     let mut statuses = consumers.statuses;
     statuses.extend(clients.statuses);

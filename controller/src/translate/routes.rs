@@ -24,7 +24,7 @@ pub struct Routes {
     pub statuses: Vec<ObjectStatus>,
 }
 
-pub fn translate(ctx: &Context<'_>, consumers: &Consumers) -> Routes {
+pub fn translate(ctx: &Context<'_>, consumers: &Consumers, trusted: &[String]) -> Routes {
     let mut out = Routes {
         routes: Vec::new(),
         statuses: Vec::new(),
@@ -65,13 +65,14 @@ pub fn translate(ctx: &Context<'_>, consumers: &Consumers) -> Routes {
             }
             let provision_key_sha256 = provision_key(ctx, &object.namespace, r, &mut v);
             let anonymous_consumer = anonymous(consumers, &object.namespace, r, &mut v);
-            out.routes.push(route(
-                r,
-                id,
-                endpoints,
-                provision_key_sha256,
-                anonymous_consumer,
-            ));
+            let login = r.spec.oauth2.login.as_ref().and_then(|l| {
+                super::login::translate(ctx, &object.namespace, &id, l, trusted, &mut v)
+            });
+            let mut route = route(r, id, endpoints, provision_key_sha256, anonymous_consumer);
+            if let Some(oauth) = route.oauth2.as_mut() {
+                oauth.login = login;
+            }
+            out.routes.push(route);
         }
 
         let previous = r.status.as_ref().map(|s| s.conditions.as_slice());
@@ -353,6 +354,7 @@ fn route(
                     required_scopes: rule.required_scopes.clone(),
                 })
                 .collect(),
+            login: None,
         }),
     }
 }

@@ -77,6 +77,7 @@ fn mk_client(name: &str, consumer: &str, secret: Option<&str>) -> OAuth2Client {
             grant_types: vec![GrantType::AuthorizationCode, GrantType::RefreshToken],
             scopes: None,
             credentials_secret_ref: secret.map(|s| LocalRef { name: s.to_owned() }),
+            trusted: false,
         },
         status: None,
     }
@@ -942,10 +943,102 @@ fn every_reason_is_documented_in_the_crds_reason_list() {
         reason::ANONYMOUS_CONSUMER_NOT_FOUND,
         reason::PROVISION_KEY_SECRET_NOT_FOUND,
         reason::PROVISION_KEY_SECRET_INVALID,
+        reason::LOGIN_SECRET_NOT_FOUND,
+        reason::LOGIN_KEY_MISSING,
     ] {
         assert!(reason::ALL.contains(&r), "{r}");
     }
-    assert_eq!(reason::ALL.len(), 17);
+    assert_eq!(reason::ALL.len(), 19);
+}
+
+// ---------------------------------------------------------------- oauth2.login
+
+fn with_login(world: World) -> World {
+    let mut route = mk_route("web", "/web", url_backend("http://127.0.0.1:3000"));
+    route.spec.oauth2.login = Some(LoginSpec {
+        oidc: OidcSpec {
+            issuer_url: "https://idp.example/".into(),
+            client_id: "gatehouse".into(),
+            client_secret_ref: ClientSecretRef {
+                name: "oidc".into(),
+                key: "client_secret".into(),
+            },
+            scopes: vec!["openid".into(), "email".into()],
+            user_claim: "email".into(),
+            allowed_domains: vec!["DailyPlanet.example".into()],
+            ..OidcSpec::default()
+        },
+        consent: ConsentMode::Skip,
+        session_ttl: 3600,
+        idle_timeout: 600,
+        consent_ttl: 86400,
+        require_session: true,
+        ..LoginSpec::default()
+    });
+    world.route(route)
+}
+
+fn login_key() -> gatehouse_config::seal::LoginKey {
+    gatehouse_config::seal::LoginKey::from_bytes(&[b'k'; 32]).unwrap()
+}
+
+#[test]
+fn the_login_client_secret_is_sealed_into_the_snapshot_never_plain() {
+    let mut trusted = mk_client("first-party", "shoeflyshoe", Some("fp-creds"));
+    trusted.spec.trusted = true;
+    let world = with_login(step_on())
+        .client(trusted)
+        .secret(mk_creds("fp-creds", "first-party-id"))
+        .secret(mk_secret("oidc", &[("client_secret", "the-idp-secret")]));
+    let mut options = Options::standalone(at(1_000));
+    options.login_key = Some(login_key());
+    let out = world.run_with(&options);
+    assert!(out.not_ready().next().is_none(), "{:?}", out.statuses);
+    let json = String::from_utf8(out.snapshot.to_json()).unwrap();
+    assert!(!json.contains("the-idp-secret"));
+    let route = out
+        .snapshot
+        .routes
+        .iter()
+        .find(|r| r.id == "default/web")
+        .unwrap();
+    let login = route.oauth2.as_ref().unwrap().login.as_ref().unwrap();
+    assert_eq!(login.issuer_url, "https://idp.example");
+    assert_eq!(login.allowed_domains, vec!["dailyplanet.example"]);
+    assert_eq!(login.trusted_clients, vec!["first-party-id"]);
+    assert!(login.require_session);
+    let opened = login_key()
+        .open(&login.client_secret_sealed, "default/web")
+        .unwrap();
+    assert_eq!(opened, b"the-idp-secret");
+    // Deterministic: translating again gives the same bytes.
+    assert_eq!(
+        world.run_with(&options).snapshot.to_json(),
+        out.snapshot.to_json()
+    );
+}
+
+#[test]
+fn login_without_a_key_or_secret_is_reported_and_switched_off() {
+    let world = with_login(step_on());
+    let out = world.run();
+    assert_eq!(
+        reason_of(&out, Kind::ProtectedRoute, "web"),
+        reason::LOGIN_SECRET_NOT_FOUND
+    );
+    let world = world.secret(mk_secret("oidc", &[("client_secret", "s")]));
+    let out = world.run();
+    assert_eq!(
+        reason_of(&out, Kind::ProtectedRoute, "web"),
+        reason::LOGIN_KEY_MISSING
+    );
+    let route = out
+        .snapshot
+        .routes
+        .iter()
+        .find(|r| r.id == "default/web")
+        .expect("the route stays in, with sign-in off");
+    assert!(route.oauth2.as_ref().unwrap().login.is_none());
 }
 
 #[test]

@@ -15,9 +15,9 @@ use serde_json::json;
 use super::error::{json_response, ErrorCode, OAuthError, Result};
 use super::token::{mint, RefreshPlan};
 use super::{check_provision_key, client_allows, pkce, scope, Ctx, OAuthResponse};
-use crate::config::GrantType;
+use crate::config::{GrantType, OAuth2Client, Route, RouteOAuth2};
 use crate::secret::random_token;
-use crate::store::{AuthorizationCode, Digest};
+use crate::store::{AuthorizationCode, Digest, TokenStore, UnixTime};
 use http::StatusCode;
 
 /// Append `params` to `uri`'s query (or fragment), keeping the registered URI
@@ -180,22 +180,18 @@ async fn decide(
     }
 
     let challenge = pkce::challenge(params, ctx.oauth.pkce, client.client_type)?;
-    let code = random_token();
-    let record = AuthorizationCode {
-        route_id: ctx.route.id.clone(),
-        global: ctx.oauth.global_credentials,
-        client_id: client.client_id.clone(),
-        consumer_id: client.consumer_id.clone(),
-        authenticated_userid: user.to_owned(),
+    let code = store_code(
+        ctx.store,
+        ctx.route,
+        ctx.oauth,
+        client,
+        user,
         scopes,
-        redirect_uri: redirect_uri.to_owned(),
-        code_challenge: challenge,
-        expires_at: ctx.now.saturating_add(ctx.oauth.code_ttl),
-        family: random_token(),
-    };
-    ctx.store
-        .put_code(Digest::of(code.as_bytes()), record)
-        .await?;
+        redirect_uri,
+        challenge,
+        ctx.now,
+    )
+    .await?;
     let mut q: Vec<(&str, &str)> = vec![("code", &code)];
     if let Some(s) = state {
         q.push(("state", s));
@@ -204,6 +200,38 @@ async fn decide(
         StatusCode::OK,
         &json!({ "redirect_uri": with_params(redirect_uri, &q, false) }),
     ))
+}
+
+/// Create and store a single-use authorization code (stored under its digest only)
+/// and return the raw code. The one place codes are minted: the provision-key contract
+/// and built-in sign-in (`crate::login`) both call it.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn store_code(
+    store: &dyn TokenStore,
+    route: &Route,
+    oauth: &RouteOAuth2,
+    client: &OAuth2Client,
+    user: &str,
+    scopes: Vec<String>,
+    redirect_uri: &str,
+    code_challenge: Option<String>,
+    now: UnixTime,
+) -> Result<String> {
+    let code = random_token();
+    let record = AuthorizationCode {
+        route_id: route.id.clone(),
+        global: oauth.global_credentials,
+        client_id: client.client_id.clone(),
+        consumer_id: client.consumer_id.clone(),
+        authenticated_userid: user.to_owned(),
+        scopes,
+        redirect_uri: redirect_uri.to_owned(),
+        code_challenge,
+        expires_at: now.saturating_add(oauth.code_ttl),
+        family: random_token(),
+    };
+    store.put_code(Digest::of(code.as_bytes()), record).await?;
+    Ok(code)
 }
 
 #[cfg(test)]

@@ -146,12 +146,6 @@ pub async fn serve(
     body_limit: BodyLimit,
 ) -> Result<Response<ProxyBody>, Rejection> {
     let body = read_limited(&parts.headers, body, body_limit).await?;
-    let scheme = conn.client_scheme(&parts.headers);
-    let public_host = match parts.headers.get(X_FORWARDED_HOST).filter(|_| conn.trusted) {
-        Some(h) => h.to_str().ok(),
-        None => routed.host_str(),
-    }
-    .unwrap_or("localhost");
     let request = OAuthRequest {
         endpoint,
         method: parts.method.clone(),
@@ -161,7 +155,7 @@ pub async fn serve(
         body,
         tls: conn.tls,
         forwarded_https: conn.forwarded_https(&parts.headers),
-        issuer: format!("{scheme}://{public_host}{}", routed.prefix()),
+        issuer: issuer(routed, conn, &parts.headers),
     };
     let out = handle(
         request,
@@ -173,6 +167,18 @@ pub async fn serve(
     )
     .await;
     Ok(out.into_response())
+}
+
+/// The route's externally visible base URL (`https://host/stepon`): the issuer in
+/// metadata, `iss` in authorization responses, and the base of sign-in URLs.
+pub fn issuer(routed: &Routed<'_>, conn: &ConnInfo, headers: &HeaderMap) -> String {
+    let scheme = conn.client_scheme(headers);
+    let public_host = match headers.get(X_FORWARDED_HOST).filter(|_| conn.trusted) {
+        Some(h) => h.to_str().ok(),
+        None => routed.host_str(),
+    }
+    .unwrap_or("localhost");
+    format!("{scheme}://{public_host}{}", routed.prefix())
 }
 
 fn header_string(headers: &HeaderMap, name: HeaderName) -> Option<String> {

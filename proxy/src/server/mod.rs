@@ -87,6 +87,9 @@ pub struct ServerArgs {
     /// Append access log lines to this file instead of standard output.
     #[arg(long, value_name = "PATH")]
     pub access_log_file: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub login: crate::login::LoginArgs,
 }
 
 impl Default for ServerArgs {
@@ -105,6 +108,7 @@ impl Default for ServerArgs {
             limits: limits::LimitArgs::default(),
             access_log: Mode::Off,
             access_log_file: None,
+            login: crate::login::LoginArgs::default(),
         }
     }
 }
@@ -227,6 +231,9 @@ pub fn spawn(
     )
     .context("cannot open the access log")?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let signin = Arc::new(crate::login::Signin::new(
+        args.login.load().context("--login-key-file")?,
+    ));
     let limits = Limits {
         body: args.limits.body(args.max_oauth_body_bytes),
     };
@@ -271,6 +278,7 @@ pub fn spawn(
                 limits,
                 metrics: metrics.clone(),
                 access_log: access_log.clone(),
+                signin: signin.clone(),
             }),
             compiler: if index == 0 { compiler.take() } else { None },
             http1_max_buf: args.max_header_bytes,

@@ -20,7 +20,7 @@ use crate::forwarded::ConnInfo;
 use crate::headers::{strip_identity, X_CONSUMER_ID, X_CREDENTIAL_IDENTIFIER};
 use crate::metrics::Metrics;
 use crate::store::{TokenStore, UnixTime};
-use crate::{enforce, grpc, oauth2, router, upstream};
+use crate::{enforce, grpc, login, oauth2, router, upstream};
 
 /// Request limits from the command line.
 #[derive(Clone, Copy, Debug)]
@@ -37,6 +37,8 @@ pub struct Shared {
     pub limits: Limits,
     pub metrics: Metrics,
     pub access_log: AccessLog,
+    /// Built-in sign-in (`oauth2.login`): login key and provider cache.
+    pub signin: Arc<login::Signin>,
 }
 
 /// Serve one request; never fails (every failure is a response). gRPC calls get the
@@ -96,6 +98,44 @@ async fn serve(
     if let Some(oauth) = &route.oauth2 {
         let now = unix_now();
         let body_limit = shared.limits.body;
+        let mut signed_in = false;
+        if let Some(login) = &oauth.login {
+            let ctx = login::Ctx {
+                signin: &shared.signin,
+                route,
+                oauth,
+                login,
+                catalog: &compiled.catalog,
+                store: shared.store.as_ref(),
+                now,
+            };
+            if let Some(endpoint) = login::Endpoint::from_request(&parts.method, routed.suffix()) {
+                let bytes = crate::body::read_limited(&parts.headers, body, body_limit).await?;
+                let issuer = oauth2::issuer(&routed, conn, &parts.headers);
+                let request = login::LoginRequest {
+                    endpoint,
+                    headers: &parts.headers,
+                    query: uri.query(),
+                    body: &bytes,
+                    https: conn.tls
+                        || (conn.forwarded_https(&parts.headers)
+                            && oauth.accept_http_if_already_terminated),
+                    base: &issuer,
+                };
+                record.outcome = "oauth2";
+                record.log_query = false;
+                let out = login::serve(&ctx, request).await;
+                shared.metrics.oauth2();
+                return Ok(out.into_response());
+            }
+            match login::gate::check(&ctx, &mut parts, routed.prefix()).await {
+                Ok(login::gate::Gate::Enforce) => {}
+                Ok(login::gate::Gate::Pass) => signed_in = true,
+                Ok(login::gate::Gate::SignIn(resp)) => return Ok(resp.into_response()),
+                Err(login::LoginError::Store(_)) => return Err(Rejection::StoreUnavailable),
+                Err(_) => return Err(Rejection::BadRequest),
+            }
+        }
         if let Some(endpoint) = oauth2::Endpoint::from_suffix(routed.suffix()) {
             record.outcome = "oauth2";
             record.log_query = false;
@@ -121,9 +161,11 @@ async fn serve(
             now,
             body_limit,
         };
-        body = enforce::check(&ctx, &mut parts, body).await.inspect_err(|rejection| {
-            tracing::info!(route.id = %route.id, peer = %conn.peer, reason = rejection.reason(), "Request denied");
-        })?;
+        if !signed_in {
+            body = enforce::check(&ctx, &mut parts, body).await.inspect_err(|rejection| {
+                tracing::info!(route.id = %route.id, peer = %conn.peer, reason = rejection.reason(), "Request denied");
+            })?;
+        }
         if record.logging() {
             record.consumer = header_string(&parts.headers, X_CONSUMER_ID);
             record.client_id = header_string(&parts.headers, X_CREDENTIAL_IDENTIFIER);

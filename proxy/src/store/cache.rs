@@ -277,6 +277,28 @@ impl TokenStore for CachedStore {
     async fn ping(&self) -> Result<()> {
         self.inner.ping().await
     }
+
+    async fn put_login(
+        &self,
+        kind: LoginKind,
+        key: Digest,
+        value: String,
+        expires_at: UnixTime,
+    ) -> Result<()> {
+        self.inner.put_login(kind, key, value, expires_at).await
+    }
+
+    async fn get_login(&self, kind: LoginKind, key: Digest) -> Result<Option<String>> {
+        self.inner.get_login(kind, key).await
+    }
+
+    async fn take_login(&self, kind: LoginKind, key: Digest) -> Result<Option<String>> {
+        self.inner.take_login(kind, key).await
+    }
+
+    async fn delete_login(&self, kind: LoginKind, key: Digest) -> Result<bool> {
+        self.inner.delete_login(kind, key).await
+    }
 }
 
 #[cfg(test)]

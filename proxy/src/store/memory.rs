@@ -86,6 +86,8 @@ pub struct MemoryStore {
     clock: Clock,
     inner: Mutex<Inner>,
     evictions: AtomicU64,
+    /// Browser sign-in records, bounded by the same capacity.
+    login: Mutex<super::login_records::LoginMap>,
 }
 
 /// One slot in the expiry index.
@@ -315,6 +317,7 @@ impl MemoryStore {
             clock,
             inner: Mutex::new(Inner::default()),
             evictions: AtomicU64::new(0),
+            login: Mutex::new(Default::default()),
         }
     }
 
@@ -331,6 +334,10 @@ impl MemoryStore {
     /// Entries evicted before their expiry because the store was full.
     pub fn evictions(&self) -> u64 {
         self.evictions.load(Ordering::Relaxed)
+    }
+
+    fn login(&self) -> MutexGuard<'_, super::login_records::LoginMap> {
+        self.login.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -511,6 +518,30 @@ impl TokenStore for MemoryStore {
 
     async fn ping(&self) -> Result<()> {
         Ok(())
+    }
+
+    async fn put_login(
+        &self,
+        kind: LoginKind,
+        key: Digest,
+        value: String,
+        expires_at: UnixTime,
+    ) -> Result<()> {
+        let now = self.clock.now();
+        self.login()
+            .put(self.capacity, kind, key, value, expires_at, now)
+    }
+
+    async fn get_login(&self, kind: LoginKind, key: Digest) -> Result<Option<String>> {
+        Ok(self.login().get(kind, &key, self.clock.now()))
+    }
+
+    async fn take_login(&self, kind: LoginKind, key: Digest) -> Result<Option<String>> {
+        Ok(self.login().take(kind, &key, self.clock.now()))
+    }
+
+    async fn delete_login(&self, kind: LoginKind, key: Digest) -> Result<bool> {
+        Ok(self.login().delete(kind, &key, self.clock.now()))
     }
 }
 

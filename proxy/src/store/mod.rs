@@ -13,6 +13,7 @@
 
 pub mod args;
 pub mod cache;
+pub mod login_records;
 pub mod memory;
 pub mod redis;
 
@@ -210,4 +211,42 @@ pub trait TokenStore: Send + Sync + 'static {
 
     /// Cheap health check for `/readyz`.
     async fn ping(&self) -> Result<()>;
+
+    // --- Browser sign-in state (crate::login). Stores that keep none fail closed.
+
+    /// Store a sign-in record (JSON) under `kind` + `key` until `expires_at`.
+    async fn put_login(
+        &self,
+        kind: LoginKind,
+        key: Digest,
+        value: String,
+        expires_at: UnixTime,
+    ) -> Result<()> {
+        let _ = (kind, key, value, expires_at);
+        Err(no_login_state())
+    }
+
+    /// A live sign-in record.
+    async fn get_login(&self, kind: LoginKind, key: Digest) -> Result<Option<String>> {
+        let _ = (kind, key);
+        Err(no_login_state())
+    }
+
+    /// Remove and return a live sign-in record, exactly once across replicas.
+    async fn take_login(&self, kind: LoginKind, key: Digest) -> Result<Option<String>> {
+        let _ = (kind, key);
+        Err(no_login_state())
+    }
+
+    /// Remove a sign-in record; whether one was there.
+    async fn delete_login(&self, kind: LoginKind, key: Digest) -> Result<bool> {
+        let _ = (kind, key);
+        Err(no_login_state())
+    }
+}
+
+pub use login_records::LoginKind;
+
+fn no_login_state() -> StoreError {
+    StoreError::Unavailable("this token store keeps no sign-in state".into())
 }

@@ -10,6 +10,7 @@
 //! | `<p>code-used:<sha256>`      | string | family of a redeemed code               | the code's original lifetime  |
 //! | `<p>fam:<family>`            | set    | live members `a:<sha256>`, `r:<sha256>` | longest member                |
 //! | `<p>fam-revoked:<family>`    | string | marker: refuse new tokens in the family | 10 minutes                    |
+//! | `<p>login:<kind>:<sha256>`   | string | session / pending sign-in / consent     | the record's expiry           |
 //! | `<p>config`                  | hash   | `snapshot`, `sha256`, `version`         | none                          |
 //!
 //! Channels: `<p>invalidate` (space-separated access-token digests that died) and
@@ -62,6 +63,11 @@ impl Keys {
 
     pub fn family(&self, family: &str) -> String {
         format!("{}fam:{}", self.prefix, family)
+    }
+
+    /// A browser sign-in record (see `crate::store::login_records`).
+    pub fn login(&self, kind: crate::store::LoginKind, d: &Digest) -> String {
+        format!("{}login:{}:{}", self.prefix, kind.as_str(), d.to_hex())
     }
 
     /// Channel announcing access tokens that died (revoked, rotated, family revoked).

@@ -242,6 +242,52 @@ impl TokenStore for RedisStore {
             .map_err(unavailable)?;
         Ok(())
     }
+
+    async fn put_login(
+        &self,
+        kind: LoginKind,
+        key: Digest,
+        value: String,
+        expires_at: UnixTime,
+    ) -> Result<()> {
+        let ttl = ttl_ms(Some(expires_at)).max(1);
+        let _: () = self
+            .conn
+            .query(
+                ::redis::cmd("SET")
+                    .arg(self.keys.login(kind, &key))
+                    .arg(value)
+                    .arg("PX")
+                    .arg(ttl),
+            )
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn get_login(&self, kind: LoginKind, key: Digest) -> Result<Option<String>> {
+        self.conn
+            .query(::redis::cmd("GET").arg(self.keys.login(kind, &key)))
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn take_login(&self, kind: LoginKind, key: Digest) -> Result<Option<String>> {
+        // GETDEL (Redis 6.2+) is atomic: one replica wins a pending sign-in.
+        self.conn
+            .query(::redis::cmd("GETDEL").arg(self.keys.login(kind, &key)))
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn delete_login(&self, kind: LoginKind, key: Digest) -> Result<bool> {
+        let n: u64 = self
+            .conn
+            .query(::redis::cmd("DEL").arg(self.keys.login(kind, &key)))
+            .await
+            .map_err(unavailable)?;
+        Ok(n > 0)
+    }
 }
 
 /// Follow `<prefix>invalidate` and drop the announced access tokens from `cache`.
