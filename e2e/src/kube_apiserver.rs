@@ -252,6 +252,20 @@ impl KubeApiServer {
         Ok(String::from_utf8(out.stdout)?)
     }
 
+    /// `kubectl_ok`, retried until it succeeds or `limit` passes: for what the server
+    /// publishes asynchronously after a CRD is Established (its OpenAPI v3 document,
+    /// which `kubectl explain` reads, lags discovery by a moment).
+    pub fn kubectl_eventually(&self, args: &[&str], limit: Duration) -> anyhow::Result<String> {
+        let deadline = Instant::now() + limit;
+        loop {
+            match self.kubectl_ok(args) {
+                Ok(out) => return Ok(out),
+                Err(e) if Instant::now() >= deadline => return Err(e),
+                Err(_) => std::thread::sleep(Duration::from_millis(250)),
+            }
+        }
+    }
+
     /// `kubectl apply --server-side --field-manager=<manager> -f -` of `yaml`
     /// (namespace `ns` for namespaced objects without one); fails on any error.
     pub fn apply_yaml(&self, yaml: &str, ns: &str, manager: &str) -> anyhow::Result<String> {

@@ -161,8 +161,12 @@ spec:
     assert!(table.contains("oauth2client.gatehouse.dev/app"), "{table}");
     assert!(table.contains("[\"/orders\"]"), "{table}");
 
+    // The OpenAPI v3 document `explain` reads is published a moment after Established.
     let explain = api
-        .kubectl_ok(&["explain", "protectedroutes.spec.oauth2.tokenExpiration"])
+        .kubectl_eventually(
+            &["explain", "protectedroutes.spec.oauth2.tokenExpiration"],
+            kube_support::DEADLINE,
+        )
         .unwrap();
     assert!(
         explain.contains("KIND:     ProtectedRoute")
@@ -170,6 +174,8 @@ spec:
         "{explain}"
     );
     assert!(explain.contains("tokenExpiration"), "{explain}");
-    let explain = api.kubectl_ok(&["explain", "oauth2clients.spec"]).unwrap();
+    let explain = api
+        .kubectl_eventually(&["explain", "oauth2clients.spec"], kube_support::DEADLINE)
+        .unwrap();
     assert!(explain.contains("consumerRef"), "{explain}");
 }
