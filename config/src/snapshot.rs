@@ -72,6 +72,10 @@ pub struct Route {
     /// OAuth2 protection; `None` means the route is a plain reverse-proxy route.
     #[serde(default)]
     pub oauth2: Option<RouteOAuth2>,
+    /// No backend: the route exists for external authorization and its `/oauth2/*`
+    /// endpoints only; anything else sent to it directly gets 404.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub auth_only: bool,
 }
 
 /// The upstream of a route: a set of equivalent endpoints, used round robin.

@@ -64,11 +64,11 @@ fn input() -> Input {
             spec: ProtectedRouteSpec {
                 paths: vec![format!("/api-{i}")],
                 strip_path: true,
-                backend: Backend {
+                backend: Some(Backend {
                     url: Some(format!("http://127.0.0.1:{}", 1024 + i)),
                     service: None,
                     protocol: None,
-                },
+                }),
                 oauth2: OAuth2Spec {
                     scopes: vec!["read".into(), "write".into()],
                     rules: vec![ScopeRule {

@@ -55,8 +55,11 @@ pub struct ProtectedRouteSpec {
     /// Send the client's `Host` header upstream instead of the backend's own.
     #[serde(default)]
     pub preserve_host: bool,
-    /// Where matched requests go.
-    pub backend: Backend,
+    /// Where matched requests go. Omit it for an auth-only route: one that exists for
+    /// external authorization (a proxy in front asks Gatehouse) and for its
+    /// `/oauth2/*` endpoints; requests proxied to it directly get 404.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<Backend>,
     /// Request, backend-request and idle timeouts (Gateway API duration strings such
     /// as `10s`, `1m30s`, `500ms`).
     #[serde(default, skip_serializing_if = "Option::is_none")]

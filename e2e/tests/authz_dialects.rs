@@ -400,3 +400,63 @@ async fn a_cached_token_is_decided_without_a_redis_round_trip() {
         "cache hits must not read Redis"
     );
 }
+
+/// A route without a backend (auth-only): it issues tokens at its `/oauth2/*` endpoints
+/// and answers decisions, but a request sent to it directly gets 404 and never falls
+/// through to a broader route.
+#[tokio::test]
+async fn an_auth_only_route_issues_and_decides_but_proxies_nothing() {
+    let up = TestUpstream::echo().await;
+    let mut route = mk_route("default/stepon", &["/stepon"], &[]);
+    route.hosts = vec!["api.example.com".into()];
+    route.auth_only = true;
+    let mut oauth = mk_oauth();
+    oauth.enable_client_credentials = true;
+    oauth.accept_http_if_already_terminated = true;
+    route.oauth2 = Some(oauth);
+    let routes = vec![route, mk_route("default/root", &["/"], &[up.url()])];
+    let store = Arc::new(FlakyStore::new());
+    let proxy = Proxy::start(mk_snapshot(routes), store).await;
+    let host = [("host", "api.example.com"), ("x-forwarded-proto", "https")];
+
+    let direct = request(Method::GET, &proxy.url("/stepon/counts"), &host).await;
+    assert_eq!(direct.status, 404, "{direct:?}");
+    let with_token = request(
+        Method::GET,
+        &proxy.url("/stepon/counts"),
+        &[("host", "api.example.com"), ("authorization", "Bearer x")],
+    )
+    .await;
+    assert_eq!(with_token.status, 404, "{with_token:?}");
+    assert_eq!(up.requests(), 0, "nothing reaches the catch-all route");
+
+    let token = post_form(
+        &proxy.url("/stepon/oauth2/token"),
+        "grant_type=client_credentials&client_id=shoe-fly-shoe&client_secret=secret",
+        &host,
+    )
+    .await;
+    assert_eq!(token.status, 200, "{token:?}");
+    let access = token.json()["access_token"].as_str().unwrap().to_owned();
+
+    let bearer = format!("Bearer {access}");
+    let allowed = request(
+        Method::GET,
+        &proxy.url("/_gatehouse/authz/ext-authz/stepon/counts"),
+        &envoy_headers(Some(&bearer)),
+    )
+    .await;
+    assert_eq!(allowed.status, 200, "{allowed:?}");
+    assert_eq!(
+        allowed.header("x-credential-identifier"),
+        Some("shoe-fly-shoe")
+    );
+    let denied = request(
+        Method::GET,
+        &proxy.url("/_gatehouse/authz/ext-authz/stepon/counts"),
+        &envoy_headers(None),
+    )
+    .await;
+    assert_eq!(denied.status, 401, "{denied:?}");
+    assert_eq!(up.requests(), 0);
+}

@@ -19,6 +19,7 @@ fn mk_snapshot(upstream: &str) -> Snapshot {
         format: FORMAT_VERSION,
         revision: "bin-1".into(),
         routes: vec![Route {
+            auth_only: false,
             id: "default/stepon".into(),
             hosts: vec![],
             paths: vec!["/stepon".into()],

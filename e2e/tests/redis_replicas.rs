@@ -62,6 +62,7 @@ fn mk_snapshot(upstream: SocketAddr, revision: &str, path: &str) -> Snapshot {
         format: FORMAT_VERSION,
         revision: revision.into(),
         routes: vec![Route {
+            auth_only: false,
             id: "default/stepon".into(),
             hosts: vec![],
             paths: vec![path.into()],

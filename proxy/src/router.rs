@@ -234,6 +234,7 @@ mod tests {
             },
             timeouts: Default::default(),
             oauth2: None,
+            auth_only: false,
         }
     }
 

@@ -57,8 +57,13 @@ pub fn translate(ctx: &Context<'_>, consumers: &Consumers, trusted: &[String]) -
         let admitted = v.is_ok();
         let mut ok_message = "Route is in effect".to_owned();
         if admitted {
-            let endpoints = backend::resolve(ctx, &object.namespace, &r.spec.backend, &mut v);
-            if v.is_ok() && endpoints.is_empty() {
+            let endpoints = match &r.spec.backend {
+                Some(b) => backend::resolve(ctx, &object.namespace, b, &mut v),
+                None => Vec::new(),
+            };
+            if r.spec.backend.is_none() {
+                ok_message = "Auth-only route is in effect (external authorization and /oauth2/* endpoints; direct requests get 404)".to_owned();
+            } else if v.is_ok() && endpoints.is_empty() {
                 ok_message =
                     "Route is in effect; the backend has no ready endpoints yet (requests get 503)"
                         .to_owned();
@@ -313,7 +318,7 @@ fn route(
             endpoints,
             connect_timeout_ms: 5_000,
             response_timeout_ms: 60_000,
-            protocol: match s.backend.protocol {
+            protocol: match s.backend.as_ref().and_then(|b| b.protocol) {
                 None | Some(BackendProtocol::Http1) => config::UpstreamProtocol::Http1,
                 Some(BackendProtocol::H2c) => config::UpstreamProtocol::H2c,
                 Some(BackendProtocol::H2) => config::UpstreamProtocol::H2,
@@ -321,6 +326,7 @@ fn route(
             ..Default::default()
         },
         timeouts: timeouts(s.timeouts.as_ref()),
+        auth_only: s.backend.is_none(),
         oauth2: Some(config::RouteOAuth2 {
             scopes: o.scopes.clone(),
             mandatory_scope: o.mandatory_scope,

@@ -110,7 +110,7 @@ fn mk_route(name: &str, path: &str, backend: Backend) -> ProtectedRoute {
             paths: vec![path.to_owned()],
             strip_path: true,
             preserve_host: false,
-            backend,
+            backend: Some(backend),
             timeouts: None,
             oauth2: OAuth2Spec::default(),
         },
@@ -662,6 +662,27 @@ fn missing_backend_service_keeps_the_route_with_no_endpoints() {
 }
 
 #[test]
+fn a_route_without_backend_is_auth_only_and_ready() {
+    let mut r = mk_route("authz", "/api", service_backend("unused", 80));
+    r.spec.backend = None;
+    let out = World::default().route(r).run_cluster();
+    let s = status(&out, Kind::ProtectedRoute, "authz");
+    assert_eq!(s.ready().status, "True", "{:?}", s.ready());
+    assert!(s.ready().message.contains("Auth-only"), "{:?}", s.ready());
+    let route = &out.snapshot.routes[0];
+    assert!(route.auth_only);
+    assert!(route.upstream.endpoints.is_empty());
+    assert!(route.oauth2.is_some());
+    // Routes with a backend never carry the flag, so older proxies read them unchanged.
+    let out = World::default()
+        .route(mk_route("r", "/r", url_backend("http://127.0.0.1:3000")))
+        .run();
+    assert!(!out.snapshot.routes[0].auth_only);
+    let json = serde_json::to_string(&out.snapshot).unwrap();
+    assert!(!json.contains("auth_only"), "{json}");
+}
+
+#[test]
 fn missing_backend_port_is_backend_not_found() {
     let out = World::default()
         .route(mk_route("r", "/r", service_backend("api", 8080)))
@@ -1047,7 +1068,7 @@ fn h2c_service_ports_and_backend_protocol_choose_http2_upstreams() {
     svc.spec.as_mut().unwrap().ports.as_mut().unwrap()[0].app_protocol =
         Some("kubernetes.io/h2c".into());
     let mut tls_route = mk_route("tls", "/tls", url_backend("https://api.example/base/"));
-    tls_route.spec.backend.protocol = Some(gatehouse_crds::BackendProtocol::H2);
+    tls_route.spec.backend.as_mut().unwrap().protocol = Some(gatehouse_crds::BackendProtocol::H2);
     let out = World::default()
         .route(mk_route("g", "/g", service_backend("grpc", 50051)))
         .service(svc)

@@ -24,6 +24,7 @@ use hyper_util::rt::TokioExecutor;
 /// A plain route on `paths` to `endpoints`.
 pub fn mk_route(id: &str, paths: &[&str], endpoints: &[String]) -> Route {
     Route {
+        auth_only: false,
         id: id.to_owned(),
         hosts: vec![],
         paths: paths.iter().map(|p| p.to_string()).collect(),

@@ -116,6 +116,7 @@ pub fn mk_snapshot(
     let route = |name: &str, login: Login| {
         let id = format!("default/{name}");
         Route {
+            auth_only: false,
             id,
             hosts: vec![],
             paths: vec![format!("/{name}")],

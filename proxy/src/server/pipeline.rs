@@ -128,7 +128,12 @@ async fn serve(
                 shared.metrics.oauth2();
                 return Ok(out.into_response());
             }
-            match login::gate::check(&ctx, &mut parts, routed.prefix()).await {
+            let gate = if route.auth_only {
+                Ok(login::gate::Gate::Enforce)
+            } else {
+                login::gate::check(&ctx, &mut parts, routed.prefix()).await
+            };
+            match gate {
                 Ok(login::gate::Gate::Enforce) => {}
                 Ok(login::gate::Gate::Pass) => signed_in = true,
                 Ok(login::gate::Gate::SignIn(resp)) => return Ok(resp.into_response()),
@@ -150,6 +155,11 @@ async fn serve(
                 oauth2::serve(&site, endpoint, &routed, conn, &parts, body, body_limit).await?;
             shared.metrics.oauth2();
             return Ok(resp);
+        }
+        // Auth-only routes answer their endpoints (above) and external authorization;
+        // translate only makes routes with OAuth2 auth-only, so nothing else reaches here.
+        if route.auth_only {
+            return Err(Rejection::NoRoute);
         }
         let ctx = enforce::Context {
             route,
