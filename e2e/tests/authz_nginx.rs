@@ -275,3 +275,111 @@ async fn tokens_are_issued_through_nginx_and_then_accepted_by_it() {
     assert_eq!(echo["headers"]["x-authenticated-scope"], "read");
     assert!(echo["headers"].get("x-authenticated-userid").is_none());
 }
+
+/// The sign-in-only location of `docs/external-authz.md`: nginx keeps the Location of
+/// Gatehouse's 401 and turns it into a redirect; API clients keep their challenge.
+fn nginx_signin_config(gatehouse: &str, upstream: &str) -> String {
+    format!(
+        r#"
+    server {{
+        listen @LISTEN@;
+
+        location /web/ {{
+            auth_request /_gatehouse_authz;
+            auth_request_set $gh_signin $upstream_http_location;
+            auth_request_set $gh_challenge $upstream_http_www_authenticate;
+            error_page 401 = @gatehouse_signin;
+            auth_request_set $gh_authenticated_userid $upstream_http_x_authenticated_userid;
+            proxy_set_header X-Authenticated-Userid $gh_authenticated_userid;
+            auth_request_set $gh_authenticated_email $upstream_http_x_authenticated_email;
+            proxy_set_header X-Authenticated-Email $gh_authenticated_email;
+            proxy_pass http://{upstream};
+        }}
+
+        location /web/oauth2/ {{
+            proxy_pass http://{gatehouse};
+            proxy_set_header X-Forwarded-Proto https;
+        }}
+
+        location @gatehouse_signin {{
+            if ($gh_signin = "") {{
+                add_header WWW-Authenticate $gh_challenge always;
+                return 401;
+            }}
+            return 302 $gh_signin;
+        }}
+
+        location = /_gatehouse_authz {{
+            internal;
+            proxy_pass http://{gatehouse}/_gatehouse/authz/auth-request;
+            proxy_pass_request_body off;
+            proxy_set_header Content-Length "";
+            proxy_set_header X-Original-URL $scheme://$http_host$request_uri;
+            proxy_set_header X-Original-Method $request_method;
+        }}
+    }}
+"#
+    )
+}
+
+#[tokio::test]
+async fn a_browser_without_a_session_is_sent_to_sign_in_through_nginx() {
+    let up = TestUpstream::echo().await;
+    let key = gatehouse_proxy::seal::LoginKey::random();
+    let mut route = mk_route("default/web", &["/web"], &[up.url()]);
+    let mut oauth = mk_oauth();
+    oauth.login = Some(gatehouse_proxy::config::Login {
+        // Never contacted: the redirect to sign-in is decided without the provider.
+        issuer_url: "https://idp.invalid".into(),
+        client_id: "gatehouse".into(),
+        client_secret_sealed: key.seal(b"provider-secret", "default/web"),
+        scopes: vec!["openid".into()],
+        user_claim: "sub".into(),
+        allowed_domains: vec![],
+        allowed_users: vec![],
+        required_claims: vec![],
+        consent: Default::default(),
+        trusted_clients: vec![],
+        session_ttl: 3600,
+        idle_timeout: 3600,
+        consent_ttl: 3600,
+        require_session: true,
+        title: None,
+        logo: None,
+    });
+    route.oauth2 = Some(oauth);
+    let store = Arc::new(FlakyStore::new());
+    let proxy = Proxy::start_with(mk_snapshot(vec![route]), store, |args| {
+        args.login.key = Some(key.clone());
+    })
+    .await;
+    let nginx = Nginx::start(&nginx_signin_config(
+        &proxy.addr.to_string(),
+        &up.addr.to_string(),
+    ))
+    .expect("nginx starts");
+
+    let browser = get(
+        &nginx.url("/web/dashboard?tab=1&x=2"),
+        &[("accept", "text/html")],
+    )
+    .await;
+    assert_eq!(browser.status, 302, "{browser:?}");
+    // nginx makes the relative Location absolute on its own origin.
+    assert_eq!(
+        browser.header("location"),
+        Some(
+            nginx
+                .url("/web/oauth2/signin?rd=%2Fweb%2Fdashboard%3Ftab%3D1%26x%3D2")
+                .as_str()
+        ),
+    );
+    let api = get(&nginx.url("/web/data"), &[]).await;
+    assert_eq!(api.status, 401, "{api:?}");
+    assert!(
+        api.header("www-authenticate")
+            .is_some_and(|c| c.starts_with("Bearer")),
+        "{api:?}"
+    );
+    assert_eq!(up.requests(), 0, "nothing was forwarded");
+}

@@ -301,6 +301,59 @@ async fn a_user_signs_in_at_the_provider_consents_and_the_client_calls_the_api()
         "clark@dailyplanet.example"
     );
     assert_eq!(echo["path"], "/dashboard");
+    // The same session through external authorization (the traefik-forward-auth
+    // pattern): the fronting proxy copies the browser's cookie into the decision
+    // request, which is answered with the user's identity.
+    let host = origin.trim_start_matches("https://").to_owned();
+    let forward_auth = |uri: &'static str| {
+        vec![
+            ("x-forwarded-method", "GET"),
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", host.as_str()),
+            ("x-forwarded-uri", uri),
+            ("accept", "text/html"),
+        ]
+    };
+    let decided = b
+        .get_with(
+            &format!("{origin}/_gatehouse/authz/forward-auth"),
+            &forward_auth("/web/dashboard?tab=1"),
+        )
+        .await;
+    assert_eq!(decided.status, 200, "{}", decided.body);
+    assert_eq!(decided.header("x-authenticated-userid"), Some("clark"));
+    assert_eq!(
+        decided.header("x-authenticated-email"),
+        Some("clark@dailyplanet.example")
+    );
+    // Without the cookie: Traefik/Envoy pass a 302 to sign-in on to the browser;
+    // nginx `auth_request` gets a 401 carrying the same Location.
+    let mut stranger = Browser::new(dir.path());
+    let to_signin = stranger
+        .get_with(
+            &format!("{origin}/_gatehouse/authz/forward-auth"),
+            &forward_auth("/web/dashboard?tab=1"),
+        )
+        .await;
+    assert_eq!(to_signin.status, 302, "{}", to_signin.body);
+    assert_eq!(
+        to_signin.header("location"),
+        Some("/web/oauth2/signin?rd=%2Fweb%2Fdashboard%3Ftab%3D1")
+    );
+    let original_url = format!("{origin}/web/dashboard?tab=1");
+    let nginx_style = stranger
+        .get_with(
+            &format!("{origin}/_gatehouse/authz/auth-request"),
+            &[
+                ("x-original-url", original_url.as_str()),
+                ("x-original-method", "GET"),
+                ("accept", "text/html"),
+            ],
+        )
+        .await;
+    assert_eq!(nginx_style.status, 401, "{}", nginx_style.body);
+    assert_eq!(nginx_style.header("location"), to_signin.header("location"));
+    assert_eq!(nginx_style.header("x-authenticated-userid"), None);
     // An API client without a token gets the usual 401, not a redirect.
     let api_call = api.get(format!("{origin}/web/data")).send().await.unwrap();
     assert_eq!(api_call.status(), 401);

@@ -17,7 +17,7 @@
 pub mod dialect;
 
 use bytes::Bytes;
-use http::header::{ALLOW, CONTENT_LENGTH, CONTENT_TYPE, HOST};
+use http::header::{ALLOW, CONTENT_LENGTH, CONTENT_TYPE, HOST, LOCATION};
 use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 
@@ -27,6 +27,7 @@ use crate::enforce;
 use crate::error::Rejection;
 use crate::forwarded::ConnInfo;
 use crate::headers::IDENTITY_HEADERS;
+use crate::login::{self, gate::Gate, Signin};
 use crate::metrics::Metrics;
 use crate::respond::Reply;
 use crate::router;
@@ -62,6 +63,14 @@ pub enum Refusal {
     /// Enforcement said no (or could not decide): the same answer as inline.
     #[error("{0}")]
     Denied(Rejection),
+    /// A browser without a sign-in session on a `requireSession` route: sent to sign in
+    /// (`302` where the fronting proxy passes it on, `401` with `Location` for nginx's
+    /// `auth_request`, which only passes 401 and 403).
+    #[error("sign-in required")]
+    SignIn {
+        status: StatusCode,
+        location: HeaderValue,
+    },
 }
 
 impl Refusal {
@@ -73,6 +82,7 @@ impl Refusal {
             Refusal::MethodNotAllowed => "authz_method",
             Refusal::BadRequest(_) => "authz_bad_request",
             Refusal::NoRoute => "authz_no_route",
+            Refusal::SignIn { .. } => "authz_sign_in",
             // Kept apart from inline denials, so a dashboard can tell the two paths apart.
             Refusal::Denied(r) => match r {
                 Rejection::TokenMissing { .. } => "authz_token_missing",
@@ -95,12 +105,13 @@ pub fn is_authz_path(path: &str) -> bool {
 pub async fn serve(
     compiled: &Compiled,
     store: &dyn TokenStore,
+    signin: &Signin,
     metrics: &Metrics,
     conn: &ConnInfo,
     parts: &Parts,
     now: UnixTime,
 ) -> Response<ProxyBody> {
-    let decision = decide(compiled, store, conn, parts, now).await;
+    let decision = decide(compiled, store, signin, conn, parts, now).await;
     match &decision {
         Ok(_) => metrics.outcome("authz_allowed"),
         Err(refusal) => {
@@ -116,6 +127,7 @@ pub async fn serve(
 pub async fn decide(
     compiled: &Compiled,
     store: &dyn TokenStore,
+    signin: &Signin,
     conn: &ConnInfo,
     parts: &Parts,
     now: UnixTime,
@@ -140,6 +152,39 @@ pub async fn decide(
     let Some(oauth) = &route.oauth2 else {
         return Ok(Allowed::default());
     };
+    if let Some(login) = &oauth.login {
+        // Sign-in-only protection (the traefik-forward-auth pattern): a live session
+        // passes as its user, a browser without one is sent to sign in.
+        let ctx = login::Ctx {
+            signin,
+            route,
+            oauth,
+            login,
+            catalog: &compiled.catalog,
+            store,
+            now,
+        };
+        match login::gate::check(&ctx, &mut original_parts, routed.prefix()).await {
+            Ok(Gate::Enforce) => {}
+            Ok(Gate::Pass) => return Ok(identity_of(&original_parts)),
+            Ok(Gate::SignIn(resp)) => {
+                let location = resp
+                    .headers
+                    .into_iter()
+                    .find_map(|(n, v)| (n == LOCATION).then_some(v))
+                    .ok_or(Refusal::Denied(Rejection::BadRequest))?;
+                let status = match dialect {
+                    Dialect::AuthRequest => StatusCode::UNAUTHORIZED,
+                    _ => StatusCode::FOUND,
+                };
+                return Err(Refusal::SignIn { status, location });
+            }
+            Err(login::LoginError::Store(_)) => {
+                return Err(Refusal::Denied(Rejection::StoreUnavailable))
+            }
+            Err(_) => return Err(Refusal::Denied(Rejection::BadRequest)),
+        }
+    }
     let ctx = enforce::Context {
         route,
         oauth,
@@ -154,13 +199,18 @@ pub async fn decide(
     enforce::check(&ctx, &mut original_parts, empty())
         .await
         .map_err(Refusal::Denied)?;
+    Ok(identity_of(&original_parts))
+}
+
+/// The identity headers enforcement (or a sign-in session) set on the original request.
+fn identity_of(parts: &Parts) -> Allowed {
     let mut identity = HeaderMap::new();
     for name in &IDENTITY_HEADERS {
-        if let Some(value) = original_parts.headers.get(name) {
+        if let Some(value) = parts.headers.get(name) {
             identity.insert(name.clone(), value.clone());
         }
     }
-    Ok(Allowed { identity })
+    Allowed { identity }
 }
 
 fn original_parts(original: &Original, headers: &HeaderMap) -> Result<Parts, Refusal> {
@@ -219,6 +269,9 @@ pub fn into_response(result: Result<Allowed, Refusal>) -> Response<ProxyBody> {
             StatusCode::NOT_FOUND,
             "No route matches the original request's host and path",
         ),
+        Refusal::SignIn { status, location } => {
+            Reply::message(*status, "Sign in first").header(LOCATION, location.clone())
+        }
     };
     reply.into_response()
 }

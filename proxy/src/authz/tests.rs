@@ -101,7 +101,15 @@ fn auth_request(method: &str, url: &str, extra: &[(&str, &str)]) -> Parts {
 async fn run(parts: Parts) -> Result<Allowed, Refusal> {
     let compiled = mk_compiled();
     let store = mk_store().await;
-    decide(&compiled, &store, &mk_conn(true), &parts, NOW).await
+    decide(
+        &compiled,
+        &store,
+        &Signin::new(None),
+        &mk_conn(true),
+        &parts,
+        NOW,
+    )
+    .await
 }
 
 #[tokio::test]
@@ -250,7 +258,15 @@ async fn only_trusted_peers_get_a_decision() {
         "http://h/stepon/x",
         &[("authorization", "Bearer good-token")],
     );
-    let got = decide(&compiled, &store, &mk_conn(false), &parts, NOW).await;
+    let got = decide(
+        &compiled,
+        &store,
+        &Signin::new(None),
+        &mk_conn(false),
+        &parts,
+        NOW,
+    )
+    .await;
     assert_eq!(got.unwrap_err(), Refusal::Untrusted);
 }
 

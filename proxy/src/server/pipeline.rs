@@ -87,7 +87,16 @@ async fn serve(
         record.outcome = "authz";
         let store = shared.store.as_ref();
         let now = unix_now();
-        return Ok(authz::serve(&compiled, store, &shared.metrics, conn, &parts, now).await);
+        return Ok(authz::serve(
+            &compiled,
+            store,
+            &shared.signin,
+            &shared.metrics,
+            conn,
+            &parts,
+            now,
+        )
+        .await);
     }
     let uri = parts.uri.clone();
     let routed = router::route(&compiled.router, &uri, &parts.headers).ok_or(Rejection::NoRoute)?;
