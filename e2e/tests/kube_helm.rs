@@ -33,6 +33,66 @@ fn helm_install(api: &KubeApiServer, release: &str, ns: &str, set: &[&str]) {
     );
 }
 
+/// The login key Secret's value (base64, as stored).
+fn login_key(api: &KubeApiServer, ns: &str) -> String {
+    let secret = api
+        .get_json(ns, "secret/gh-gatehouse-login-key")
+        .unwrap()
+        .expect("the chart creates the login key Secret");
+    secret["data"]["login-key"]
+        .as_str()
+        .expect("login-key in the Secret")
+        .to_owned()
+}
+
+/// Both components mount the login key and are told where it is; `helm upgrade`
+/// keeps the generated key (a new one would sign every user out).
+fn login_key_is_mounted_and_kept(api: &KubeApiServer, ns: &str) {
+    let key = login_key(api, ns);
+    assert_eq!(key.len(), 88, "64 random characters, base64: {key}");
+    for component in ["controller", "proxy"] {
+        let dep = api
+            .get_json(ns, &format!("deployment/gh-gatehouse-{component}"))
+            .unwrap()
+            .expect("Deployment");
+        let pod = &dep["spec"]["template"]["spec"];
+        let env = pod["containers"][0]["env"].to_string();
+        assert!(
+            env.contains("GATEHOUSE_LOGIN_KEY_FILE")
+                && env.contains("/etc/gatehouse/login/login-key"),
+            "{component}: {env}"
+        );
+        assert_eq!(
+            pod["volumes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|v| v["name"] == "login-key")
+                .map(|v| v["secret"]["secretName"].clone()),
+            Some(Value::from("gh-gatehouse-login-key")),
+            "{component}: {pod}"
+        );
+    }
+    let chart = workspace_root().join("charts/gatehouse");
+    let out = api
+        .helm()
+        .args(["upgrade", "gh"])
+        .arg(&chart)
+        .args(["-n", ns, "--reuse-values"])
+        .output()
+        .expect("helm runs");
+    assert!(
+        out.status.success(),
+        "helm upgrade: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        login_key(api, ns),
+        key,
+        "helm upgrade replaced the login key"
+    );
+}
+
 /// The controller container's args from the Deployment that helm created, with the
 /// in-cluster parts replaced: Redis URL, admin port.
 fn chart_controller_args(
@@ -120,6 +180,7 @@ async fn chart_rbac_is_enough_in_both_scopes_and_a_missing_permission_is_reporte
 
     // rbac.scope=cluster: the controller watches every namespace.
     helm_install(api, "gh", "gh-cluster", &["rbac.scope=cluster"]);
+    login_key_is_mounted_and_kept(api, "gh-cluster");
     api.create_namespace("gh-cluster-apps").unwrap();
     controller_works_as_the_chart_account(api, "gh-cluster", "gh-cluster-apps").await;
     let out = api

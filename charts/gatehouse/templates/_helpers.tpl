@@ -116,6 +116,30 @@ it never appears in the Deployment or on a command line.
 {{- end }}
 - name: REDIS_URL
   value: {{ include "gatehouse.redis.url" . | quote }}
+{{- if .Values.login.enabled }}
+- name: GATEHOUSE_LOGIN_KEY_FILE
+  value: /etc/gatehouse/login/{{ .Values.login.secretKey }}
+{{- end }}
+{{- end }}
+
+{{/* The Secret holding the login key (an existing one, or the chart's own). */}}
+{{- define "gatehouse.login.secretName" -}}
+{{- .Values.login.existingSecret | default (printf "%s-login-key" (include "gatehouse.fullname" .)) -}}
+{{- end }}
+
+{{/* Volume mount and volume of the login key, for both components. */}}
+{{- define "gatehouse.login.volumeMount" -}}
+- name: login-key
+  mountPath: /etc/gatehouse/login
+  readOnly: true
+{{- end }}
+{{- define "gatehouse.login.volume" -}}
+- name: login-key
+  secret:
+    secretName: {{ include "gatehouse.login.secretName" . }}
+    items:
+      - key: {{ .Values.login.secretKey }}
+        path: {{ .Values.login.secretKey }}
 {{- end }}
 
 {{/* Default soft anti-affinity: spread replicas of a component over nodes. */}}
