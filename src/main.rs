@@ -29,6 +29,8 @@ enum Command {
     Render(control::RenderArgs),
     /// Print the CustomResourceDefinitions as YAML.
     Crds,
+    /// End a user's sign-in sessions and remembered consents on routes (shared Redis).
+    RevokeSignIn(gatehouse_proxy::login::revoke::RevokeArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -53,6 +55,9 @@ fn main() -> anyhow::Result<()> {
             std::process::exit(code)
         }
         Command::Crds => control::print_crds(),
+        Command::RevokeSignIn(args) => {
+            runtime()?.block_on(gatehouse_proxy::login::revoke::run(args))
+        }
     }
 }
 

@@ -491,6 +491,72 @@ async fn two_replicas_share_sign_in_state_through_redis() {
         .unwrap();
     assert!(keys.contains("gatehouse:login:session:"), "{keys}");
     assert!(!keys.contains(&ticket));
+
+    // The consent is remembered: the next authorization skips the page.
+    let (_, c2) = pkce();
+    let again = browser
+        .get(&authorize_url(&a.origin(), "r2", &c2, "steps"))
+        .await;
+    let again = again.location.expect("a redirect");
+    assert!(again.starts_with(SFS_CALLBACK), "{again}");
+    assert!(query(&again).contains_key("code"), "{again}");
+
+    // An operator revokes clark's sign-in on the route: both replicas see it at once.
+    let out = std::process::Command::new(gatehouse_e2e::binary::binary_path().unwrap())
+        .args([
+            "revoke-sign-in",
+            "--user",
+            "clark",
+            "--route",
+            "default/app",
+        ])
+        .args(["--redis", &redis.url()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for proxy in [&a, &b_proxy] {
+        let (_, c3) = pkce();
+        let after = browser
+            .get(&authorize_url(&proxy.origin(), "r3", &c3, "steps"))
+            .await;
+        let to = after.location.expect("a redirect");
+        assert!(
+            to.starts_with(&format!("{}/authorize/", idp.issuer())),
+            "the revoked session still signed the user in: {to}"
+        );
+    }
+    // Signed in again, the remembered consent is void too: the page is shown.
+    let (_, c4) = pkce();
+    let mut back = browser
+        .follow(&authorize_url(&a.origin(), "r4", &c4, "steps"), PUBLIC)
+        .await;
+    if back.status == 200 {
+        // The provider's own session may have ended too: sign in there again.
+        back = browser.log_in(&back, "clark", PUBLIC).await;
+    }
+    let back = back.location.unwrap().replace(PUBLIC, &a.origin());
+    let consent = browser.follow(&back, SFS_CALLBACK).await;
+    assert_eq!(consent.status, 200, "{}", consent.body);
+    assert!(consent.input("ticket").is_some(), "{}", consent.body);
+
+    // Without a shared store the command refuses instead of revoking nothing.
+    let out = std::process::Command::new(gatehouse_e2e::binary::binary_path().unwrap())
+        .args([
+            "revoke-sign-in",
+            "--user",
+            "clark",
+            "--route",
+            "default/app",
+        ])
+        .env_remove("GATEHOUSE_REDIS")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Redis the proxies share"));
 }
 
 /// Where the browser test leaves its screenshots (a person can look at them).

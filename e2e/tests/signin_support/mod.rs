@@ -254,6 +254,14 @@ impl Browser {
     ) -> Page {
         let parsed = url::Url::parse(url).unwrap();
         let host = parsed.host_str().unwrap().to_owned();
+        // Test traffic stays on this machine: a URL elsewhere is a test bug.
+        assert!(
+            host == "localhost" || host == "127.0.0.1",
+            "the test browser refuses to leave loopback: {url}"
+        );
+        if std::env::var_os("SIGNIN_TRACE").is_some() {
+            eprintln!("browser: {method} {url}");
+        }
         let mut req = self.http.request(method, url);
         if let Some(cookies) = self.jar.get(&host).filter(|c| !c.is_empty()) {
             let header: Vec<String> = cookies.iter().map(|(k, v)| format!("{k}={v}")).collect();

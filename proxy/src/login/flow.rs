@@ -179,11 +179,14 @@ async fn ask_consent(
     let skip = match ctx.login.consent {
         ConsentMode::Always => false,
         ConsentMode::Skip if trusted => true,
-        ConsentMode::Skip | ConsentMode::Remember => ctx
-            .records()
-            .get::<bool>(LoginKind::Consent, remembered())
-            .await?
-            .unwrap_or(false),
+        ConsentMode::Skip | ConsentMode::Remember => {
+            let given = ctx
+                .records()
+                .get::<Option<String>>(LoginKind::Consent, remembered())
+                .await?;
+            // Given in the session's epoch (which `session_from_headers` checked is current).
+            given.is_some_and(|epoch| epoch == session.epoch)
+        }
     };
     if skip {
         return issue_code(ctx, req, session, &request).await;
@@ -335,7 +338,7 @@ async fn consent(ctx: &Ctx<'_>, req: &LoginRequest<'_>) -> Result<OAuthResponse>
             .put(
                 LoginKind::Consent,
                 key,
-                &true,
+                &session.epoch,
                 ctx.now + ctx.login.consent_ttl,
             )
             .await?;
@@ -462,6 +465,7 @@ async fn callback(ctx: &Ctx<'_>, req: &LoginRequest<'_>) -> Result<OAuthResponse
     let identity = policy::admit(ctx.login, &claims)?;
 
     let sid = random_token();
+    let epoch = ctx.records().epoch(&ctx.route.id, &identity.user).await?;
     let session = Session {
         route_id: ctx.route.id.clone(),
         user: identity.user,
@@ -471,6 +475,7 @@ async fn callback(ctx: &Ctx<'_>, req: &LoginRequest<'_>) -> Result<OAuthResponse
         expires_at: ctx.now + ctx.login.session_ttl,
         last_seen: ctx.now,
         id_token: Some(id_token),
+        epoch,
     };
     ctx.records()
         .put(
@@ -531,6 +536,12 @@ pub(super) async fn session_from_headers(
         return Ok(None);
     };
     if session.route_id != ctx.route.id || !session.alive(ctx.login, ctx.now) {
+        return Ok(None);
+    }
+    // One more read per session use, so a revocation takes effect at once.
+    let epoch = ctx.records().epoch(&ctx.route.id, &session.user).await?;
+    if epoch != session.epoch {
+        ctx.store.delete_login(LoginKind::Session, digest).await?;
         return Ok(None);
     }
     if ctx.now >= session.last_seen + state::TOUCH_INTERVAL {

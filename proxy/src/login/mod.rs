@@ -17,7 +17,7 @@
 //! Layout: [`oidc`] talks to the provider, [`policy`] decides who may sign in,
 //! [`state`] owns the records kept in the token store, [`cookie`] the two cookies,
 //! [`pages`] the HTML, [`flow`] the endpoints above and [`gate`] sign-in-only
-//! protection of a route's other requests.
+//! protection of a route's other requests; [`revoke`] is `gatehouse revoke-sign-in`.
 
 pub mod cookie;
 pub mod flow;
@@ -25,6 +25,7 @@ pub mod gate;
 pub mod oidc;
 pub mod pages;
 pub mod policy;
+pub mod revoke;
 pub mod state;
 
 use std::path::PathBuf;

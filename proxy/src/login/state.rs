@@ -40,6 +40,10 @@ pub struct Session {
     /// The provider's ID token, kept as `id_token_hint` for RP-initiated logout.
     #[serde(default)]
     pub id_token: Option<String>,
+    /// The user's revocation epoch on this route when the session began; a later
+    /// revocation changes it, and the session stops counting.
+    #[serde(default)]
+    pub epoch: Option<String>,
 }
 
 impl Session {
@@ -95,17 +99,34 @@ pub struct Ticket {
     pub request: AuthzRequest,
 }
 
-/// Key of a remembered consent: route, user, client and the exact scope set.
+/// Key of a remembered consent: route, user, client and the exact scope set. Its
+/// value is the user's revocation epoch when it was given (a later revocation voids it).
 pub fn consent_key(route_id: &str, user: &str, client_id: &str, scopes: &[String]) -> Digest {
     let mut scopes = scopes.to_vec();
     scopes.sort();
     scopes.dedup();
-    // Length-prefixed parts: no two different tuples hash the same input.
+    key_of(
+        [route_id, user, client_id]
+            .into_iter()
+            .chain(scopes.iter().map(String::as_str)),
+    )
+}
+
+/// Key of a user's revocation epoch on a route: a random value replaced by each
+/// revocation. Sessions and consents carry the epoch they began in and count only
+/// while it is current (exact, whatever the replicas' clocks say).
+pub fn revocation_key(route_id: &str, user: &str) -> Digest {
+    key_of([route_id, user])
+}
+
+/// A revocation outlives any session or remembered consent it voids (the store needs
+/// an expiry for every record; the CRDs cap lifetimes far below this).
+pub const REVOCATION_TTL: u64 = 5 * 366 * 24 * 3600;
+
+/// Digest of length-prefixed parts: no two different tuples hash the same input.
+fn key_of<'p>(parts: impl IntoIterator<Item = &'p str>) -> Digest {
     let mut buf = Vec::new();
-    for part in [route_id, user, client_id]
-        .into_iter()
-        .chain(scopes.iter().map(String::as_str))
-    {
+    for part in parts {
         buf.extend_from_slice(&(part.len() as u64).to_be_bytes());
         buf.extend_from_slice(part.as_bytes());
     }
@@ -135,6 +156,28 @@ impl Records<'_> {
         key: Digest,
     ) -> Result<Option<T>, StoreError> {
         decode(self.store.get_login(kind, key).await?)
+    }
+
+    /// `user`'s current revocation epoch on `route_id` (`None`: never revoked).
+    pub async fn epoch(&self, route_id: &str, user: &str) -> Result<Option<String>, StoreError> {
+        self.get(LoginKind::Revoked, revocation_key(route_id, user))
+            .await
+    }
+
+    /// Revoke `user`'s sessions and remembered consents on `route_id`: a new epoch.
+    pub async fn revoke(
+        &self,
+        route_id: &str,
+        user: &str,
+        now: UnixTime,
+    ) -> Result<(), StoreError> {
+        self.put(
+            LoginKind::Revoked,
+            revocation_key(route_id, user),
+            &crate::secret::random_token(),
+            now + REVOCATION_TTL,
+        )
+        .await
     }
 
     pub async fn take<T: DeserializeOwned>(

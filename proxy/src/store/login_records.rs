@@ -20,6 +20,8 @@ pub enum LoginKind {
     Ticket,
     /// A remembered consent (key: digest of route, user, client and scopes).
     Consent,
+    /// When a user's sign-in on a route was last revoked (key: digest of route and user).
+    Revoked,
 }
 
 impl LoginKind {
@@ -30,6 +32,7 @@ impl LoginKind {
             LoginKind::Pending => "pending",
             LoginKind::Ticket => "ticket",
             LoginKind::Consent => "consent",
+            LoginKind::Revoked => "revoked",
         }
     }
 }
