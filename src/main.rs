@@ -30,7 +30,7 @@ enum Command {
     /// Print the CustomResourceDefinitions as YAML.
     Crds,
     /// End a user's sign-in sessions and remembered consents on routes (shared Redis).
-    RevokeSignIn(gatehouse_proxy::login::revoke::RevokeArgs),
+    RevokeSignIn(Box<gatehouse_proxy::login::revoke::RevokeArgs>),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -56,7 +56,7 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Crds => control::print_crds(),
         Command::RevokeSignIn(args) => {
-            runtime()?.block_on(gatehouse_proxy::login::revoke::run(args))
+            runtime()?.block_on(gatehouse_proxy::login::revoke::run(*args))
         }
     }
 }
