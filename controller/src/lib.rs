@@ -4,6 +4,7 @@
 
 pub mod cli;
 pub mod echo;
+pub mod issuers;
 pub mod k8s;
 pub mod manifests;
 pub mod render;

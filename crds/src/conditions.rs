@@ -63,6 +63,9 @@ pub mod reason {
     /// `oauth2.login` is set but the controller has no login key to seal the client
     /// secret with (`--login-key-file`); sign-in is off.
     pub const LOGIN_KEY_MISSING: &str = "LoginKeyMissing";
+    /// The `login.oidc.issuerUrl` provider did not answer its discovery document (or
+    /// its keys) when the controller checked; sign-in shows an error page until it does.
+    pub const ISSUER_UNREACHABLE: &str = "IssuerUnreachable";
 
     /// Every reason, for documentation and exhaustiveness tests.
     pub const ALL: &[&str] = &[
@@ -85,6 +88,7 @@ pub mod reason {
         PROVISION_KEY_SECRET_INVALID,
         LOGIN_SECRET_NOT_FOUND,
         LOGIN_KEY_MISSING,
+        ISSUER_UNREACHABLE,
     ];
 }
 

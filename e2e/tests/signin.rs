@@ -434,6 +434,17 @@ async fn a_new_signing_key_at_the_provider_is_picked_up() {
     let cb = sign_in_and_approve(&mut second, &origin, "lex", "b", &c).await;
     let tokens = redeem(&origin, &query(&cb)["code"], &v).await;
     assert!(tokens["access_token"].is_string(), "{tokens}");
+
+    // The controller's start-up check (`IssuerUnreachable`) is this same discovery,
+    // run afresh: the real provider answers, a closed port does not.
+    let providers = Providers::new();
+    providers
+        .probe(&idp.issuer())
+        .await
+        .expect("the provider answers its discovery document and keys");
+    let closed = gatehouse_e2e::binary::free_addr();
+    let down = providers.probe(&format!("http://{closed}")).await;
+    assert!(down.is_err(), "{down:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -284,12 +284,16 @@ pub struct Controller {
     last_revision: Option<String>,
     /// Seals `oauth2.login` client secrets (see translate::Options).
     login_key: Option<gatehouse_config::seal::LoginKey>,
+    /// Whether the `oauth2.login` providers answer (`IssuerUnreachable`).
+    issuers: crate::issuers::IssuerProbe,
 }
 
 /// What a pass asks of the next one.
 struct PassOutcome {
     failed: bool,
     missing_secrets: bool,
+    /// Some identity provider did not answer: check again after this long.
+    issuer_retry: Option<Duration>,
 }
 
 impl Controller {
@@ -359,6 +363,10 @@ impl Controller {
                 let at = Instant::now() + self.timing.missing_secret_retry;
                 retry_at = Some(retry_at.map_or(at, |r| r.min(at)));
             }
+            if let Some(after) = outcome.issuer_retry {
+                let at = Instant::now() + after;
+                retry_at = Some(retry_at.map_or(at, |r| r.min(at)));
+            }
         }
     }
 
@@ -375,6 +383,10 @@ impl Controller {
         let mut options = Options::cluster(Time(Timestamp::now()));
         options.instance = self.scope.instance.clone();
         options.login_key = self.login_key.clone();
+        options.unreachable_issuers = self
+            .issuers
+            .unreachable(&crate::issuers::issuers_of(&input))
+            .await;
         let started = std::time::Instant::now();
         let output =
             tokio::task::spawn_blocking(move || translate(&input, &options, &mut rand::rng()))
@@ -433,6 +445,7 @@ impl Controller {
         PassOutcome {
             failed,
             missing_secrets: self.referenced.any_missing(),
+            issuer_retry: self.issuers.retry_after(),
         }
     }
 }
@@ -543,6 +556,7 @@ pub async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
         health,
         metrics,
         last_revision: None,
+        issuers: Default::default(),
     };
     let mut main = tokio::spawn(controller.run(changes_rx, shutdown_rx));
 

@@ -81,11 +81,20 @@ pub fn translate(
     if !ok {
         return None;
     }
+    let issuer = oidc.issuer_url.trim_end_matches('/');
+    if let Some(error) = ctx.options.unreachable_issuers.get(issuer) {
+        // Kept in the snapshot: the proxy retries on each sign-in and the route's
+        // tokens keep working; the status says why signing in fails meanwhile.
+        v.reject(
+            reason::ISSUER_UNREACHABLE,
+            format!("the identity provider {issuer:?} cannot be reached ({error}); sign-in shows an error page until it answers"),
+        );
+    }
     let mut trusted_clients = trusted.to_vec();
     trusted_clients.sort();
     trusted_clients.dedup();
     Some(config::Login {
-        issuer_url: oidc.issuer_url.trim_end_matches('/').to_owned(),
+        issuer_url: issuer.to_owned(),
         client_id: oidc.client_id.clone(),
         client_secret_sealed: key.seal(secret, route_id),
         scopes: oidc.scopes.clone(),

@@ -76,6 +76,9 @@ pub struct Options {
     /// snapshot (the proxies hold the same key). `None`: login routes get
     /// `LoginKeyMissing` and sign-in stays off.
     pub login_key: Option<gatehouse_config::seal::LoginKey>,
+    /// `oauth2.login` issuers the controller could not reach, with the error (see
+    /// `crate::issuers`). Empty when not checked (`render` stays offline).
+    pub unreachable_issuers: std::collections::BTreeMap<String, String>,
 }
 
 impl Options {
@@ -86,6 +89,7 @@ impl Options {
             instance: None,
             allow_backend_url: false,
             login_key: None,
+            unreachable_issuers: Default::default(),
         }
     }
 
@@ -96,6 +100,7 @@ impl Options {
             instance: None,
             allow_backend_url: true,
             login_key: None,
+            unreachable_issuers: Default::default(),
         }
     }
 }

@@ -966,10 +966,11 @@ fn every_reason_is_documented_in_the_crds_reason_list() {
         reason::PROVISION_KEY_SECRET_INVALID,
         reason::LOGIN_SECRET_NOT_FOUND,
         reason::LOGIN_KEY_MISSING,
+        reason::ISSUER_UNREACHABLE,
     ] {
         assert!(reason::ALL.contains(&r), "{r}");
     }
-    assert_eq!(reason::ALL.len(), 19);
+    assert_eq!(reason::ALL.len(), 20);
 }
 
 // ---------------------------------------------------------------- oauth2.login
@@ -1037,6 +1038,39 @@ fn the_login_client_secret_is_sealed_into_the_snapshot_never_plain() {
         world.run_with(&options).snapshot.to_json(),
         out.snapshot.to_json()
     );
+}
+
+#[test]
+fn an_unreachable_issuer_is_reported_while_the_route_keeps_serving() {
+    let world =
+        with_login(step_on()).secret(mk_secret("oidc", &[("client_secret", "the-idp-secret")]));
+    let mut options = Options::standalone(at(1_000));
+    options.login_key = Some(login_key());
+    // Keyed as the snapshot keys it: without the trailing slash of the spec.
+    options
+        .unreachable_issuers
+        .insert("https://idp.example".into(), "connection refused".into());
+    let out = world.run_with(&options);
+    let s = status(&out, Kind::ProtectedRoute, "web");
+    assert_eq!(s.ready().reason, reason::ISSUER_UNREACHABLE);
+    assert!(
+        s.ready().message.contains("connection refused"),
+        "{:?}",
+        s.ready()
+    );
+    let route = out.snapshot.routes.iter().find(|r| r.id == "default/web");
+    let login = route.and_then(|r| r.oauth2.as_ref()?.login.as_ref());
+    assert!(
+        login.is_some(),
+        "sign-in stays configured; the proxy retries"
+    );
+    // Another issuer being down says nothing about this one.
+    options.unreachable_issuers.clear();
+    options
+        .unreachable_issuers
+        .insert("https://other.example".into(), "timeout".into());
+    let out = world.run_with(&options);
+    assert!(out.not_ready().next().is_none(), "{:?}", out.statuses);
 }
 
 #[test]

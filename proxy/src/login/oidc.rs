@@ -132,6 +132,12 @@ impl Providers {
         }
     }
 
+    /// Discover `issuer` afresh (document and keys), bypassing the cache: whether it
+    /// answers now, for the controller's start-up check.
+    pub async fn probe(&self, issuer: &str) -> Result<(), LoginError> {
+        self.discover(issuer).await.map(|_| ())
+    }
+
     async fn discover(&self, issuer: &str) -> Result<Cached, LoginError> {
         let url = format!(
             "{}/.well-known/openid-configuration",
