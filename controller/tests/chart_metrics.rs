@@ -1,0 +1,74 @@
+//! Every metric the chart's Grafana dashboard and PrometheusRule query exists, under
+//! the name the proxy and the controller actually expose: both registries are built by
+//! the same code the binaries run and encoded as Prometheus text, then each
+//! `gatehouse_*` series name found in the chart files must be one of theirs (a counter
+//! `x` is queried as `x_total`, a histogram as `x_bucket`/`_sum`/`_count`).
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::registry::Registry;
+
+/// Metric family names exposed by the proxy and the controller.
+fn exposed() -> BTreeSet<String> {
+    let mut proxy = Registry::default();
+    let _proxy_metrics = gatehouse_proxy::metrics::Metrics::register(&mut proxy);
+    let mut controller = Registry::with_prefix("gatehouse_controller");
+    let _controller_metrics =
+        gatehouse_controller::k8s::metrics::Metrics::register(&mut controller);
+    let mut text = String::new();
+    encode(&mut text, &proxy).unwrap();
+    encode(&mut text, &controller).unwrap();
+    text.lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// `gatehouse_proxy_…` and `gatehouse_controller_…` identifiers in `text`.
+fn queried(text: &str) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("gatehouse_") {
+        let tail = &rest[at..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(tail.len());
+        let name = &tail[..end];
+        if name.starts_with("gatehouse_proxy_") || name.starts_with("gatehouse_controller_") {
+            names.insert(name.to_owned());
+        }
+        rest = &tail[end..];
+    }
+    names
+}
+
+fn family(series: &str) -> &str {
+    for suffix in ["_total", "_bucket", "_sum", "_count"] {
+        if let Some(base) = series.strip_suffix(suffix) {
+            return base;
+        }
+    }
+    series
+}
+
+#[test]
+fn the_dashboard_and_alerts_query_only_metrics_that_exist() {
+    let exposed = exposed();
+    assert!(exposed.contains("gatehouse_proxy_requests"), "{exposed:?}");
+    assert!(exposed.contains("gatehouse_controller_leader"), "{exposed:?}");
+    let chart = Path::new(env!("CARGO_MANIFEST_DIR")).join("../charts/gatehouse");
+    for file in ["dashboards/gatehouse.json", "templates/prometheusrule.yaml"] {
+        let text = std::fs::read_to_string(chart.join(file)).unwrap();
+        let names = queried(&text);
+        assert!(names.len() >= 5, "{file}: {names:?}");
+        for name in names {
+            assert!(
+                exposed.contains(family(&name)),
+                "{file} queries {name}, which neither the proxy nor the controller exposes"
+            );
+        }
+    }
+}
