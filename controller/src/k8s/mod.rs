@@ -18,6 +18,8 @@ pub mod args;
 pub mod events;
 pub mod lease;
 pub mod metrics;
+#[cfg(test)]
+mod chart_metrics_tests;
 pub mod referenced;
 pub mod run;
 pub mod secrets;

@@ -1,22 +1,45 @@
 //! Every metric the chart's Grafana dashboard and PrometheusRule query exists, under
 //! the name the proxy and the controller actually expose: both registries are built by
-//! the same code the binaries run and encoded as Prometheus text, then each
-//! `gatehouse_*` series name found in the chart files must be one of theirs (a counter
-//! `x` is queried as `x_total`, a histogram as `x_bucket`/`_sum`/`_count`).
+//! the same code the binaries run, one series of every family is recorded (empty
+//! families are not encoded), and the text is read back; each `gatehouse_*` series
+//! name found in the chart files must be one of theirs (a counter `x` is queried as
+//! `x_total`, a histogram as `x_bucket`/`_sum`/`_count`).
 
 use std::collections::BTreeSet;
 use std::path::Path;
 
+use gatehouse_proxy::metrics::{RouteLabels, RouteOnly};
 use prometheus_client::encoding::text::encode;
 use prometheus_client::registry::Registry;
 
 /// Metric family names exposed by the proxy and the controller.
 fn exposed() -> BTreeSet<String> {
     let mut proxy = Registry::default();
-    let _proxy_metrics = gatehouse_proxy::metrics::Metrics::register(&mut proxy);
+    let p = gatehouse_proxy::metrics::Metrics::register(&mut proxy);
+    p.proxied();
+    p.config_loaded("r1", 1);
+    p.access_log_dropped.inc();
+    let route = || RouteOnly {
+        route: "ns/r".into(),
+    };
+    p.route_requests
+        .get_or_create(&RouteLabels {
+            route: "ns/r".into(),
+            class: "2xx",
+            outcome: "proxied",
+        })
+        .inc();
+    p.request_duration.get_or_create(&route()).observe(0.1);
+    p.upstream_duration.get_or_create(&route()).observe(0.1);
     let mut controller = Registry::with_prefix("gatehouse_controller");
-    let _controller_metrics =
-        gatehouse_controller::k8s::metrics::Metrics::register(&mut controller);
+    let c = super::metrics::Metrics::register(&mut controller);
+    c.translated(0.1, 1);
+    c.published("updated");
+    c.write("status", true);
+    c.dropped("status", 1);
+    c.set_leader(true);
+    c.set_malformed("Consumer", 1);
+    c.watch_error("Consumer");
     let mut text = String::new();
     encode(&mut text, &proxy).unwrap();
     encode(&mut text, &controller).unwrap();
