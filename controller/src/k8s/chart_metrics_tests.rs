@@ -81,7 +81,10 @@ fn family(series: &str) -> &str {
 fn the_dashboard_and_alerts_query_only_metrics_that_exist() {
     let exposed = exposed();
     assert!(exposed.contains("gatehouse_proxy_requests"), "{exposed:?}");
-    assert!(exposed.contains("gatehouse_controller_leader"), "{exposed:?}");
+    assert!(
+        exposed.contains("gatehouse_controller_leader"),
+        "{exposed:?}"
+    );
     let chart = Path::new(env!("CARGO_MANIFEST_DIR")).join("../charts/gatehouse");
     for file in ["dashboards/gatehouse.json", "templates/prometheusrule.yaml"] {
         let text = std::fs::read_to_string(chart.join(file)).unwrap();

@@ -15,11 +15,11 @@
 
 pub mod admin;
 pub mod args;
+#[cfg(test)]
+mod chart_metrics_tests;
 pub mod events;
 pub mod lease;
 pub mod metrics;
-#[cfg(test)]
-mod chart_metrics_tests;
 pub mod referenced;
 pub mod run;
 pub mod secrets;
