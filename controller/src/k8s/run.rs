@@ -14,7 +14,6 @@ use anyhow::Context as _;
 use gatehouse_config::publish::{Publication, Publisher};
 use gatehouse_crds::{Consumer, OAuth2Client, ProtectedRoute};
 use gatehouse_proxy::cli::shutdown_signal;
-use gatehouse_proxy::store::args::StoreArgs;
 use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -460,16 +459,8 @@ pub async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
     lease
         .validate()
         .map_err(|e| anyhow::anyhow!("invalid Lease timing: {e}"))?;
-    let redis = StoreArgs {
-        redis_username: args.redis_username.clone(),
-        redis_password: args.redis_password.clone(),
-        redis_ca_file: args.redis_ca_file.clone(),
-        redis_timeout: args.redis_timeout,
-        ..StoreArgs::default()
-    }
-    .target_for(&args.redis)
-    .context("--redis")?;
-    let publisher = Publisher::new(&redis, &args.redis_prefix).map_err(Error::Redis)?;
+    let redis = args.redis_conn.target_for(&args.redis).context("--redis")?;
+    let publisher = Publisher::new(&redis, &args.redis_conn.redis_prefix).map_err(Error::Redis)?;
 
     let client = kube_client(&args).await?;
     check_crds(&client, args.namespace.as_deref()).await?;
