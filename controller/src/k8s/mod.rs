@@ -4,7 +4,9 @@
 //! - [`watch`]: defensive watchers feeding in-memory caches (a malformed object is a
 //!   warning, never a stalled watch);
 //! - [`referenced`]: referenced Secrets that carry no label, fetched by name;
-//! - [`run`]: the debounced re-translation loop, resync, start-up checks, shutdown;
+//! - [`caches`]: what translate reads, one watcher per kind;
+//! - [`reconcile`]: the debounced re-translation loop and resync;
+//! - [`run`]: the wiring: start-up checks, leader election, admin, shutdown;
 //! - the snapshot writer to Redis is [`gatehouse_config::publish`] (publish only when
 //!   changed);
 //! - [`lease`]: leader election on a `coordination.k8s.io` Lease; only the leader writes;
@@ -15,9 +17,11 @@
 
 pub mod admin;
 pub mod args;
+pub mod caches;
 pub mod events;
 pub mod lease;
 pub mod metrics;
+pub mod reconcile;
 pub mod referenced;
 pub mod run;
 pub mod secrets;
