@@ -1,45 +1,12 @@
 //! Command-line arguments and entry points of `gatehouse controller`, `standalone`,
 //! `render` and `crds`.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::Args;
 
 pub use crate::k8s::args::ControllerArgs;
-
-/// `gatehouse standalone`: the same YAML, no cluster.
-#[derive(Args, Debug, Clone)]
-pub struct StandaloneArgs {
-    /// Directory of manifests (*.yaml, *.yml), watched for changes. Without it the
-    /// built-in quickstart runs, with the echo upstream.
-    #[arg(long, value_name = "DIR")]
-    pub manifests: Option<PathBuf>,
-
-    /// Run the built-in echo upstream on this address (the built-in quickstart
-    /// always runs it on 127.0.0.1:9099).
-    #[arg(long, value_name = "ADDR")]
-    pub echo_listen: Option<SocketAddr>,
-
-    /// HTTPS address served with a self-signed certificate generated at start-up
-    /// (unless --listen-tls with --tls-cert/--tls-key is given).
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8443")]
-    pub self_signed_tls: SocketAddr,
-
-    /// Do not start the self-signed HTTPS listener (the /oauth2 endpoints need HTTPS).
-    #[arg(long)]
-    pub no_tls: bool,
-
-    /// Only handle objects labelled gatehouse.dev/instance=NAME (default: unlabelled).
-    #[arg(long, value_name = "NAME")]
-    pub instance: Option<String>,
-
-    #[command(flatten)]
-    pub server: gatehouse_proxy::server::ServerArgs,
-
-    #[command(flatten)]
-    pub store: gatehouse_proxy::store::args::StoreArgs,
-}
+pub use crate::standalone::StandaloneArgs;
 
 /// `gatehouse render`: print the snapshot and a status table.
 #[derive(Args, Debug, Clone)]

@@ -14,15 +14,48 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use clap::Args;
 use gatehouse_config::channel::{self, publish, ConfigTx};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use tokio::sync::mpsc;
 
-use crate::cli::StandaloneArgs;
 use crate::manifests::{ManifestError, Manifests};
 use crate::render::status_table;
 use crate::translate::{self, GeneratedSecret, Options, Output};
+
+/// `gatehouse standalone`: the same YAML, no cluster.
+#[derive(Args, Debug, Clone)]
+pub struct StandaloneArgs {
+    /// Directory of manifests (*.yaml, *.yml), watched for changes. Without it the
+    /// built-in quickstart runs, with the echo upstream.
+    #[arg(long, value_name = "DIR")]
+    pub manifests: Option<PathBuf>,
+
+    /// Run the built-in echo upstream on this address (the built-in quickstart
+    /// always runs it on 127.0.0.1:9099).
+    #[arg(long, value_name = "ADDR")]
+    pub echo_listen: Option<SocketAddr>,
+
+    /// HTTPS address served with a self-signed certificate generated at start-up
+    /// (unless --listen-tls with --tls-cert/--tls-key is given).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8443")]
+    pub self_signed_tls: SocketAddr,
+
+    /// Do not start the self-signed HTTPS listener (the /oauth2 endpoints need HTTPS).
+    #[arg(long)]
+    pub no_tls: bool,
+
+    /// Only handle objects labelled gatehouse.dev/instance=NAME (default: unlabelled).
+    #[arg(long, value_name = "NAME")]
+    pub instance: Option<String>,
+
+    #[command(flatten)]
+    pub server: gatehouse_proxy::server::ServerArgs,
+
+    #[command(flatten)]
+    pub store: gatehouse_proxy::store::args::StoreArgs,
+}
 
 /// The quickstart manifests built into the binary (`examples/quickstart/`).
 pub const QUICKSTART: &[(&str, &str)] = &[
@@ -197,7 +230,7 @@ pub async fn run(mut args: StandaloneArgs) -> anyhow::Result<()> {
         Source::Embedded => None,
     };
 
-    gatehouse_proxy::cli::shutdown_signal().await?;
+    gatehouse_proxy::signal::shutdown_signal().await?;
     eprintln!("Shutting down");
     if let Some(w) = watcher {
         w.abort();

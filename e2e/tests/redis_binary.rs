@@ -128,7 +128,7 @@ async fn api_status(base: &str, token: &str) -> u16 {
 async fn the_proxy_binary_serves_config_from_redis_and_keeps_tokens_across_restarts() {
     let redis = RedisServer::start().unwrap();
     let upstream = gatehouse_e2e::upstream::TestUpstream::echo().await;
-    let target = gatehouse_proxy::store::args::StoreArgs::default()
+    let target = gatehouse_config::redis::args::RedisArgs::default()
         .target_for(&redis.url())
         .unwrap();
     Publisher::new(&target, "gatehouse:")

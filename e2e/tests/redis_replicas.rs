@@ -460,13 +460,17 @@ async fn a_config_published_by_the_writer_reaches_a_running_proxy() {
     let redis = RedisServer::start().unwrap();
     let up = start_upstream().await;
     let args = store_args(&redis, Duration::from_secs(1));
-    let target = args.target_for(&redis.url()).unwrap();
+    let target = args.redis_conn.target_for(&redis.url()).unwrap();
     let (tx, rx) = channel();
-    let follower = spawn_follow(target.clone(), args.redis_prefix.clone(), tx.clone());
+    let follower = spawn_follow(
+        target.clone(),
+        args.redis_conn.redis_prefix.clone(),
+        tx.clone(),
+    );
     let proxy = Replica::start_with(&args, tx, rx).await;
     assert_eq!(ready(&proxy.admin).await, 503, "no config yet");
 
-    let mut publisher = Publisher::new(&target, &args.redis_prefix).unwrap();
+    let mut publisher = Publisher::new(&target, &args.redis_conn.redis_prefix).unwrap();
     publisher
         .publish(&mk_snapshot(up, "v1", "/stepon"))
         .await

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use gatehouse_config::redis::args::RedisArgs;
 use gatehouse_config::redis::conn::{ConnectOptions, Target};
 use gatehouse_e2e::redis_server::{RedisCluster, RedisSentinel, RedisServer};
 use gatehouse_proxy::store::args::StoreArgs;
@@ -709,7 +710,10 @@ async fn the_store_speaks_tls_to_rediss_urls_with_a_custom_ca() {
     .unwrap();
     let args = StoreArgs {
         redis: Some(format!("rediss://127.0.0.1:{tls_port}")),
-        redis_ca_file: Some(certs.path().join("ca.pem")),
+        redis_conn: RedisArgs {
+            redis_ca_file: Some(certs.path().join("ca.pem")),
+            ..Default::default()
+        },
         ..Default::default()
     };
     let store = args.build().await.unwrap();

@@ -4,6 +4,7 @@
 use anyhow::Context as _;
 use clap::Args;
 
+use crate::signal::shutdown_signal;
 use crate::source::file::FileSource;
 
 use crate::store::args::StoreArgs;
@@ -63,23 +64,5 @@ pub async fn run(args: ProxyArgs) -> anyhow::Result<()> {
     server.shutdown().await;
     follower.abort();
     tracing::info!("Stopped");
-    Ok(())
-}
-
-/// Resolves on the first SIGTERM or SIGINT.
-pub async fn shutdown_signal() -> anyhow::Result<()> {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-        tokio::select! {
-            _ = term.recv() => {}
-            result = tokio::signal::ctrl_c() => result.context("installing the SIGINT handler")?,
-        }
-    }
-    #[cfg(not(unix))]
-    tokio::signal::ctrl_c()
-        .await
-        .context("installing the Ctrl-C handler")?;
     Ok(())
 }

@@ -28,6 +28,7 @@ pub mod respond;
 pub mod router;
 pub mod secret;
 pub mod server;
+pub mod signal;
 pub mod source;
 pub mod store;
 pub mod tls;

@@ -1,7 +1,9 @@
-//! Reaching Redis: connection targets and commands ([`conn`]), reconnect pacing
-//! ([`backoff`]) and the key prefix rule every Gatehouse key follows ([`prefix`]).
-//! The proxy's token store and the snapshot's publish/follow both build on this.
+//! Reaching Redis: the connection flags every command shares ([`args`]), connection
+//! targets and commands ([`conn`]), reconnect pacing ([`backoff`]) and the key prefix
+//! rule every Gatehouse key follows ([`prefix`]). The proxy's token store, the proxy's
+//! config source and the controller's publisher all build on this.
 
+pub mod args;
 pub mod backoff;
 pub mod conn;
 pub mod prefix;

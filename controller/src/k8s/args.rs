@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
-use gatehouse_proxy::store::args::parse_duration;
+use gatehouse_config::redis::args::{parse_duration, RedisArgs};
 
 /// `gatehouse controller`: watch the cluster, publish snapshots to Redis, report status.
 #[derive(Args, Debug, Clone)]
@@ -25,30 +25,10 @@ pub struct ControllerArgs {
     #[arg(long, value_name = "URL", env = "GATEHOUSE_REDIS")]
     pub redis: String,
 
-    /// Prefix of the Redis keys (must match the proxies' `--redis-prefix`).
-    #[arg(long, value_name = "PREFIX", default_value = "gatehouse:")]
-    pub redis_prefix: String,
-
-    /// Redis ACL user name (overrides the URL's).
-    #[arg(long, value_name = "USER", env = "GATEHOUSE_REDIS_USERNAME")]
-    pub redis_username: Option<String>,
-
-    /// Redis password (overrides the URL's; prefer the environment variable).
-    #[arg(
-        long,
-        value_name = "PASSWORD",
-        env = "GATEHOUSE_REDIS_PASSWORD",
-        hide_env_values = true
-    )]
-    pub redis_password: Option<String>,
-
-    /// PEM file with the CA certificate(s) to trust for `rediss://`.
-    #[arg(long, value_name = "PATH")]
-    pub redis_ca_file: Option<PathBuf>,
-
-    /// Bound on each Redis command.
-    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
-    pub redis_timeout: Duration,
+    /// Credentials, CA, key prefix (must match the proxies') and timeout: the same
+    /// flags and defaults as the proxies'.
+    #[command(flatten)]
+    pub redis_conn: RedisArgs,
 
     /// Instance name, like an ingress class: handle only resources labelled
     /// `gatehouse.dev/instance=<NAME>`. Without it, only resources without that label
@@ -155,7 +135,8 @@ mod tests {
     fn defaults_need_only_redis() {
         let a = parse(&["--redis", "redis://127.0.0.1"]);
         assert_eq!(a.debounce, Duration::from_millis(250));
-        assert_eq!(a.redis_prefix, "gatehouse:");
+        assert_eq!(a.redis_conn.redis_prefix, "gatehouse:");
+        assert_eq!(a.redis_conn.redis_timeout, Duration::from_secs(1));
         assert_eq!(a.lease_name(), "gatehouse-controller");
         assert!(a.namespace.is_none());
     }

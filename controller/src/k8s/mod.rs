@@ -4,7 +4,9 @@
 //! - [`watch`]: defensive watchers feeding in-memory caches (a malformed object is a
 //!   warning, never a stalled watch);
 //! - [`referenced`]: referenced Secrets that carry no label, fetched by name;
-//! - [`run`]: the debounced re-translation loop, resync, start-up checks, shutdown;
+//! - [`caches`]: what translate reads, one watcher per kind;
+//! - [`reconcile`]: the debounced re-translation loop and resync;
+//! - [`run`]: the wiring: start-up checks, leader election, admin, shutdown;
 //! - the snapshot writer to Redis is [`gatehouse_config::publish`] (publish only when
 //!   changed);
 //! - [`lease`]: leader election on a `coordination.k8s.io` Lease; only the leader writes;
@@ -15,11 +17,13 @@
 
 pub mod admin;
 pub mod args;
+pub mod caches;
 #[cfg(test)]
 mod chart_metrics_tests;
 pub mod events;
 pub mod lease;
 pub mod metrics;
+pub mod reconcile;
 pub mod referenced;
 pub mod run;
 pub mod secrets;

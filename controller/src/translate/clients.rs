@@ -135,20 +135,19 @@ pub fn translate(ctx: &Context<'_>, consumers: &Consumers, rng: &mut dyn RngCore
         }
 
         let previous = c.status.as_ref().map(|s| s.conditions.as_slice());
-        let conditions = v.into_conditions(
+        out.statuses.push(v.into_status(
             "Client is registered",
-            &object,
-            previous.unwrap_or_default(),
-            &ctx.options.now,
-        );
-        out.statuses.push(ObjectStatus {
-            status: Status::OAuth2Client(OAuth2ClientStatus {
-                client_id: credentials.map(|c| c.client_id),
-                conditions,
-                observed_generation: object.generation,
-            }),
             object,
-        });
+            previous,
+            &ctx.options.now,
+            |conditions, observed_generation| {
+                Status::OAuth2Client(OAuth2ClientStatus {
+                    client_id: credentials.map(|c| c.client_id),
+                    conditions,
+                    observed_generation,
+                })
+            },
+        ));
     }
     out.snapshot.sort_by(|a, b| a.client_id.cmp(&b.client_id));
     out

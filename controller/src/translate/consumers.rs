@@ -62,19 +62,18 @@ pub fn translate(ctx: &Context<'_>) -> Consumers {
             ok.then_some(id),
         );
         let previous = c.status.as_ref().map(|s| s.conditions.as_slice());
-        let conditions = verdict.into_conditions(
+        out.statuses.push(verdict.into_status(
             "Consumer is in effect",
-            &object,
-            previous.unwrap_or_default(),
-            &ctx.options.now,
-        );
-        out.statuses.push(ObjectStatus {
-            status: Status::Consumer(ConsumerStatus {
-                conditions,
-                observed_generation: object.generation,
-            }),
             object,
-        });
+            previous,
+            &ctx.options.now,
+            |conditions, observed_generation| {
+                Status::Consumer(ConsumerStatus {
+                    conditions,
+                    observed_generation,
+                })
+            },
+        ));
     }
     out.snapshot.sort_by(|a, b| a.id.cmp(&b.id));
     out

@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta, Time};
 
-use super::{Input, Kind, ObjectRef, Options};
+use super::{Input, Kind, ObjectRef, ObjectStatus, Options, Status};
 
 /// Namespace assumed for objects that name none (standalone manifests).
 pub const DEFAULT_NAMESPACE: &str = "default";
@@ -173,6 +173,25 @@ impl Verdict {
         let mut next = vec![condition];
         conditions::carry_transition_times(previous, &mut next);
         next
+    }
+
+    /// The object's status entry, the same for every kind: its `Ready` condition (see
+    /// [`Verdict::into_conditions`]; `previous` are the conditions it has now) and its
+    /// generation, wrapped by `status` into the kind's status.
+    pub fn into_status(
+        self,
+        ok_message: &str,
+        object: ObjectRef,
+        previous: Option<&[Condition]>,
+        now: &Time,
+        status: impl FnOnce(Vec<Condition>, Option<i64>) -> Status,
+    ) -> ObjectStatus {
+        let conditions =
+            self.into_conditions(ok_message, &object, previous.unwrap_or_default(), now);
+        ObjectStatus {
+            status: status(conditions, object.generation),
+            object,
+        }
     }
 }
 

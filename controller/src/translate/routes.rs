@@ -81,19 +81,18 @@ pub fn translate(ctx: &Context<'_>, consumers: &Consumers, trusted: &[String]) -
         }
 
         let previous = r.status.as_ref().map(|s| s.conditions.as_slice());
-        let conditions = v.into_conditions(
+        out.statuses.push(v.into_status(
             &ok_message,
-            &object,
-            previous.unwrap_or_default(),
-            &ctx.options.now,
-        );
-        out.statuses.push(ObjectStatus {
-            status: Status::ProtectedRoute(ProtectedRouteStatus {
-                conditions,
-                observed_generation: object.generation,
-            }),
             object,
-        });
+            previous,
+            &ctx.options.now,
+            |conditions, observed_generation| {
+                Status::ProtectedRoute(ProtectedRouteStatus {
+                    conditions,
+                    observed_generation,
+                })
+            },
+        ));
     }
     out.routes.sort_by(|a, b| a.id.cmp(&b.id));
     out

@@ -4,8 +4,8 @@
 //! socket on the shared port (`SO_REUSEPORT`): the kernel spreads connections over the
 //! workers, and a connection lives its whole life on one core without cross-thread
 //! wakeups. (Measured on 2-core machines: ~0.95–0.99× nginx this way, ~0.81–0.86× on
-//! the multi-thread runtime; see DESIGN.md.) Worker 0 also runs the admin listener and
-//! the task that compiles each new snapshot.
+//! the multi-thread runtime; see `docs/architecture.md`.) Worker 0 also runs the admin
+//! listener and the task that compiles each new snapshot.
 
 mod conns;
 pub mod limits;

@@ -13,11 +13,11 @@ pub fn follow_redis(
     store: &crate::store::args::StoreArgs,
     tx: ConfigTx,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
-    let target = store.target_for(url)?;
+    let target = store.redis_conn.target_for(url)?;
     tracing::info!(source = %target.describe(), "Following config from Redis");
     Ok(gatehouse_config::follow::spawn_follow(
         target,
-        store.redis_prefix.clone(),
+        store.redis_conn.redis_prefix.clone(),
         tx,
     ))
 }

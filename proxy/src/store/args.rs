@@ -1,8 +1,9 @@
 //! Token store selection flags (`--redis ...`), shared by `proxy` and `standalone`,
 //! and the wiring that turns them into an `Arc<dyn TokenStore>`: in-memory by default,
 //! Redis (single server, Sentinel or Cluster) behind a local token cache otherwise.
+//! The connection flags themselves (credentials, CA, prefix, timeout) are
+//! [`RedisArgs`], the set the controller flattens too.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,7 +14,8 @@ use super::cache::{CachedStore, TokenCache};
 use super::memory::MemoryStore;
 use super::redis::{follow_invalidations, RedisStore};
 use super::TokenStore;
-use gatehouse_config::redis::conn::{ConnectOptions, Target};
+use gatehouse_config::redis::args::{parse_duration, parse_target, RedisArgs};
+use gatehouse_config::redis::conn::Target;
 
 /// Where tokens and codes live.
 #[derive(Args, Debug, Clone)]
@@ -51,33 +53,10 @@ pub struct StoreArgs {
     #[arg(long, value_name = "NAME", requires = "redis_sentinel")]
     pub redis_sentinel_master: Option<String>,
 
-    /// Redis ACL user name (overrides the URL's).
-    #[arg(long, value_name = "USER", env = "GATEHOUSE_REDIS_USERNAME")]
-    pub redis_username: Option<String>,
-
-    /// Redis password (overrides the URL's; prefer the environment variable so it
-    /// does not show in the process list).
-    #[arg(
-        long,
-        value_name = "PASSWORD",
-        env = "GATEHOUSE_REDIS_PASSWORD",
-        hide_env_values = true
-    )]
-    pub redis_password: Option<String>,
-
-    /// PEM file with the CA certificate(s) to trust for rediss:// instead of the
-    /// system trust store.
-    #[arg(long, value_name = "PATH")]
-    pub redis_ca_file: Option<PathBuf>,
-
-    /// Prefix of every Redis key and channel Gatehouse uses. In cluster mode a prefix
-    /// without a {hash tag} is wrapped in one (`{gatehouse}:`).
-    #[arg(long, value_name = "PREFIX", default_value = "gatehouse:")]
-    pub redis_prefix: String,
-
-    /// Bound on every Redis command; a request that needs Redis answers 503 after it.
-    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
-    pub redis_timeout: Duration,
+    /// Credentials, CA, key prefix and timeout (shared with `--config-redis` and
+    /// with `gatehouse controller`).
+    #[command(flatten)]
+    pub redis_conn: RedisArgs,
 
     /// How long a validated access token may be answered from the local cache
     /// without asking Redis (the staleness bound if a revocation announcement is
@@ -101,11 +80,7 @@ impl Default for StoreArgs {
             redis_cluster: Vec::new(),
             redis_sentinel: Vec::new(),
             redis_sentinel_master: None,
-            redis_username: None,
-            redis_password: None,
-            redis_ca_file: None,
-            redis_prefix: "gatehouse:".into(),
-            redis_timeout: Duration::from_secs(1),
+            redis_conn: RedisArgs::default(),
             token_cache_ttl: Duration::from_secs(1),
             token_cache_size: 100_000,
             memory_capacity: 1_000_000,
@@ -121,7 +96,7 @@ impl StoreArgs {
         let Some(target) = self.token_target()? else {
             return Ok(Arc::new(MemoryStore::new(self.memory_capacity)));
         };
-        let store = RedisStore::new(&target, &self.redis_prefix)?;
+        let store = RedisStore::new(&target, &self.redis_conn.redis_prefix)?;
         if let Err(error) = store.ping().await {
             tracing::warn!(%error, target = %target.describe(), "Redis not reachable yet, will keep trying");
         } else {
@@ -141,7 +116,7 @@ impl StoreArgs {
 
     /// The Redis target for tokens, if one is configured.
     pub fn token_target(&self) -> anyhow::Result<Option<Target>> {
-        let opts = self.connect_options()?;
+        let opts = self.redis_conn.connect_options()?;
         if let Some(url) = &self.redis {
             return Ok(Some(parse_target(url, opts)?));
         }
@@ -157,62 +132,6 @@ impl StoreArgs {
         }
         Ok(None)
     }
-
-    /// A target for another Redis URL (e.g. `--config-redis`) with the same
-    /// credentials, CA and timeout as the token store.
-    pub fn target_for(&self, url: &str) -> anyhow::Result<Target> {
-        parse_target(url, self.connect_options()?)
-    }
-
-    fn connect_options(&self) -> anyhow::Result<ConnectOptions> {
-        let ca_pem = match &self.redis_ca_file {
-            Some(path) => Some(
-                std::fs::read(path)
-                    .with_context(|| format!("reading --redis-ca-file {}", path.display()))?,
-            ),
-            None => None,
-        };
-        Ok(ConnectOptions {
-            username: self.redis_username.clone(),
-            password: self.redis_password.clone(),
-            ca_pem,
-            timeout: self.redis_timeout,
-        })
-    }
-}
-
-/// One URL, or a comma-separated list of `redis://` URLs meaning Cluster seed nodes.
-fn parse_target(spec: &str, opts: ConnectOptions) -> anyhow::Result<Target> {
-    let sentinel = spec.starts_with("redis+sentinel://") || spec.starts_with("rediss+sentinel://");
-    if !sentinel && spec.contains(',') {
-        let seeds: Vec<String> = spec.split(',').map(str::to_owned).collect();
-        return Ok(Target::cluster(&seeds, opts)?);
-    }
-    Ok(Target::from_url(spec, opts)?)
-}
-
-/// `1s`, `500ms`, `2m`, `1h`, or a plain number of seconds (`0.5`).
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let value: f64 = num
-        .parse()
-        .map_err(|_| format!("invalid duration {s:?} (try 1s, 500ms, 2m)"))?;
-    let secs = match unit.trim() {
-        "" | "s" => value,
-        "ms" => value / 1000.0,
-        "m" => value * 60.0,
-        "h" => value * 3600.0,
-        other => {
-            return Err(format!(
-                "unknown duration unit {other:?} (use ms, s, m or h)"
-            ))
-        }
-    };
-    Duration::try_from_secs_f64(secs).map_err(|e| format!("invalid duration {s:?}: {e}"))
 }
 
 #[cfg(test)]
@@ -233,21 +152,10 @@ mod tests {
     }
 
     #[test]
-    fn durations_accept_units_and_plain_seconds() {
-        assert_eq!(parse_duration("1s").unwrap(), Duration::from_secs(1));
-        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
-        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
-        assert_eq!(parse_duration("0.5").unwrap(), Duration::from_millis(500));
-        assert_eq!(parse_duration("0").unwrap(), Duration::ZERO);
-        assert!(parse_duration("fast").is_err());
-        assert!(parse_duration("3 weeks").is_err());
-    }
-
-    #[test]
     fn defaults_are_memory_store_with_a_one_second_cache() {
         let a = parse(&[]);
         assert!(a.token_target().unwrap().is_none());
-        assert_eq!(a.redis_prefix, "gatehouse:");
+        assert_eq!(a.redis_conn.redis_prefix, "gatehouse:");
         assert_eq!(a.token_cache_ttl, Duration::from_secs(1));
     }
 
