@@ -55,6 +55,8 @@ pub struct Standalone {
     /// Seals `oauth2.login` client secrets; the in-process proxy holds the same key.
     pub login_key: Option<gatehouse_config::seal::LoginKey>,
     generated: BTreeMap<(String, String), Arc<Secret>>,
+    /// Certificates in force, kept for a Secret that turns bad.
+    certificates: Vec<gatehouse_config::snapshot::TlsCertificate>,
 }
 
 /// The result of one successful load.
@@ -72,6 +74,7 @@ impl Standalone {
             instance,
             login_key: None,
             generated: BTreeMap::new(),
+            certificates: Vec::new(),
         }
     }
 
@@ -90,6 +93,7 @@ impl Standalone {
             return Err(manifests.errors);
         }
         let mut input = manifests.input;
+        input.previous_certificates = self.certificates.clone();
         let mut options = Options::standalone(now);
         options.instance = self.instance.clone();
         options.login_key = self.login_key.clone();
@@ -121,6 +125,7 @@ impl Standalone {
             with_generated(&mut input, &self.generated);
             output = translate::translate(&input, &options, &mut rng);
         }
+        self.certificates = output.snapshot.certificates.clone();
         Ok(Loaded {
             output,
             generated,

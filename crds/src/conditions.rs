@@ -63,6 +63,16 @@ pub mod reason {
     /// `oauth2.login` is set but the controller has no login key to seal the client
     /// secret with (`--login-key-file`); sign-in is off.
     pub const LOGIN_KEY_MISSING: &str = "LoginKeyMissing";
+    /// A TLS Secret (`tls.secretName`, Ingress `spec.tls`, Gateway `certificateRefs`)
+    /// does not exist; its hosts get the default certificate.
+    pub const TLS_SECRET_NOT_FOUND: &str = "TlsSecretNotFound";
+    /// A TLS Secret lacks `tls.crt`/`tls.key` or they are not PEM; the previous
+    /// certificate (if any) stays in use.
+    pub const TLS_SECRET_INVALID: &str = "TlsSecretInvalid";
+    /// An OAuth2Policy targets no existing object, or its `oauth2` block is invalid.
+    pub const POLICY_NOT_ACCEPTED: &str = "PolicyNotAccepted";
+    /// An Ingress backend, HTTPRoute backendRef or parentRef cannot be used.
+    pub const ROUTE_NOT_ACCEPTED: &str = "RouteNotAccepted";
 
     /// Every reason, for documentation and exhaustiveness tests.
     pub const ALL: &[&str] = &[
@@ -85,6 +95,10 @@ pub mod reason {
         PROVISION_KEY_SECRET_INVALID,
         LOGIN_SECRET_NOT_FOUND,
         LOGIN_KEY_MISSING,
+        TLS_SECRET_NOT_FOUND,
+        TLS_SECRET_INVALID,
+        POLICY_NOT_ACCEPTED,
+        ROUTE_NOT_ACCEPTED,
     ];
 }
 

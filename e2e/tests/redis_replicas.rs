@@ -80,6 +80,7 @@ fn mk_snapshot(upstream: SocketAddr, revision: &str, path: &str) -> Snapshot {
                 accept_http_if_already_terminated: true,
                 ..RouteOAuth2::default()
             }),
+            ..Default::default()
         }],
         consumers: vec![Consumer {
             id: "default/shoe-fly-shoe".into(),
@@ -96,6 +97,7 @@ fn mk_snapshot(upstream: SocketAddr, revision: &str, path: &str) -> Snapshot {
             grant_types: vec![],
             scopes: None,
         }],
+        ..Default::default()
     }
 }
 

@@ -365,6 +365,7 @@ mod tests {
             },
             timeouts: Default::default(),
             oauth2: Some(oauth.clone()),
+            ..Default::default()
         };
         (route, oauth)
     }

@@ -114,6 +114,7 @@ impl Caches {
             secrets: self.secrets.list(),
             services: self.services.list(),
             endpoint_slices: self.endpoint_slices.list(),
+            ..Input::default()
         }
     }
 
@@ -139,6 +140,8 @@ impl Caches {
                 .get(ns, name)
                 .filter(|k| same_uid(&**k, object))
                 .and_then(|k| k.status.clone().map(Status::ProtectedRoute)),
+            // Not watched in a cluster yet: nothing to compare with.
+            _ => None,
         }
     }
 

@@ -37,6 +37,7 @@ pub fn mk_route(id: &str, paths: &[&str], endpoints: &[String]) -> Route {
         },
         timeouts: Default::default(),
         oauth2: None,
+        ..Default::default()
     }
 }
 
@@ -68,6 +69,7 @@ pub fn mk_snapshot(routes: Vec<Route>) -> Snapshot {
             grant_types: vec![],
             scopes: None,
         }],
+        ..Default::default()
     }
 }
 
