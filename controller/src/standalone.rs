@@ -325,6 +325,7 @@ fn watch(
         // The watcher stops when dropped: keep it in the task.
         let _watcher = watcher;
         let mut last_problems = BTreeSet::new();
+        let mut last_table = String::new();
         while changed_rx.recv().await.is_some() {
             tokio::time::sleep(SETTLE).await;
             while changed_rx.try_recv().is_ok() {}
@@ -332,7 +333,12 @@ fn watch(
                 Ok(loaded) => {
                     last_problems.clear();
                     let changed = publish(&tx, Arc::new(loaded.output.snapshot.clone()));
-                    if changed || !loaded.generated.is_empty() {
+                    // A status can change with the snapshot unchanged (a TLS Secret
+                    // turned bad keeps its previous certificate): report that too.
+                    let table = status_table(&loaded.output.statuses);
+                    let status_changed = table != last_table;
+                    last_table = table;
+                    if changed || status_changed || !loaded.generated.is_empty() {
                         eprintln!(
                             "Reloaded {}: revision {}",
                             dir.display(),
