@@ -121,6 +121,10 @@ pub struct ControllerArgs {
     /// seals `oauth2.login` client secrets into the snapshot.
     #[arg(long, value_name = "PATH", env = "GATEHOUSE_LOGIN_KEY_FILE")]
     pub login_key_file: Option<PathBuf>,
+
+    /// Ingress class served (`ingressClassName`, or the legacy annotation).
+    #[arg(long, value_name = "NAME", default_value = crate::translate::DEFAULT_INGRESS_CLASS)]
+    pub ingress_class: String,
 }
 
 impl ControllerArgs {

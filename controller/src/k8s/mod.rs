@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod referenced;
 pub mod run;
 pub mod secrets;
+pub mod sources;
 pub mod status;
 pub mod watch;
 pub mod writes;

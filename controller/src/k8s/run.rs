@@ -58,7 +58,7 @@ impl Scope {
         }
     }
 
-    fn api<K>(&self, client: &Client) -> Api<Lenient<K>>
+    pub(crate) fn api<K>(&self, client: &Client) -> Api<Lenient<K>>
     where
         K: Resource<Scope = NamespaceResourceScope>,
         K::DynamicType: Default,
@@ -78,6 +78,8 @@ pub struct Caches {
     pub secrets: Arc<Cache<Secret>>,
     pub services: Arc<Cache<Service>>,
     pub endpoint_slices: Arc<Cache<EndpointSlice>>,
+    /// Gateway API, Ingress, OAuth2Policy and TLS Secrets (issue 10).
+    pub sources: super::sources::SourceCaches,
 }
 
 impl Default for Caches {
@@ -89,6 +91,7 @@ impl Default for Caches {
             secrets: Arc::new(Cache::new("Secret")),
             services: Arc::new(Cache::new("Service")),
             endpoint_slices: Arc::new(Cache::new("EndpointSlice")),
+            sources: Default::default(),
         }
     }
 }
@@ -103,11 +106,12 @@ impl Caches {
             && self.secrets.is_synced()
             && self.services.is_synced()
             && self.endpoint_slices.is_synced()
+            && self.sources.synced()
     }
 
     /// The translate input: every cached object.
     pub fn input(&self) -> Input {
-        Input {
+        let mut input = Input {
             consumers: self.consumers.list(),
             clients: self.clients.list(),
             routes: self.routes.list(),
@@ -115,7 +119,9 @@ impl Caches {
             services: self.services.list(),
             endpoint_slices: self.endpoint_slices.list(),
             ..Input::default()
-        }
+        };
+        self.sources.fill(&mut input);
+        input
     }
 
     /// The status the cluster shows for `object` (same uid), if any.
@@ -140,8 +146,7 @@ impl Caches {
                 .get(ns, name)
                 .filter(|k| same_uid(&**k, object))
                 .and_then(|k| k.status.clone().map(Status::ProtectedRoute)),
-            // Not watched in a cluster yet: nothing to compare with.
-            _ => None,
+            _ => self.sources.current_status(object),
         }
     }
 
@@ -160,7 +165,10 @@ impl Caches {
             .labels(CREDENTIALS_LABEL)
             .any_semantic();
         let everything = watcher::Config::default().any_semantic();
-        vec![
+        let mut tasks = self
+            .sources
+            .spawn_watchers(client, scope, &changes, &metrics);
+        tasks.extend([
             spawn(
                 scope.api(client),
                 ours.clone(),
@@ -197,7 +205,8 @@ impl Caches {
                 &changes,
                 &metrics,
             ),
-        ]
+        ]);
+        tasks
     }
 }
 
@@ -225,7 +234,12 @@ where
 /// and retrying forever), and with an RBAC hint when they may not be read.
 pub async fn check_crds(client: &Client, namespace: Option<&str>) -> Result<()> {
     let mut missing = Vec::new();
-    for kind in [Kind::Consumer, Kind::OAuth2Client, Kind::ProtectedRoute] {
+    for kind in [
+        Kind::Consumer,
+        Kind::OAuth2Client,
+        Kind::ProtectedRoute,
+        Kind::OAuth2Policy,
+    ] {
         let ar = api_resource(kind);
         let api: Api<DynamicObject> = match namespace {
             Some(ns) => Api::namespaced_with(client.clone(), ns, &ar),
@@ -287,6 +301,8 @@ pub struct Controller {
     last_revision: Option<String>,
     /// Seals `oauth2.login` client secrets (see translate::Options).
     login_key: Option<gatehouse_config::seal::LoginKey>,
+    /// `--ingress-class`.
+    ingress_class: String,
 }
 
 /// What a pass asks of the next one.
@@ -378,6 +394,7 @@ impl Controller {
         let mut options = Options::cluster(Time(Timestamp::now()));
         options.instance = self.scope.instance.clone();
         options.login_key = self.login_key.clone();
+        options.ingress_class = self.ingress_class.clone();
         let started = std::time::Instant::now();
         let output =
             tokio::task::spawn_blocking(move || translate(&input, &options, &mut rand::rng()))
@@ -535,6 +552,7 @@ pub async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
             .map(gatehouse_config::seal::LoginKey::from_file)
             .transpose()
             .context("--login-key-file")?,
+        ingress_class: args.ingress_class.clone(),
         timing: Timing {
             debounce: args.debounce,
             resync: args.resync,

@@ -63,8 +63,13 @@ pub fn apply_body(status: &ObjectStatus) -> serde_json::Value {
 /// (Gatehouse is their only rightful writer).
 pub async fn apply(client: &Client, status: &ObjectStatus, timeout: Duration) -> Result<()> {
     let o = &status.object;
-    let api: Api<DynamicObject> =
-        Api::namespaced_with(client.clone(), &o.namespace, &api_resource(o.kind));
+    let ar = api_resource(o.kind);
+    // GatewayClass is the one cluster-scoped kind translate reports on.
+    let api: Api<DynamicObject> = if o.kind == Kind::GatewayClass {
+        Api::all_with(client.clone(), &ar)
+    } else {
+        Api::namespaced_with(client.clone(), &o.namespace, &ar)
+    };
     let params = PatchParams::apply(FIELD_MANAGER).force();
     let body = apply_body(status);
     bounded(
