@@ -303,6 +303,8 @@ pub struct Controller {
     login_key: Option<gatehouse_config::seal::LoginKey>,
     /// `--ingress-class`.
     ingress_class: String,
+    /// `--ingress-status-address`, as Ingress status entries.
+    load_balancer: Vec<k8s_openapi::api::networking::v1::IngressLoadBalancerIngress>,
 }
 
 /// What a pass asks of the next one.
@@ -395,6 +397,7 @@ impl Controller {
         options.instance = self.scope.instance.clone();
         options.login_key = self.login_key.clone();
         options.ingress_class = self.ingress_class.clone();
+        options.load_balancer = self.load_balancer.clone();
         let started = std::time::Instant::now();
         let output =
             tokio::task::spawn_blocking(move || translate(&input, &options, &mut rand::rng()))
@@ -553,6 +556,18 @@ pub async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
             .transpose()
             .context("--login-key-file")?,
         ingress_class: args.ingress_class.clone(),
+        load_balancer: args
+            .ingress_status_address
+            .iter()
+            .map(|a| {
+                let ip = a.parse::<std::net::IpAddr>().is_ok();
+                k8s_openapi::api::networking::v1::IngressLoadBalancerIngress {
+                    ip: ip.then(|| a.clone()),
+                    hostname: (!ip).then(|| a.clone()),
+                    ..Default::default()
+                }
+            })
+            .collect(),
         timing: Timing {
             debounce: args.debounce,
             resync: args.resync,
