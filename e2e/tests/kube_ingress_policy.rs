@@ -90,6 +90,12 @@ async fn an_oauth2_policy_on_an_ingress_is_accepted_and_enforced() {
         .unwrap();
     assert_eq!(accepted["status"], "True", "{policy}");
 
+    // The client's credentials Secret is read by name, after the client is seen.
+    wait_for("OAuth2Client Ready=True", || {
+        let c = api.get_json(NS, "oauth2client/shop-client").ok()??;
+        (ready(&c)?["status"] == "True").then_some(())
+    })
+    .await;
     proxy.wait_status("/shop/items", None, 401).await;
     let (status, body) = proxy
         .post_form(
