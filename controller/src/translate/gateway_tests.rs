@@ -146,3 +146,94 @@ spec:
     assert_eq!(out.snapshot.routes.len(), 1);
     assert_eq!(out.snapshot.routes[0].id, "default/pr");
 }
+
+fn policy_accepted(out: &Output, name: &str) -> Vec<(String, String)> {
+    let s = out
+        .statuses
+        .iter()
+        .find(|s| s.object.kind == Kind::OAuth2Policy && s.object.name == name)
+        .expect("policy has a status");
+    let Status::OAuth2Policy(st) = &s.status else {
+        unreachable!("OAuth2Policy status")
+    };
+    st.ancestors
+        .iter()
+        .flat_map(|a| &a.conditions)
+        .filter(|c| c.type_ == "Accepted")
+        .map(|c| (c.status.clone(), c.reason.clone()))
+        .collect()
+}
+
+#[test]
+fn a_policy_naming_no_object_is_target_not_found() {
+    let out = run(r#"
+apiVersion: gatehouse.dev/v1alpha1
+kind: OAuth2Policy
+metadata: {name: p, namespace: default}
+spec:
+  targetRefs: [{group: gateway.networking.k8s.io, kind: HTTPRoute, name: missing}]
+  oauth2: {clientCredentials: true}
+"#);
+    assert_eq!(
+        policy_accepted(&out, "p"),
+        [("False".to_owned(), "TargetNotFound".to_owned())]
+    );
+}
+
+#[test]
+fn the_newer_of_two_policies_on_one_route_is_conflicted() {
+    let out = run(r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: r, namespace: default}
+spec:
+  parentRefs: [{name: gw}]
+  rules: [{backendRefs: [{name: api, port: 80}]}]
+---
+apiVersion: gatehouse.dev/v1alpha1
+kind: OAuth2Policy
+metadata: {name: a, namespace: default, creationTimestamp: "2024-01-01T00:00:00Z"}
+spec:
+  targetRefs: [{group: gateway.networking.k8s.io, kind: HTTPRoute, name: r}]
+  oauth2: {clientCredentials: true}
+---
+apiVersion: gatehouse.dev/v1alpha1
+kind: OAuth2Policy
+metadata: {name: b, namespace: default, creationTimestamp: "2024-06-01T00:00:00Z"}
+spec:
+  targetRefs: [{group: gateway.networking.k8s.io, kind: HTTPRoute, name: r}]
+  oauth2: {clientCredentials: true}
+"#);
+    assert_eq!(
+        policy_accepted(&out, "a"),
+        [("True".to_owned(), "Accepted".to_owned())]
+    );
+    assert_eq!(
+        policy_accepted(&out, "b"),
+        [("False".to_owned(), "Conflicted".to_owned())]
+    );
+}
+
+#[test]
+fn a_route_whose_parent_does_not_exist_is_not_served_and_gets_no_parent_status() {
+    let out = run(r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: r, namespace: default}
+spec:
+  parentRefs: [{name: nowhere}]
+  rules: [{backendRefs: [{name: api, port: 80}]}]
+"#);
+    // The parent is no Gateway of ours: GEP-1364 leaves its status entry to whoever
+    // owns it, so Gatehouse writes none and serves nothing.
+    let s = out
+        .statuses
+        .iter()
+        .find(|s| s.object.kind == Kind::HttpRoute && s.object.name == "r")
+        .expect("route has a status");
+    let Status::HttpRoute(st, _) = &s.status else {
+        unreachable!("HTTPRoute status")
+    };
+    assert!(st.parents.is_empty(), "{:?}", st.parents);
+    assert!(out.snapshot.routes.is_empty());
+}
