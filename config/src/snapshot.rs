@@ -35,6 +35,10 @@ pub struct Snapshot {
     /// Registered OAuth2 client applications.
     #[serde(default)]
     pub clients: Vec<OAuth2Client>,
+    /// TLS certificates chosen by SNI (from `kubernetes.io/tls` Secrets); the default
+    /// certificate is the proxy's own (`--tls-cert`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub certificates: Vec<TlsCertificate>,
 }
 
 fn default_format() -> u32 {
@@ -42,7 +46,7 @@ fn default_format() -> u32 {
 }
 
 /// One route: where requests match and where they go.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub struct Route {
     /// Stable unique identifier, `namespace/name` for routes from Kubernetes.
@@ -76,6 +80,15 @@ pub struct Route {
     /// endpoints only; anything else sent to it directly gets 404.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub auth_only: bool,
+    /// Whether `paths` are prefixes (default) or exact paths.
+    #[serde(default, skip_serializing_if = "PathMatch::is_prefix")]
+    pub path_match: PathMatch,
+    /// Method, header and query conditions (Gateway API matches).
+    #[serde(default, skip_serializing_if = "Conditions::is_empty")]
+    pub conditions: Conditions,
+    /// Header edits, redirect, rewrite (Gateway API filters).
+    #[serde(default, skip_serializing_if = "Filters::is_empty")]
+    pub filters: Filters,
 }
 
 /// The upstream of a route: a set of equivalent endpoints, used round robin.
@@ -106,6 +119,10 @@ pub struct Upstream {
     /// Skip endpoints that keep refusing connections.
     #[serde(default)]
     pub outlier_detection: OutlierDetection,
+    /// Relative weight of each endpoint (same order as `endpoints`); empty means equal.
+    /// A weight of 0 keeps an endpoint out of rotation.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub weights: Vec<u32>,
 }
 
 impl Default for Upstream {
@@ -479,6 +496,168 @@ impl Snapshot {
     /// Deterministic JSON encoding (field order is the struct order).
     pub fn to_json(&self) -> Vec<u8> {
         serde_json::to_vec(self).expect("a Snapshot contains only JSON-representable data")
+    }
+}
+
+// ---- Gateway API / Ingress additions: exact paths, request conditions, filters and
+// SNI certificates. Every field defaults to "nothing" and is skipped when serializing,
+// so snapshots without these features stay byte-identical to the earlier format.
+
+/// How a route's `paths` match.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PathMatch {
+    /// Segment-boundary prefix (`/api` matches `/api` and `/api/x`).
+    #[default]
+    Prefix,
+    /// The whole path, exactly.
+    Exact,
+}
+
+impl PathMatch {
+    pub fn is_prefix(&self) -> bool {
+        *self == PathMatch::Prefix
+    }
+}
+
+/// Extra conditions a request must meet (all of them) to match a route.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub struct Conditions {
+    /// Upper-case method, e.g. `GET`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    /// Headers that must be present with exactly this value (names lowercase).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<NameValue>,
+    /// Query parameters that must be present with exactly this value.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub query: Vec<NameValue>,
+}
+
+impl Conditions {
+    pub fn is_empty(&self) -> bool {
+        self.method.is_none() && self.headers.is_empty() && self.query.is_empty()
+    }
+}
+
+/// A header or query parameter name with a value.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub struct NameValue {
+    pub name: String,
+    pub value: String,
+}
+
+/// What happens to a matched request besides proxying.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub struct Filters {
+    /// Edits to the request headers sent upstream.
+    #[serde(default, skip_serializing_if = "HeaderEdits::is_empty")]
+    pub request_headers: HeaderEdits,
+    /// Edits to the response headers sent to the client.
+    #[serde(default, skip_serializing_if = "HeaderEdits::is_empty")]
+    pub response_headers: HeaderEdits,
+    /// Answer with a redirect instead of proxying (checked before OAuth2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redirect: Option<Redirect>,
+    /// Rewrite host and/or path before proxying.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rewrite: Option<Rewrite>,
+}
+
+impl Filters {
+    pub fn is_empty(&self) -> bool {
+        *self == Filters::default()
+    }
+}
+
+/// Header edits: `set` replaces, `add` appends, `remove` deletes (names lowercase).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub struct HeaderEdits {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub set: Vec<NameValue>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub add: Vec<NameValue>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remove: Vec<String>,
+}
+
+impl HeaderEdits {
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty() && self.add.is_empty() && self.remove.is_empty()
+    }
+}
+
+/// A redirect response (`Location` built from the request with these replaced).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub struct Redirect {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheme: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathRewrite>,
+    /// 301 or 302 (default 302).
+    #[serde(default = "default_redirect_status")]
+    pub status: u16,
+}
+
+fn default_redirect_status() -> u16 {
+    302
+}
+
+/// Rewrite before proxying.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub struct Rewrite {
+    /// `Host` sent upstream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathRewrite>,
+}
+
+/// A path replacement.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum PathRewrite {
+    /// Replace the whole path.
+    Full(String),
+    /// Replace the matched prefix, keep the rest.
+    Prefix(String),
+}
+
+/// A certificate and its private key, served to TLS clients whose SNI matches `hosts`.
+///
+/// Unlike client secrets, a private key cannot travel as a digest: the proxy needs the
+/// key itself. Whoever can read the snapshot (the file, or the Redis key) can read the
+/// keys, so protect it as the Secrets themselves (Redis ACL + TLS, file mode 0600).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub struct TlsCertificate {
+    /// Where it came from (`namespace/secret`), for logs.
+    pub id: String,
+    /// Exact names or `*.wildcard` names this certificate is served for.
+    pub hosts: Vec<String>,
+    /// PEM certificate chain.
+    pub cert_pem: String,
+    /// PEM private key.
+    pub key_pem: String,
+}
+
+impl std::fmt::Debug for TlsCertificate {
+    // Never print the key.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsCertificate")
+            .field("id", &self.id)
+            .field("hosts", &self.hosts)
+            .finish_non_exhaustive()
     }
 }
 

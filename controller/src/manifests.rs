@@ -1,13 +1,18 @@
 //! Reading a directory of multi-document YAML manifests (standalone and render mode):
-//! Secrets, Services and the three Gatehouse kinds become a translate [`Input`]; other kinds are
-//! ignored with a warning. Every problem names its file and document number.
+//! Secrets, Services, EndpointSlices, Ingresses, Gateway API kinds and the Gatehouse kinds
+//! become a translate [`Input`]; other kinds are ignored with one warning per kind. Every problem names its file and document number.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use gatehouse_crds::{Consumer, OAuth2Client, ProtectedRoute, API_VERSION};
+use std::collections::HashSet;
+
+use gatehouse_crds::gateway_api::{Gateway, GatewayClass, HttpRoute, ReferenceGrant};
+use gatehouse_crds::{Consumer, OAuth2Client, OAuth2Policy, ProtectedRoute, API_VERSION};
 use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::Ingress;
 use serde::Deserialize;
 
 use crate::translate::Input;
@@ -138,9 +143,14 @@ struct Meta {
     namespace: Option<String>,
 }
 
+const GATEWAY_V1: &str = "gateway.networking.k8s.io/v1";
+const GATEWAY_V1BETA1: &str = "gateway.networking.k8s.io/v1beta1";
+
 #[derive(Default)]
 struct Loader {
     out: Manifests,
+    /// Unknown kinds already warned about.
+    warned: HashSet<String>,
     /// (kind, namespace, name) → where it was first seen.
     seen: HashMap<(String, String, String), Origin>,
 }
@@ -187,15 +197,27 @@ impl Loader {
             (meta.api_version.as_str(), meta.kind.as_str()),
             ("v1", "Secret")
                 | ("v1", "Service")
+                | ("discovery.k8s.io/v1", "EndpointSlice")
+                | ("networking.k8s.io/v1", "Ingress")
                 | (API_VERSION, "Consumer")
                 | (API_VERSION, "OAuth2Client")
                 | (API_VERSION, "ProtectedRoute")
+                | (API_VERSION, "OAuth2Policy")
+                | (
+                    GATEWAY_V1,
+                    "GatewayClass" | "Gateway" | "HTTPRoute" | "ReferenceGrant"
+                )
+                | (GATEWAY_V1BETA1, "ReferenceGrant")
         );
         if !known {
-            self.out.warnings.push(format!(
-                "{origin}: ignoring {} {} (only Secrets, Services and {API_VERSION} resources are read)",
-                meta.api_version, meta.kind
-            ));
+            // One warning per unknown kind, not one per document.
+            let kind = format!("{} {}", meta.api_version, meta.kind);
+            if self.warned.insert(kind.clone()) {
+                self.out.warnings.push(format!(
+                    "{origin}: ignoring {kind} (and any further {} documents): not a kind Gatehouse reads",
+                    meta.kind
+                ));
+            }
             return Ok(());
         }
         let Some(name) = meta.metadata.name.clone().filter(|n| !n.is_empty()) else {
@@ -241,6 +263,35 @@ impl Loader {
                     .routes
                     .push(strict::<ProtectedRoute>("ProtectedRoute", &name, value)?)
             }
+            "OAuth2Policy" => {
+                input
+                    .policies
+                    .push(typed::<OAuth2Policy>("OAuth2Policy", &name, value)?)
+            }
+            "EndpointSlice" => {
+                input
+                    .endpoint_slices
+                    .push(typed::<EndpointSlice>("EndpointSlice", &name, value)?)
+            }
+            "Ingress" => input
+                .ingresses
+                .push(typed::<Ingress>("Ingress", &name, value)?),
+            "GatewayClass" => {
+                input
+                    .gateway_classes
+                    .push(typed::<GatewayClass>("GatewayClass", &name, value)?)
+            }
+            "Gateway" => input
+                .gateways
+                .push(typed::<Gateway>("Gateway", &name, value)?),
+            "HTTPRoute" => input
+                .http_routes
+                .push(typed::<HttpRoute>("HTTPRoute", &name, value)?),
+            "ReferenceGrant" => input.reference_grants.push(typed::<ReferenceGrant>(
+                "ReferenceGrant",
+                &name,
+                value,
+            )?),
             _ => unreachable!("filtered by `known` above"),
         }
         self.seen.insert(key, origin.clone());

@@ -88,6 +88,8 @@ pub struct Standalone {
     /// Seals `oauth2.login` client secrets; the in-process proxy holds the same key.
     pub login_key: Option<gatehouse_config::seal::LoginKey>,
     generated: BTreeMap<(String, String), Arc<Secret>>,
+    /// Certificates in force, kept for a Secret that turns bad.
+    certificates: Vec<gatehouse_config::snapshot::TlsCertificate>,
 }
 
 /// The result of one successful load.
@@ -105,6 +107,7 @@ impl Standalone {
             instance,
             login_key: None,
             generated: BTreeMap::new(),
+            certificates: Vec::new(),
         }
     }
 
@@ -123,6 +126,7 @@ impl Standalone {
             return Err(manifests.errors);
         }
         let mut input = manifests.input;
+        input.previous_certificates = self.certificates.clone();
         let mut options = Options::standalone(now);
         options.instance = self.instance.clone();
         options.login_key = self.login_key.clone();
@@ -154,6 +158,7 @@ impl Standalone {
             with_generated(&mut input, &self.generated);
             output = translate::translate(&input, &options, &mut rng);
         }
+        self.certificates = output.snapshot.certificates.clone();
         Ok(Loaded {
             output,
             generated,
@@ -353,6 +358,7 @@ fn watch(
         // The watcher stops when dropped: keep it in the task.
         let _watcher = watcher;
         let mut last_problems = BTreeSet::new();
+        let mut last_table = String::new();
         while changed_rx.recv().await.is_some() {
             tokio::time::sleep(SETTLE).await;
             while changed_rx.try_recv().is_ok() {}
@@ -360,7 +366,12 @@ fn watch(
                 Ok(loaded) => {
                     last_problems.clear();
                     let changed = publish(&tx, Arc::new(loaded.output.snapshot.clone()));
-                    if changed || !loaded.generated.is_empty() {
+                    // A status can change with the snapshot unchanged (a TLS Secret
+                    // turned bad keeps its previous certificate): report that too.
+                    let table = status_table(&loaded.output.statuses);
+                    let status_changed = table != last_table;
+                    last_table = table;
+                    if changed || status_changed || !loaded.generated.is_empty() {
                         eprintln!(
                             "Reloaded {}: revision {}",
                             dir.display(),

@@ -66,6 +66,16 @@ pub mod reason {
     /// The `login.oidc.issuerUrl` provider did not answer its discovery document (or
     /// its keys) when the controller checked; sign-in shows an error page until it does.
     pub const ISSUER_UNREACHABLE: &str = "IssuerUnreachable";
+    /// A TLS Secret (`tls.secretName`, Ingress `spec.tls`, Gateway `certificateRefs`)
+    /// does not exist; its hosts get the default certificate.
+    pub const TLS_SECRET_NOT_FOUND: &str = "TlsSecretNotFound";
+    /// A TLS Secret lacks `tls.crt`/`tls.key` or they are not PEM; the previous
+    /// certificate (if any) stays in use.
+    pub const TLS_SECRET_INVALID: &str = "TlsSecretInvalid";
+    /// An OAuth2Policy targets no existing object, or its `oauth2` block is invalid.
+    pub const POLICY_NOT_ACCEPTED: &str = "PolicyNotAccepted";
+    /// An Ingress backend, HTTPRoute backendRef or parentRef cannot be used.
+    pub const ROUTE_NOT_ACCEPTED: &str = "RouteNotAccepted";
 
     /// Every reason, for documentation and exhaustiveness tests.
     pub const ALL: &[&str] = &[
@@ -89,6 +99,10 @@ pub mod reason {
         LOGIN_SECRET_NOT_FOUND,
         LOGIN_KEY_MISSING,
         ISSUER_UNREACHABLE,
+        TLS_SECRET_NOT_FOUND,
+        TLS_SECRET_INVALID,
+        POLICY_NOT_ACCEPTED,
+        ROUTE_NOT_ACCEPTED,
     ];
 }
 

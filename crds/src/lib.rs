@@ -1,5 +1,5 @@
 //! Gatehouse custom resources (`gatehouse.dev/v1alpha1`): [`Consumer`],
-//! [`OAuth2Client`] and [`ProtectedRoute`], their shared status shape and conditions,
+//! [`OAuth2Client`], [`ProtectedRoute`] and [`OAuth2Policy`], their shared status shape and conditions,
 //! and the generated CustomResourceDefinitions.
 //!
 //! These types depend on kube and k8s-openapi but on nothing else of ours: the
@@ -8,8 +8,10 @@
 
 pub mod conditions;
 pub mod consumer;
+pub mod gateway_api;
 pub mod login;
 pub mod oauth2client;
+pub mod oauth2policy;
 pub mod protectedroute;
 pub mod refs;
 pub mod status;
@@ -20,9 +22,13 @@ use kube::CustomResourceExt;
 pub use consumer::{Consumer, ConsumerSpec, ConsumerStatus};
 pub use login::{ClientSecretRef, ConsentMode, LoginSpec, OidcSpec, RequiredClaim};
 pub use oauth2client::{ClientType, GrantType, OAuth2Client, OAuth2ClientSpec, OAuth2ClientStatus};
+pub use oauth2policy::{
+    AncestorRef, OAuth2Policy, OAuth2PolicySpec, OAuth2PolicyStatus, PolicyAncestorStatus,
+    PolicyTargetRef,
+};
 pub use protectedroute::{
     Backend, BackendProtocol, Method, OAuth2Spec, Pkce, ProtectedRoute, ProtectedRouteSpec,
-    ProtectedRouteStatus, RouteTimeouts, ScopeRule, ServiceBackend,
+    ProtectedRouteStatus, RouteTimeouts, RouteTls, ScopeRule, ServiceBackend,
 };
 pub use refs::{LocalRef, SecretKeyRef};
 pub use status::ObjectStatus;
@@ -39,6 +45,7 @@ pub fn crds() -> Vec<(&'static str, CustomResourceDefinition)> {
     vec![
         ("consumer.yaml", Consumer::crd()),
         ("oauth2client.yaml", OAuth2Client::crd()),
+        ("oauth2policy.yaml", OAuth2Policy::crd()),
         ("protectedroute.yaml", ProtectedRoute::crd()),
     ]
 }

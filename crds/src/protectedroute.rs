@@ -67,6 +67,18 @@ pub struct ProtectedRouteSpec {
     /// OAuth2 protection settings (Kong `oauth2` plugin config).
     #[serde(default)]
     pub oauth2: OAuth2Spec,
+    /// TLS certificate served for `hosts` (chosen by SNI).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<RouteTls>,
+}
+
+/// The certificate of a route's hosts.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RouteTls {
+    /// A `kubernetes.io/tls` Secret (keys `tls.crt`, `tls.key`) in the route's namespace.
+    #[schemars(length(min = 1, max = 253))]
+    pub secret_name: String,
 }
 
 /// The upstream of a route: a Service in the cluster, or a URL in standalone mode.

@@ -112,7 +112,7 @@ fn mk_snapshot(upstream: SocketAddr) -> Snapshot {
             },
             timeouts: Default::default(),
             oauth2: Some(oauth),
-            auth_only: false,
+            ..Default::default()
         }],
         consumers: vec![Consumer {
             id: "default/shoeflyshoe".into(),

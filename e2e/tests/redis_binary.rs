@@ -39,6 +39,7 @@ fn mk_snapshot(upstream: &str) -> Snapshot {
                 accept_http_if_already_terminated: true,
                 ..RouteOAuth2::default()
             }),
+            ..Default::default()
         }],
         consumers: vec![Consumer {
             id: "default/shoe-fly-shoe".into(),
@@ -55,6 +56,7 @@ fn mk_snapshot(upstream: &str) -> Snapshot {
             grant_types: vec![],
             scopes: None,
         }],
+        ..Default::default()
     }
 }
 

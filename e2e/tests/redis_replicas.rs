@@ -81,6 +81,7 @@ fn mk_snapshot(upstream: SocketAddr, revision: &str, path: &str) -> Snapshot {
                 accept_http_if_already_terminated: true,
                 ..RouteOAuth2::default()
             }),
+            ..Default::default()
         }],
         consumers: vec![Consumer {
             id: "default/shoe-fly-shoe".into(),
@@ -97,6 +98,7 @@ fn mk_snapshot(upstream: SocketAddr, revision: &str, path: &str) -> Snapshot {
             grant_types: vec![],
             scopes: None,
         }],
+        ..Default::default()
     }
 }
 

@@ -11,6 +11,7 @@ use crate::catalog::Catalog;
 use crate::enforce::{compile_rules, Rule};
 use crate::router::Router;
 use crate::source::ConfigRx;
+use crate::tls::sni::CertTable;
 use crate::upstream::UpstreamSet;
 use crate::Snapshot;
 
@@ -26,6 +27,8 @@ pub struct Compiled {
     pub loaded_at: u64,
     /// Scope rules of each route (empty without OAuth2), same index as `snapshot.routes`.
     pub rules: Vec<Vec<Rule>>,
+    /// Certificates by SNI.
+    pub certs: CertTable,
 }
 
 /// Receiving end of compiled configs (`None` until the first snapshot arrives).
@@ -37,6 +40,16 @@ impl Compiled {
     /// Compile a snapshot. Unusable parts (a malformed endpoint URL) are logged and
     /// left out; they never make the whole snapshot fail.
     pub fn new(snapshot: Arc<Snapshot>) -> Self {
+        Self::with_previous(snapshot, None)
+    }
+
+    /// Compile, reusing the certificates `previous` compiled where their PEM is
+    /// unchanged, and keeping its certificate for an id whose new PEM does not load.
+    pub fn with_previous(snapshot: Arc<Snapshot>, previous: Option<&Compiled>) -> Self {
+        let (certs, problems) = CertTable::new(&snapshot.certificates, previous.map(|p| &p.certs));
+        for problem in problems {
+            tracing::warn!(%problem, "TLS certificate not loaded; keeping the previous one if any");
+        }
         let router = Router::new(&snapshot.routes);
         let catalog = Catalog::new(&snapshot);
         let upstreams = snapshot
@@ -67,6 +80,7 @@ impl Compiled {
             upstreams,
             loaded_at: crate::server::pipeline::unix_now(),
             rules,
+            certs,
         }
     }
 }
@@ -98,7 +112,8 @@ pub async fn follow(
         }
         let revision = snapshot.revision.clone();
         let routes = snapshot.routes.len();
-        let compiled = Arc::new(Compiled::new(snapshot));
+        let previous = out.borrow().clone();
+        let compiled = Arc::new(Compiled::with_previous(snapshot, previous.as_deref()));
         out.send_replace(Some(compiled));
         reloads.inc();
         tracing::info!(%revision, routes, "Configuration loaded");

@@ -365,7 +365,7 @@ mod tests {
             },
             timeouts: Default::default(),
             oauth2: Some(oauth.clone()),
-            auth_only: false,
+            ..Default::default()
         };
         (route, oauth)
     }

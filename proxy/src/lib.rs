@@ -17,6 +17,7 @@ pub mod cli;
 pub mod compiled;
 pub mod enforce;
 pub mod error;
+pub mod filters;
 pub mod forwarded;
 pub mod grpc;
 pub mod headers;

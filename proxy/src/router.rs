@@ -5,17 +5,20 @@
 //! handful of hash probes whatever the number of routes (10,000 routes are fine).
 //!
 //! Precedence, the same as Gateway API and Kong: the most specific host class that has
-//! a matching path wins (exact host, then wildcard, then any host); within it the
-//! longest path prefix wins; an exact tie goes to the route listed first.
+//! a matching path wins (exact host, then wildcard, then any host); within it an exact
+//! path beats any prefix and the longest prefix wins; among routes for the same path,
+//! a method condition, then more header conditions, then more query conditions win;
+//! an exact tie goes to the route listed first. A route whose conditions do not hold
+//! is skipped and the search goes on (shorter prefixes, less specific hosts).
 
 use std::borrow::Cow;
 use std::collections::HashMap;
 
 use gatehouse_config::path::{normalize_path, normalize_prefix};
 use http::header::HOST;
-use http::{HeaderMap, HeaderValue, Uri};
+use http::{HeaderMap, HeaderValue, Method, Uri};
 
-use crate::config::Route;
+use crate::config::{Conditions, PathMatch, Route};
 
 /// A request matched to a route: the first step of the pipeline.
 #[derive(Debug)]
@@ -51,15 +54,28 @@ impl Routed<'_> {
     }
 }
 
-/// Match a request (its URI and headers) against `router`: normalize the path once,
-/// take the host from the authority or `Host`, and find the route.
-pub fn route<'u>(router: &Router, uri: &'u Uri, headers: &HeaderMap) -> Option<Routed<'u>> {
+/// Match a request (method, URI and headers) against `router`: normalize the path once,
+/// take the host from the authority or `Host`, and find the route whose conditions the
+/// request meets. The one matching function of the proxy: the request pipeline and the
+/// external-authorization endpoints both call it.
+pub fn route<'u>(
+    router: &Router,
+    method: &Method,
+    uri: &'u Uri,
+    headers: &HeaderMap,
+) -> Option<Routed<'u>> {
     let host: Option<HeaderValue> = match uri.authority() {
         Some(a) => HeaderValue::from_str(a.as_str()).ok(),
         None => headers.get(HOST).cloned(),
     };
     let path = normalize_path(uri.path());
-    let matched = router.lookup(host.as_ref().and_then(|h| h.to_str().ok()), &path)?;
+    let facts = RequestFacts {
+        method,
+        headers,
+        query: uri.query(),
+    };
+    let host_str = host.as_ref().and_then(|h| h.to_str().ok());
+    let matched = router.lookup_request(host_str, &path, &facts)?;
     Some(Routed {
         index: matched.index,
         path,
@@ -90,20 +106,75 @@ impl RouteMatch {
     }
 }
 
-/// Path prefixes of one host class, keyed by normalized prefix.
+/// What a route's conditions look at in a request.
+#[derive(Clone, Copy)]
+pub struct RequestFacts<'r> {
+    pub method: &'r http::Method,
+    pub headers: &'r http::HeaderMap,
+    pub query: Option<&'r str>,
+}
+
+impl RequestFacts<'_> {
+    fn satisfies(&self, c: &Conditions) -> bool {
+        if let Some(m) = &c.method {
+            if self.method.as_str() != m {
+                return false;
+            }
+        }
+        let headers_ok = c.headers.iter().all(|h| {
+            self.headers
+                .get_all(h.name.as_str())
+                .iter()
+                .any(|v| v.as_bytes() == h.value.as_bytes())
+        });
+        let query_ok = c.query.iter().all(|q| {
+            self.query.is_some_and(|query| {
+                form_urlencoded::parse(query.as_bytes()).any(|(k, v)| k == q.name && v == q.value)
+            })
+        });
+        headers_ok && query_ok
+    }
+}
+
+/// Routes of one host class: exact paths and path prefixes (normalized), each with
+/// its candidates in precedence order.
 #[derive(Debug, Default)]
 struct PathTable {
-    prefixes: HashMap<Box<str>, usize>,
+    exact: HashMap<Box<str>, Vec<usize>>,
+    prefixes: HashMap<Box<str>, Vec<usize>>,
 }
 
 impl PathTable {
-    fn insert(&mut self, prefix: &str, index: usize) {
-        // First route wins a tie: later duplicates are ignored.
-        self.prefixes.entry(prefix.into()).or_insert(index);
+    fn insert(&mut self, exact: bool, path: &str, index: usize) {
+        let table = if exact {
+            &mut self.exact
+        } else {
+            &mut self.prefixes
+        };
+        let list = table.entry(path.into()).or_default();
+        if !list.contains(&index) {
+            list.push(index);
+        }
     }
 
-    /// Longest prefix of `path` (on a segment boundary) present in the table.
-    fn lookup(&self, path: &str) -> Option<RouteMatch> {
+    fn is_empty(&self) -> bool {
+        self.exact.is_empty() && self.prefixes.is_empty()
+    }
+
+    /// Exact path first, then the longest prefix of `path` (on a segment boundary);
+    /// at each, the first candidate whose conditions hold.
+    fn lookup(&self, path: &str, ok: &dyn Fn(usize) -> bool) -> Option<RouteMatch> {
+        if self.is_empty() {
+            return None;
+        }
+        if let Some(list) = self.exact.get(path) {
+            if let Some(&index) = list.iter().find(|&&i| ok(i)) {
+                return Some(RouteMatch {
+                    index,
+                    prefix_len: path.len(),
+                });
+            }
+        }
         if self.prefixes.is_empty() {
             return None;
         }
@@ -111,15 +182,34 @@ impl PathTable {
         loop {
             let candidate = &path[..end];
             let key = if candidate.is_empty() { "/" } else { candidate };
-            if let Some(&index) = self.prefixes.get(key) {
-                let prefix_len = if key == "/" { 0 } else { end };
-                return Some(RouteMatch { index, prefix_len });
+            if let Some(list) = self.prefixes.get(key) {
+                if let Some(&index) = list.iter().find(|&&i| ok(i)) {
+                    let prefix_len = if key == "/" { 0 } else { end };
+                    return Some(RouteMatch { index, prefix_len });
+                }
             }
             if end == 0 {
                 return None;
             }
             // Next shorter candidate ends just before the previous '/'.
             end = candidate.rfind('/').unwrap_or(0);
+        }
+    }
+
+    /// Order candidates as the Gateway API does for equal paths: a method match,
+    /// then more header matches, then more query matches, then listing order.
+    fn sort(&mut self, routes: &[Route]) {
+        let rank = |i: &usize| {
+            let c = &routes[*i].conditions;
+            (
+                std::cmp::Reverse(c.method.is_some()),
+                std::cmp::Reverse(c.headers.len()),
+                std::cmp::Reverse(c.query.len()),
+                *i,
+            )
+        };
+        for list in self.exact.values_mut().chain(self.prefixes.values_mut()) {
+            list.sort_by_key(rank);
         }
     }
 }
@@ -131,6 +221,8 @@ pub struct Router {
     /// Keyed by the suffix after `*.` (`example.com` for `*.example.com`).
     wildcard: HashMap<Box<str>, PathTable>,
     any_host: PathTable,
+    /// Per route: its conditions, when it has any.
+    conditions: Vec<Option<Conditions>>,
 }
 
 impl Router {
@@ -138,8 +230,15 @@ impl Router {
     pub fn new(routes: &[Route]) -> Self {
         let mut router = Router::default();
         for (index, route) in routes.iter().enumerate() {
-            let prefixes: Vec<String> = if route.paths.is_empty() {
+            let exact_path = route.path_match == PathMatch::Exact;
+            let paths: Vec<String> = if route.paths.is_empty() {
                 vec!["/".to_owned()]
+            } else if exact_path {
+                route
+                    .paths
+                    .iter()
+                    .map(|p| normalize_path(p).into_owned())
+                    .collect()
             } else {
                 route.paths.iter().map(|p| normalize_prefix(p)).collect()
             };
@@ -152,43 +251,83 @@ impl Router {
                     None => exact_keys.push(host),
                 }
             }
-            for prefix in &prefixes {
+            for path in &paths {
                 if route.hosts.is_empty() {
-                    router.any_host.insert(prefix, index);
+                    router.any_host.insert(exact_path, path, index);
                 }
                 for key in &exact_keys {
                     router
                         .exact
                         .entry(key.as_str().into())
                         .or_default()
-                        .insert(prefix, index);
+                        .insert(exact_path, path, index);
                 }
                 for key in &wildcard_keys {
                     router
                         .wildcard
                         .entry(key.as_str().into())
                         .or_default()
-                        .insert(prefix, index);
+                        .insert(exact_path, path, index);
                 }
             }
+            router
+                .conditions
+                .push(Some(route.conditions.clone()).filter(|c| !c.is_empty()));
+        }
+        for table in router
+            .exact
+            .values_mut()
+            .chain(router.wildcard.values_mut())
+            .chain(std::iter::once(&mut router.any_host))
+        {
+            table.sort(routes);
         }
         router
     }
 
     /// Find the route for `host` (raw `Host`/authority value, port allowed, any case)
-    /// and an already [normalized](gatehouse_config::path::normalize_path) `path`.
+    /// and an already [normalized](gatehouse_config::path::normalize_path) `path`. Routes with conditions
+    /// never match here; see [`Router::lookup_request`].
     pub fn lookup(&self, host: Option<&str>, path: &str) -> Option<RouteMatch> {
+        self.find(host, path, &|i| self.conditions[i].is_none())
+    }
+
+    /// Like [`Router::lookup`], checking routes' method, header and query conditions
+    /// against the request.
+    pub fn lookup_request(
+        &self,
+        host: Option<&str>,
+        path: &str,
+        request: &RequestFacts<'_>,
+    ) -> Option<RouteMatch> {
+        self.find(host, path, &|i| {
+            self.conditions[i]
+                .as_ref()
+                .is_none_or(|c| request.satisfies(c))
+        })
+    }
+
+    fn find(
+        &self,
+        host: Option<&str>,
+        path: &str,
+        ok: &dyn Fn(usize) -> bool,
+    ) -> Option<RouteMatch> {
         if let Some(host) = host.map(normalize_host) {
-            if let Some(m) = self.exact.get(host.as_ref()).and_then(|t| t.lookup(path)) {
+            if let Some(m) = self
+                .exact
+                .get(host.as_ref())
+                .and_then(|t| t.lookup(path, ok))
+            {
                 return Some(m);
             }
             if let Some((_, parent)) = host.split_once('.') {
-                if let Some(m) = self.wildcard.get(parent).and_then(|t| t.lookup(path)) {
+                if let Some(m) = self.wildcard.get(parent).and_then(|t| t.lookup(path, ok)) {
                     return Some(m);
                 }
             }
         }
-        self.any_host.lookup(path)
+        self.any_host.lookup(path, ok)
     }
 }
 
@@ -232,9 +371,7 @@ mod tests {
                 response_timeout_ms: 1000,
                 ..Default::default()
             },
-            timeouts: Default::default(),
-            oauth2: None,
-            auth_only: false,
+            ..Default::default()
         }
     }
 
@@ -355,6 +492,45 @@ mod tests {
             Some("r9942")
         );
         assert_eq!(r.lookup(Some("h41.example.com"), "/svc9942/x"), None);
+    }
+
+    #[test]
+    fn exact_paths_and_more_specific_conditions_win_as_in_gateway_api() {
+        use crate::config::{Conditions, NameValue};
+        let mut exact = mk_route("exact", &[], &["/a"]);
+        exact.path_match = PathMatch::Exact;
+        let mut header = mk_route("header", &[], &["/a"]);
+        header.conditions = Conditions {
+            headers: vec![NameValue {
+                name: "x-v".into(),
+                value: "2".into(),
+            }],
+            ..Conditions::default()
+        };
+        let mut method = mk_route("method", &[], &["/a"]);
+        method.conditions.method = Some("POST".into());
+        let routes = vec![mk_route("plain", &[], &["/a"]), header, method, exact];
+        let r = Router::new(&routes);
+        let mut headers = http::HeaderMap::new();
+        let get = http::Method::GET;
+        let post = http::Method::POST;
+        let at = |m: &http::Method, h: &http::HeaderMap, path: &str| {
+            let facts = RequestFacts {
+                method: m,
+                headers: h,
+                query: None,
+            };
+            r.lookup_request(None, path, &facts)
+                .map(|x| routes[x.index].id.as_str())
+        };
+        assert_eq!(at(&get, &headers, "/a"), Some("exact"));
+        assert_eq!(at(&get, &headers, "/a/b"), Some("plain"));
+        headers.insert("x-v", http::HeaderValue::from_static("2"));
+        assert_eq!(at(&get, &headers, "/a/b"), Some("header"));
+        // A method match outranks header matches.
+        assert_eq!(at(&post, &headers, "/a/b"), Some("method"));
+        // Plain lookup never picks a route with conditions.
+        assert_eq!(id(&routes, &r, None, "/a/b"), Some("plain"));
     }
 
     #[test]

@@ -1,10 +1,13 @@
 //! TLS termination with rustls: load a PEM certificate chain and key, offer HTTP/2 and
-//! HTTP/1.1 through ALPN.
+//! HTTP/1.1 through ALPN. The certificate is chosen per handshake by SNI ([`sni`]).
+
+pub mod sni;
 
 use std::path::Path;
 use std::sync::Arc;
 
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
 use tokio_rustls::TlsAcceptor;
 
@@ -25,17 +28,28 @@ pub enum TlsError {
     Config(#[from] rustls::Error),
 }
 
-/// A TLS acceptor for the certificate chain and private key in these PEM files.
-pub fn acceptor(cert_path: &Path, key_path: &Path) -> Result<TlsAcceptor, TlsError> {
+/// The default certificate (PEM files), served when no snapshot certificate matches
+/// the client's SNI; see [`sni_acceptor`].
+pub fn load_default(cert_path: &Path, key_path: &Path) -> Result<Arc<CertifiedKey>, TlsError> {
     let certs = load_certs(cert_path)?;
     let key = load_key(key_path)?;
+    let provider = rustls::crypto::ring::default_provider();
+    Ok(Arc::new(CertifiedKey::from_der(certs, key, &provider)?))
+}
+
+/// A TLS acceptor choosing the certificate by SNI from the current compiled snapshot,
+/// with `default` for unknown or absent names.
+pub fn sni_acceptor(
+    compiled: crate::compiled::CompiledRx,
+    default: Arc<CertifiedKey>,
+) -> Result<TlsAcceptor, TlsError> {
     // Name the provider explicitly so a second crypto backend elsewhere in the
     // dependency graph can never make the process-default choice ambiguous.
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
-        .with_single_cert(certs, key)?;
+        .with_cert_resolver(Arc::new(sni::SniResolver::new(compiled, default)));
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(config)))
 }

@@ -27,6 +27,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use crate::body::ProxyBody;
 use crate::config::{Route, Timeouts, Upstream, UpstreamProtocol};
 use crate::error::Rejection;
+use crate::filters;
 use crate::forwarded::ConnInfo;
 use crate::headers::strip_hop_by_hop;
 use crate::router::Routed;
@@ -64,18 +65,28 @@ pub async fn forward(
     trace: &mut Trace,
 ) -> Result<Response<ProxyBody>, Rejection> {
     let endpoint = upstreams.pick()?;
-    let upstream_path = if route.strip_path {
-        routed.suffix()
-    } else {
-        &routed.path
+    let rewrite = route.filters.rewrite.as_ref();
+    // A rewrite applies to the path routing checked (already normalized).
+    let rewritten = rewrite
+        .and_then(|r| r.path.as_ref())
+        .map(|rw| filters::rewrite_path(rw, &routed.path, routed.prefix_len));
+    let upstream_path = match &rewritten {
+        Some(p) => p.as_str(),
+        None if route.strip_path => routed.suffix(),
+        None => &routed.path,
     };
     // Enforcement may have rewritten the query (hide_credentials), so read it here.
     let target = endpoint.origin_uri(upstream_path, parts.uri.query())?;
     let upgrade = tunnel::requested(parts.version, &parts.method, &parts.headers);
     strip_hop_by_hop(&mut parts.headers);
     conn.set_forwarded_headers(&mut parts.headers, routed.host.as_ref());
-    let upstream_host = match (&routed.host, route.preserve_host) {
-        (Some(h), true) => h.clone(),
+    filters::edit_request_headers(&mut parts.headers, &route.filters.request_headers);
+    let rewrite_host = rewrite
+        .and_then(|r| r.hostname.as_deref())
+        .and_then(|h| HeaderValue::from_str(h).ok());
+    let upstream_host = match (rewrite_host, &routed.host, route.preserve_host) {
+        (Some(h), _, _) => h,
+        (None, Some(h), true) => h.clone(),
         _ => endpoint.host().clone(),
     };
     parts.headers.insert(HOST, upstream_host);
@@ -88,6 +99,7 @@ pub async fn forward(
             .await?;
         trace.elapsed = Some(sent_at.elapsed());
         strip_hop_by_hop(resp.headers_mut());
+        filters::edit_response_headers(resp.headers_mut(), &route.filters.response_headers);
         return Ok(resp.map(Either::Left));
     };
     tunnel::restore_headers(&mut parts.headers, protocol);
@@ -146,6 +158,8 @@ pub struct Endpoint {
     /// Pool key: connections are shared only between identical scheme/authority/protocol.
     key: String,
     health: EndpointHealth,
+    /// Share of the traffic relative to the other endpoints (Gateway API `weight`).
+    weight: u32,
 }
 
 impl Endpoint {
@@ -192,6 +206,7 @@ impl Endpoint {
             tls,
             h2,
             key,
+            weight: 1,
             health: EndpointHealth::default(),
         })
     }
@@ -245,6 +260,8 @@ impl Endpoint {
 #[derive(Debug)]
 pub struct UpstreamSet {
     endpoints: Vec<Endpoint>,
+    /// Running sums of the endpoints' weights (empty when all weigh the same).
+    cumulative: Vec<u64>,
     next: AtomicUsize,
     tls: Option<ClientTls>,
     connect_timeout: Duration,
@@ -262,9 +279,16 @@ impl UpstreamSet {
     pub fn new(upstream: &Upstream, timeouts: &Timeouts) -> (Self, Vec<String>) {
         let mut endpoints = Vec::new();
         let mut problems = Vec::new();
-        for url in &upstream.endpoints {
+        let weighted = upstream.weights.len() == upstream.endpoints.len();
+        if !upstream.weights.is_empty() && !weighted {
+            problems.push("weights do not match endpoints; using equal weights".to_owned());
+        }
+        for (i, url) in upstream.endpoints.iter().enumerate() {
+            let weight = if weighted { upstream.weights[i] } else { 1 };
             match Endpoint::parse(url, upstream.protocol) {
-                Ok(e) => endpoints.push(e),
+                // Weight 0 keeps an endpoint out of rotation (Gateway API).
+                Ok(_) if weight == 0 => {}
+                Ok(e) => endpoints.push(Endpoint { weight, ..e }),
                 Err(p) => problems.push(p),
             }
         }
@@ -292,8 +316,20 @@ impl UpstreamSet {
                 }
             }
         }
+        let cumulative = if endpoints.iter().all(|e| e.weight == 1) {
+            Vec::new()
+        } else {
+            endpoints
+                .iter()
+                .scan(0u64, |sum, e| {
+                    *sum += u64::from(e.weight);
+                    Some(*sum)
+                })
+                .collect()
+        };
         let set = UpstreamSet {
             endpoints,
+            cumulative,
             next: AtomicUsize::new(0),
             tls,
             connect_timeout: Duration::from_millis(upstream.connect_timeout_ms),
@@ -322,7 +358,16 @@ impl UpstreamSet {
         if n == 0 {
             return Err(Rejection::NoEndpoints);
         }
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let ticket = self.next.fetch_add(1, Ordering::Relaxed);
+        // Weighted: the ticket falls into one endpoint's share of the total; from
+        // there the search for an available endpoint is the same as round robin.
+        let start = match self.cumulative.last() {
+            None => ticket,
+            Some(&total) => {
+                let point = ticket as u64 % total;
+                self.cumulative.partition_point(|&c| c <= point)
+            }
+        };
         for i in 0..n {
             let endpoint = &self.endpoints[(start + i) % n];
             if endpoint.health.available() {
@@ -639,6 +684,25 @@ mod tests {
             &Timeouts::default(),
         );
         assert_eq!(empty.pick().unwrap_err(), Rejection::NoEndpoints);
+    }
+
+    #[test]
+    fn weighted_endpoints_get_their_share_and_weight_zero_gets_none() {
+        let up = Upstream {
+            endpoints: vec![
+                "http://a:1".into(),
+                "http://b:2".into(),
+                "http://c:3".into(),
+            ],
+            weights: vec![1, 3, 0],
+            ..Default::default()
+        };
+        let (set, problems) = UpstreamSet::new(&up, &Timeouts::default());
+        assert!(problems.is_empty());
+        let picks: Vec<_> = (0..8).map(|_| set.pick().unwrap().host().clone()).collect();
+        let a = picks.iter().filter(|h| *h == "a:1").count();
+        let b = picks.iter().filter(|h| *h == "b:2").count();
+        assert_eq!((a, b), (2, 6));
     }
 
     #[test]

@@ -571,11 +571,13 @@ async fn missing_crds_stop_the_controller_with_an_install_hint() {
         Call::new(Method::GET, "/apis/gatehouse.dev/v1alpha1/oauth2clients").fail(404, "NotFound"),
         Call::new(Method::GET, "/apis/gatehouse.dev/v1alpha1/protectedroutes")
             .fail(404, "NotFound"),
+        Call::new(Method::GET, "/apis/gatehouse.dev/v1alpha1/oauth2policies").fail(404, "NotFound"),
     ]);
     let err = bounded(run::check_crds(&client, None)).await.unwrap_err();
     assert!(matches!(err, Error::CrdsMissing { .. }));
     let msg = err.to_string();
     assert!(msg.contains("consumers.gatehouse.dev"), "{msg}");
+    assert!(msg.contains("oauth2policies.gatehouse.dev"), "{msg}");
     assert!(msg.contains("gatehouse crds | kubectl apply"), "{msg}");
     verifier.await.unwrap();
 }

@@ -101,6 +101,15 @@ pub struct ControllerArgs {
     /// seals `oauth2.login` client secrets into the snapshot.
     #[arg(long, value_name = "PATH", env = "GATEHOUSE_LOGIN_KEY_FILE")]
     pub login_key_file: Option<PathBuf>,
+
+    /// Ingress class served (`ingressClassName`, or the legacy annotation).
+    #[arg(long, value_name = "NAME", default_value = crate::translate::DEFAULT_INGRESS_CLASS)]
+    pub ingress_class: String,
+
+    /// Address written to served Ingresses' `status.loadBalancer` (the proxy Service's
+    /// external IP or host name); repeat for several.
+    #[arg(long, value_name = "IP|HOST")]
+    pub ingress_status_address: Vec<String>,
 }
 
 impl ControllerArgs {

@@ -37,7 +37,7 @@ impl Scope {
         }
     }
 
-    fn api<K>(&self, client: &Client) -> Api<Lenient<K>>
+    pub(crate) fn api<K>(&self, client: &Client) -> Api<Lenient<K>>
     where
         K: Resource<Scope = NamespaceResourceScope>,
         K::DynamicType: Default,
@@ -57,6 +57,8 @@ pub struct Caches {
     pub secrets: Arc<Cache<Secret>>,
     pub services: Arc<Cache<Service>>,
     pub endpoint_slices: Arc<Cache<EndpointSlice>>,
+    /// Gateway API, Ingress, OAuth2Policy and TLS Secrets.
+    pub sources: super::sources::SourceCaches,
 }
 
 impl Default for Caches {
@@ -68,6 +70,7 @@ impl Default for Caches {
             secrets: Arc::new(Cache::new("Secret")),
             services: Arc::new(Cache::new("Service")),
             endpoint_slices: Arc::new(Cache::new("EndpointSlice")),
+            sources: Default::default(),
         }
     }
 }
@@ -82,18 +85,22 @@ impl Caches {
             && self.secrets.is_synced()
             && self.services.is_synced()
             && self.endpoint_slices.is_synced()
+            && self.sources.synced()
     }
 
     /// The translate input: every cached object.
     pub fn input(&self) -> Input {
-        Input {
+        let mut input = Input {
             consumers: self.consumers.list(),
             clients: self.clients.list(),
             routes: self.routes.list(),
             secrets: self.secrets.list(),
             services: self.services.list(),
             endpoint_slices: self.endpoint_slices.list(),
-        }
+            ..Input::default()
+        };
+        self.sources.fill(&mut input);
+        input
     }
 
     /// The status the cluster shows for `object` (same uid), if any.
@@ -118,6 +125,7 @@ impl Caches {
                 .get(ns, name)
                 .filter(|k| same_uid(&**k, object))
                 .and_then(|k| k.status.clone().map(Status::ProtectedRoute)),
+            _ => self.sources.current_status(object),
         }
     }
 
@@ -136,7 +144,10 @@ impl Caches {
             .labels(CREDENTIALS_LABEL)
             .any_semantic();
         let everything = watcher::Config::default().any_semantic();
-        vec![
+        let mut tasks = self
+            .sources
+            .spawn_watchers(client, scope, &changes, &metrics);
+        tasks.extend([
             spawn(
                 scope.api(client),
                 ours.clone(),
@@ -173,7 +184,8 @@ impl Caches {
                 &changes,
                 &metrics,
             ),
-        ]
+        ]);
+        tasks
     }
 }
 

@@ -27,6 +27,7 @@ pub mod reconcile;
 pub mod referenced;
 pub mod run;
 pub mod secrets;
+pub mod sources;
 pub mod status;
 pub mod watch;
 pub mod writes;

@@ -52,6 +52,10 @@ pub struct Controller {
     pub(super) login_key: Option<gatehouse_config::seal::LoginKey>,
     /// Whether the `oauth2.login` providers answer (`IssuerUnreachable`).
     pub(super) issuers: crate::issuers::IssuerProbe,
+    /// `--ingress-class`.
+    pub(super) ingress_class: String,
+    /// `--ingress-status-address`, as Ingress status entries.
+    pub(super) load_balancer: Vec<k8s_openapi::api::networking::v1::IngressLoadBalancerIngress>,
 }
 
 /// What a pass asks of the next one.
@@ -149,6 +153,8 @@ impl Controller {
         let mut options = Options::cluster(Time(Timestamp::now()));
         options.instance = self.scope.instance.clone();
         options.login_key = self.login_key.clone();
+        options.ingress_class = self.ingress_class.clone();
+        options.load_balancer = self.load_balancer.clone();
         options.unreachable_issuers = self
             .issuers
             .unreachable(&crate::issuers::issuers_of(&input))

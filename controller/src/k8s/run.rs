@@ -28,7 +28,12 @@ use crate::translate::Kind;
 /// and retrying forever), and with an RBAC hint when they may not be read.
 pub async fn check_crds(client: &Client, namespace: Option<&str>) -> Result<()> {
     let mut missing = Vec::new();
-    for kind in [Kind::Consumer, Kind::OAuth2Client, Kind::ProtectedRoute] {
+    for kind in [
+        Kind::Consumer,
+        Kind::OAuth2Client,
+        Kind::ProtectedRoute,
+        Kind::OAuth2Policy,
+    ] {
         let ar = api_resource(kind);
         let api: Api<DynamicObject> = match namespace {
             Some(ns) => Api::namespaced_with(client.clone(), ns, &ar),
@@ -140,6 +145,19 @@ pub async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
             .map(gatehouse_config::seal::LoginKey::from_file)
             .transpose()
             .context("--login-key-file")?,
+        ingress_class: args.ingress_class.clone(),
+        load_balancer: args
+            .ingress_status_address
+            .iter()
+            .map(|a| {
+                let ip = a.parse::<std::net::IpAddr>().is_ok();
+                k8s_openapi::api::networking::v1::IngressLoadBalancerIngress {
+                    ip: ip.then(|| a.clone()),
+                    hostname: (!ip).then(|| a.clone()),
+                    ..Default::default()
+                }
+            })
+            .collect(),
         timing: Timing {
             debounce: args.debounce,
             resync: args.resync,

@@ -10,7 +10,9 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use gatehouse_crds::{conditions, Consumer, OAuth2Client, ProtectedRoute};
+use gatehouse_crds::gateway_api::{Gateway, GatewayClass, HttpRoute};
+use gatehouse_crds::{conditions, Consumer, OAuth2Client, OAuth2Policy, ProtectedRoute};
+use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{ApiResource, DynamicObject, Patch, PatchParams};
 use kube::{Api, Client};
 
@@ -23,6 +25,11 @@ pub fn api_resource(kind: Kind) -> ApiResource {
         Kind::Consumer => ApiResource::erase::<Consumer>(&()),
         Kind::OAuth2Client => ApiResource::erase::<OAuth2Client>(&()),
         Kind::ProtectedRoute => ApiResource::erase::<ProtectedRoute>(&()),
+        Kind::OAuth2Policy => ApiResource::erase::<OAuth2Policy>(&()),
+        Kind::GatewayClass => ApiResource::erase::<GatewayClass>(&()),
+        Kind::Gateway => ApiResource::erase::<Gateway>(&()),
+        Kind::HttpRoute => ApiResource::erase::<HttpRoute>(&()),
+        Kind::Ingress => ApiResource::erase::<Ingress>(&()),
     }
 }
 
@@ -46,7 +53,7 @@ pub fn same(a: &Status, b: &Status) -> bool {
 /// The server-side apply body for one object's status: only the fields Gatehouse owns.
 pub fn apply_body(status: &ObjectStatus) -> serde_json::Value {
     serde_json::json!({
-        "apiVersion": gatehouse_crds::API_VERSION,
+        "apiVersion": api_resource(status.object.kind).api_version,
         "kind": status.object.kind.as_str(),
         "status": status.status.to_json(),
     })
@@ -56,8 +63,13 @@ pub fn apply_body(status: &ObjectStatus) -> serde_json::Value {
 /// (Gatehouse is their only rightful writer).
 pub async fn apply(client: &Client, status: &ObjectStatus, timeout: Duration) -> Result<()> {
     let o = &status.object;
-    let api: Api<DynamicObject> =
-        Api::namespaced_with(client.clone(), &o.namespace, &api_resource(o.kind));
+    let ar = api_resource(o.kind);
+    // GatewayClass is the one cluster-scoped kind translate reports on.
+    let api: Api<DynamicObject> = if o.kind == Kind::GatewayClass {
+        Api::all_with(client.clone(), &ar)
+    } else {
+        Api::namespaced_with(client.clone(), &o.namespace, &ar)
+    };
     let params = PatchParams::apply(FIELD_MANAGER).force();
     let body = apply_body(status);
     bounded(

@@ -141,6 +141,11 @@ impl<K: Resource> Cache<K> {
         cache
     }
 
+    /// Mark an empty cache synced: the kind does not exist in this cluster.
+    pub fn mark_synced_empty(&self) {
+        self.synced.store(true, Ordering::Release);
+    }
+
     /// The kind this cache holds.
     pub fn kind(&self) -> &'static str {
         self.kind

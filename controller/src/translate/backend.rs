@@ -65,7 +65,7 @@ fn url_endpoint(raw: &str, v: &mut Verdict) -> Vec<String> {
     Vec::new()
 }
 
-fn service_endpoints(
+pub fn service_endpoints(
     ctx: &Context<'_>,
     namespace: &str,
     backend: &ServiceBackend,

@@ -6,9 +6,9 @@
 //! Any problem leaves the route in the snapshot with sign-in off (its login pages say
 //! sign-in is unavailable; nothing is ever accepted) and `Ready=False` with a reason.
 
+use gatehouse_config::snapshot as config;
 use gatehouse_crds::conditions::reason;
 use gatehouse_crds::{ConsentMode, LoginSpec};
-use gatehouse_proxy::config;
 
 use super::object::{Context, Verdict};
 use super::secrets;

@@ -14,25 +14,39 @@
 //! - secrets and provision keys appear in the snapshot only as SHA-256 hex digests.
 
 mod backend;
+mod claims;
 mod clients;
 mod consumers;
 mod duration;
+mod gateway;
+#[cfg(test)]
+mod gateway_tests;
+mod grants;
+mod httproute;
+mod ingress;
 mod login;
 mod object;
+mod policy;
 mod routes;
 mod secrets;
 #[cfg(test)]
 mod tests;
+mod tls;
 
 use std::sync::Arc;
 
-use gatehouse_config::snapshot::{Snapshot, FORMAT_VERSION};
+use gatehouse_config::snapshot::{Snapshot, TlsCertificate, FORMAT_VERSION};
+use gatehouse_crds::gateway_api::{
+    Gateway, GatewayClass, GatewayClassStatus, GatewayStatus, HttpRoute, HttpRouteStatus,
+    ReferenceGrant,
+};
 use gatehouse_crds::{
-    conditions, Consumer, ConsumerStatus, OAuth2Client, OAuth2ClientStatus, ProtectedRoute,
-    ProtectedRouteStatus,
+    conditions, Consumer, ConsumerStatus, OAuth2Client, OAuth2ClientStatus, OAuth2Policy,
+    OAuth2PolicyStatus, ProtectedRoute, ProtectedRouteStatus,
 };
 use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::{Ingress, IngressLoadBalancerIngress, IngressStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use rand::RngCore;
 use sha2::{Digest as _, Sha256};
@@ -60,6 +74,18 @@ pub struct Input {
     pub services: Vec<Arc<Service>>,
     /// EndpointSlices of those Services (label `kubernetes.io/service-name`).
     pub endpoint_slices: Vec<Arc<EndpointSlice>>,
+    /// OAuth2Policies attaching protection to HTTPRoutes, Gateways and Ingresses.
+    pub policies: Vec<Arc<OAuth2Policy>>,
+    /// Gateway API objects (empty when their CRDs are not installed).
+    pub gateway_classes: Vec<Arc<GatewayClass>>,
+    pub gateways: Vec<Arc<Gateway>>,
+    pub http_routes: Vec<Arc<HttpRoute>>,
+    pub reference_grants: Vec<Arc<ReferenceGrant>>,
+    /// Ingresses (only those of [`Options::ingress_class`] are served).
+    pub ingresses: Vec<Arc<Ingress>>,
+    /// Certificates of the snapshot in force: a Secret that turns bad keeps serving its
+    /// previous certificate (matched by id) instead of dropping TLS for its hosts.
+    pub previous_certificates: Vec<TlsCertificate>,
 }
 
 /// How to translate.
@@ -79,7 +105,14 @@ pub struct Options {
     /// `oauth2.login` issuers the controller could not reach, with the error (see
     /// `crate::issuers`). Empty when not checked (`render` stays offline).
     pub unreachable_issuers: std::collections::BTreeMap<String, String>,
+    /// Ingress class served (`ingressClassName`, or the legacy annotation).
+    pub ingress_class: String,
+    /// Addresses written to served Ingresses' `status.loadBalancer` (the proxy Service's).
+    pub load_balancer: Vec<IngressLoadBalancerIngress>,
 }
+
+/// The Ingress class served unless `--ingress-class` says otherwise.
+pub const DEFAULT_INGRESS_CLASS: &str = "gatehouse";
 
 impl Options {
     /// Options for a cluster controller: Services only.
@@ -90,6 +123,8 @@ impl Options {
             allow_backend_url: false,
             login_key: None,
             unreachable_issuers: Default::default(),
+            ingress_class: DEFAULT_INGRESS_CLASS.to_owned(),
+            load_balancer: Vec::new(),
         }
     }
 
@@ -101,6 +136,8 @@ impl Options {
             allow_backend_url: true,
             login_key: None,
             unreachable_issuers: Default::default(),
+            ingress_class: DEFAULT_INGRESS_CLASS.to_owned(),
+            load_balancer: Vec::new(),
         }
     }
 }
@@ -123,12 +160,17 @@ impl Output {
     }
 }
 
-/// The three Gatehouse kinds.
+/// The kinds translate reports status for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Kind {
     Consumer,
     OAuth2Client,
     ProtectedRoute,
+    OAuth2Policy,
+    GatewayClass,
+    Gateway,
+    HttpRoute,
+    Ingress,
 }
 
 impl Kind {
@@ -138,6 +180,11 @@ impl Kind {
             Kind::Consumer => "Consumer",
             Kind::OAuth2Client => "OAuth2Client",
             Kind::ProtectedRoute => "ProtectedRoute",
+            Kind::OAuth2Policy => "OAuth2Policy",
+            Kind::GatewayClass => "GatewayClass",
+            Kind::Gateway => "Gateway",
+            Kind::HttpRoute => "HTTPRoute",
+            Kind::Ingress => "Ingress",
         }
     }
 }
@@ -179,6 +226,14 @@ pub enum Status {
     Consumer(ConsumerStatus),
     OAuth2Client(OAuth2ClientStatus),
     ProtectedRoute(ProtectedRouteStatus),
+    OAuth2Policy(OAuth2PolicyStatus),
+    /// Gateway API and Ingress statuses have no `Ready` condition of their own; each
+    /// carries a summary `Ready` (for logs, render and standalone) beside the status
+    /// that is written.
+    GatewayClass(GatewayClassStatus, Vec<Condition>),
+    Gateway(GatewayStatus, Vec<Condition>),
+    HttpRoute(HttpRouteStatus, Vec<Condition>),
+    Ingress(IngressStatus, Vec<Condition>),
 }
 
 impl Status {
@@ -187,6 +242,11 @@ impl Status {
         match self {
             Status::Consumer(s) | Status::ProtectedRoute(s) => &s.conditions,
             Status::OAuth2Client(s) => &s.conditions,
+            Status::OAuth2Policy(s) => &s.conditions,
+            Status::GatewayClass(_, c)
+            | Status::Gateway(_, c)
+            | Status::HttpRoute(_, c)
+            | Status::Ingress(_, c) => c,
         }
     }
 
@@ -195,6 +255,11 @@ impl Status {
         let v = match self {
             Status::Consumer(s) | Status::ProtectedRoute(s) => serde_json::to_value(s),
             Status::OAuth2Client(s) => serde_json::to_value(s),
+            Status::OAuth2Policy(s) => serde_json::to_value(s),
+            Status::GatewayClass(s, _) => serde_json::to_value(s),
+            Status::Gateway(s, _) => serde_json::to_value(s),
+            Status::HttpRoute(s, _) => serde_json::to_value(s),
+            Status::Ingress(s, _) => serde_json::to_value(s),
         };
         v.expect("statuses contain only JSON-representable data")
     }
@@ -223,19 +288,43 @@ pub fn translate(input: &Input, options: &Options, rng: &mut dyn RngCore) -> Out
 
     let consumers = consumers::translate(&ctx);
     let clients = clients::translate(&ctx, &consumers, rng);
-    let routes = routes::translate(&ctx, &consumers, &clients.trusted);
+    let mut certs = tls::Certificates::new(&ctx);
+
+    // Routes from every source share one table: gather them, claim host+path pairs
+    // oldest object first, then let each source report what it lost.
+    let policies = policy::resolve(&ctx, &consumers, &clients.trusted);
+    let gateways = gateway::translate(&ctx, &mut certs);
+    let http_routes = httproute::translate(&ctx, &gateways, &policies);
+    let ingresses = ingress::translate(&ctx, &policies, &mut certs);
+    let mut claims = claims::Claims::default();
+    routes::claim(&ctx, &mut claims);
+    http_routes.claim(&mut claims);
+    ingresses.claim(&mut claims);
+    let routes = routes::translate(&ctx, &consumers, &clients.trusted, &claims, &mut certs);
+    let (mut foreign_routes, route_statuses, attached) = http_routes.finish(&ctx, &claims);
+    let (ingress_routes, ingress_statuses) = ingresses.finish(&ctx, &claims);
+    foreign_routes.extend(ingress_routes);
 
     let mut statuses = consumers.statuses;
     statuses.extend(clients.statuses);
     statuses.extend(routes.statuses);
+    statuses.extend(policies.statuses(&ctx));
+    statuses.extend(gateways.statuses(&ctx, &attached));
+    statuses.extend(route_statuses);
+    statuses.extend(ingress_statuses);
     statuses.sort_by(|a, b| a.object.cmp(&b.object));
 
+    // ProtectedRoutes first (sorted by id, as before); then the other sources in
+    // claim order, which is the tie-break order among equally specific matches.
+    let mut all_routes = routes.routes;
+    all_routes.extend(foreign_routes);
     let mut snapshot = Snapshot {
         format: FORMAT_VERSION,
         revision: String::new(),
-        routes: routes.routes,
+        routes: all_routes,
         consumers: consumers.snapshot,
         clients: clients.snapshot,
+        certificates: certs.into_snapshot(),
     };
     snapshot.revision = content_revision(&snapshot);
 

@@ -148,6 +148,11 @@ impl Verdict {
         self.problems.is_empty()
     }
 
+    /// The problems found so far (reason, message).
+    pub fn problems(&self) -> impl Iterator<Item = (&'static str, &String)> {
+        self.problems.iter().map(|(r, m)| (*r, m))
+    }
+
     /// The `Ready` condition: `True` with `ok_message`, or `False` with the first
     /// problem's reason and every problem's message. The previous transition time is
     /// kept when the status did not flip.

@@ -6,16 +6,17 @@
 //! or 404); a missing backend keeps it in with no endpoints (503); a missing provision
 //! key or anonymous consumer keeps it in with that feature off (fail closed).
 
-use std::collections::HashMap;
-
-use gatehouse_config::path::normalize_prefix;
 use gatehouse_config::snapshot as config;
 use gatehouse_crds::conditions::reason;
-use gatehouse_crds::{BackendProtocol, Pkce, ProtectedRoute, ProtectedRouteStatus, RouteTimeouts};
+use gatehouse_crds::{
+    BackendProtocol, OAuth2Spec, Pkce, ProtectedRoute, ProtectedRouteStatus, RouteTimeouts,
+};
 use sha2::{Digest as _, Sha256};
 
+use super::claims::{self, Claims, MatchKey, Owner};
 use super::consumers::{Consumers, Lookup};
 use super::object::{is_scope_token, object_ref, Context, Verdict};
+use super::tls::Certificates;
 use super::{backend, secrets, Kind, ObjectStatus, Status};
 
 /// Result of translating routes.
@@ -24,13 +25,31 @@ pub struct Routes {
     pub statuses: Vec<ObjectStatus>,
 }
 
-pub fn translate(ctx: &Context<'_>, consumers: &Consumers, trusted: &[String]) -> Routes {
+/// Claim the host+path pairs of every valid ProtectedRoute.
+pub fn claim(ctx: &Context<'_>, claims: &mut Claims) {
+    for r in ctx.oldest_first(&ctx.input.routes) {
+        let mut v = Verdict::default();
+        check_spec(r, &mut v);
+        if v.is_ok() {
+            claims.claim(
+                &Owner::new(Kind::ProtectedRoute, &r.metadata),
+                match_keys(r),
+            );
+        }
+    }
+}
+
+pub fn translate(
+    ctx: &Context<'_>,
+    consumers: &Consumers,
+    trusted: &[String],
+    claims: &Claims,
+    certs: &mut Certificates,
+) -> Routes {
     let mut out = Routes {
         routes: Vec::new(),
         statuses: Vec::new(),
     };
-    // (host, path) → id of the older route serving it.
-    let mut claimed: HashMap<(String, String), String> = HashMap::new();
 
     for r in ctx.oldest_first(&ctx.input.routes) {
         let object = object_ref(Kind::ProtectedRoute, &r.metadata);
@@ -39,16 +58,12 @@ pub fn translate(ctx: &Context<'_>, consumers: &Consumers, trusted: &[String]) -
         check_spec(r, &mut v);
 
         if v.is_ok() {
-            let keys = match_keys(r);
-            if let Some(owner) = keys.iter().find_map(|k| claimed.get(k)) {
+            let me = Owner::new(Kind::ProtectedRoute, &r.metadata);
+            if let Some(owner) = claims.taken_by(&me, &match_keys(r)) {
                 v.reject(
                     reason::ROUTE_CONFLICT,
-                    format!("an older ProtectedRoute {owner} already serves one of these host and path pairs"),
+                    format!("an older {owner} already serves one of these host and path pairs"),
                 );
-            } else {
-                for k in keys {
-                    claimed.insert(k, id.clone());
-                }
             }
         }
 
@@ -68,16 +83,24 @@ pub fn translate(ctx: &Context<'_>, consumers: &Consumers, trusted: &[String]) -
                     "Route is in effect; the backend has no ready endpoints yet (requests get 503)"
                         .to_owned();
             }
-            let provision_key_sha256 = provision_key(ctx, &object.namespace, r, &mut v);
-            let anonymous_consumer = anonymous(consumers, &object.namespace, r, &mut v);
-            let login = r.spec.oauth2.login.as_ref().and_then(|l| {
+            let o = &r.spec.oauth2;
+            let provision_key_sha256 = provision_key(ctx, &object.namespace, o, &mut v);
+            let anonymous_consumer = anonymous(consumers, &object.namespace, o, &mut v);
+            let login = o.login.as_ref().and_then(|l| {
                 super::login::translate(ctx, &object.namespace, &id, l, trusted, &mut v)
             });
-            let mut route = route(r, id, endpoints, provision_key_sha256, anonymous_consumer);
-            if let Some(oauth) = route.oauth2.as_mut() {
-                oauth.login = login;
+            if let Some(tls) = &r.spec.tls {
+                certs.add(
+                    ctx,
+                    &object.namespace,
+                    &tls.secret_name,
+                    &r.spec.hosts,
+                    &mut v,
+                );
             }
-            out.routes.push(route);
+            let mut oauth2 = oauth2_config(o, provision_key_sha256, anonymous_consumer);
+            oauth2.login = login;
+            out.routes.push(route(r, id, endpoints, oauth2));
         }
 
         let previous = r.status.as_ref().map(|s| s.conditions.as_slice());
@@ -129,7 +152,11 @@ fn check_spec(r: &ProtectedRoute, v: &mut Verdict) {
             );
         }
     }
-    let o = &s.oauth2;
+    check_oauth2(&s.oauth2, v);
+}
+
+/// Checks of an `oauth2` block (ProtectedRoute or OAuth2Policy).
+pub fn check_oauth2(o: &OAuth2Spec, v: &mut Verdict) {
     for scope in &o.scopes {
         if !is_scope_token(scope) {
             v.reject(
@@ -207,39 +234,23 @@ fn is_host_pattern(h: &str) -> bool {
         })
 }
 
-/// The (host, path) pairs a route serves; "" stands for "any host".
-fn match_keys(r: &ProtectedRoute) -> Vec<(String, String)> {
-    let hosts: Vec<String> = if r.spec.hosts.is_empty() {
-        vec![String::new()]
-    } else {
-        r.spec
-            .hosts
-            .iter()
-            .map(|h| h.to_ascii_lowercase())
-            .collect()
-    };
-    let paths: Vec<String> = if r.spec.paths.is_empty() {
-        vec!["/".to_owned()]
-    } else {
-        // The proxy's own canonical form, so a conflict here is a conflict there.
-        r.spec.paths.iter().map(|p| normalize_prefix(p)).collect()
-    };
-    let mut keys = Vec::new();
-    for h in &hosts {
-        for p in &paths {
-            keys.push((h.clone(), p.clone()));
-        }
-    }
-    keys
+/// The (host, path) pairs a route serves.
+fn match_keys(r: &ProtectedRoute) -> Vec<MatchKey> {
+    claims::keys_of(
+        &r.spec.hosts,
+        &r.spec.paths,
+        config::PathMatch::Prefix,
+        &config::Conditions::default(),
+    )
 }
 
-fn provision_key(
+pub fn provision_key(
     ctx: &Context<'_>,
     namespace: &str,
-    r: &ProtectedRoute,
+    o: &OAuth2Spec,
     v: &mut Verdict,
 ) -> Option<String> {
-    let reference = r.spec.oauth2.provision_key_secret_ref.as_ref()?;
+    let reference = o.provision_key_secret_ref.as_ref()?;
     let Some(secret) = ctx.secret(namespace, &reference.name) else {
         v.reject(
             reason::PROVISION_KEY_SECRET_NOT_FOUND,
@@ -265,13 +276,13 @@ fn provision_key(
     }
 }
 
-fn anonymous(
+pub fn anonymous(
     consumers: &Consumers,
     namespace: &str,
-    r: &ProtectedRoute,
+    o: &OAuth2Spec,
     v: &mut Verdict,
 ) -> Option<String> {
-    let name = r.spec.oauth2.anonymous_consumer.as_deref()?;
+    let name = o.anonymous_consumer.as_deref()?;
     match consumers.lookup(namespace, name) {
         Lookup::Ready(id) => Some(id.to_owned()),
         Lookup::NotReady | Lookup::NotFound => {
@@ -301,12 +312,9 @@ fn route(
     r: &ProtectedRoute,
     id: String,
     endpoints: Vec<String>,
-    provision_key_sha256: Option<String>,
-    anonymous_consumer: Option<String>,
+    oauth2: config::RouteOAuth2,
 ) -> config::Route {
     let s = &r.spec;
-    let o = &s.oauth2;
-    let defaults = config::RouteOAuth2::default();
     config::Route {
         id,
         hosts: s.hosts.iter().map(|h| h.to_ascii_lowercase()).collect(),
@@ -325,41 +333,52 @@ fn route(
             ..Default::default()
         },
         timeouts: timeouts(s.timeouts.as_ref()),
+        oauth2: Some(oauth2),
         auth_only: s.backend.is_none(),
-        oauth2: Some(config::RouteOAuth2 {
-            scopes: o.scopes.clone(),
-            mandatory_scope: o.mandatory_scope,
-            // check_spec rejected negative values.
-            token_expiration: o.token_expiration.max(0) as u64,
-            refresh_token_ttl: o.refresh_token_ttl.max(0) as u64,
-            code_ttl: defaults.code_ttl,
-            reuse_refresh_token: o.reuse_refresh_token,
-            enable_authorization_code: o.authorization_code,
-            enable_client_credentials: o.client_credentials,
-            enable_password_grant: o.password,
-            enable_implicit_grant: o.implicit,
-            pkce: match o.pkce {
-                Pkce::None => config::PkceMode::None,
-                Pkce::Lax => config::PkceMode::Lax,
-                Pkce::Strict => config::PkceMode::Strict,
-            },
-            provision_key_sha256,
-            hide_credentials: o.hide_credentials,
-            accept_http_if_already_terminated: o.accept_http_if_already_terminated,
-            anonymous_consumer,
-            global_credentials: o.global_credentials,
-            auth_header_name: o.auth_header_name.to_ascii_lowercase(),
-            realm: defaults.realm,
-            rules: o
-                .rules
-                .iter()
-                .map(|rule| config::ScopeRule {
-                    path: rule.path.clone(),
-                    methods: rule.methods.iter().map(|m| m.as_str().to_owned()).collect(),
-                    required_scopes: rule.required_scopes.clone(),
-                })
-                .collect(),
-            login: None,
-        }),
+        ..Default::default()
+    }
+}
+
+/// The snapshot form of an `oauth2` block.
+pub fn oauth2_config(
+    o: &OAuth2Spec,
+    provision_key_sha256: Option<String>,
+    anonymous_consumer: Option<String>,
+) -> config::RouteOAuth2 {
+    let defaults = config::RouteOAuth2::default();
+    config::RouteOAuth2 {
+        scopes: o.scopes.clone(),
+        mandatory_scope: o.mandatory_scope,
+        // check_spec rejected negative values.
+        token_expiration: o.token_expiration.max(0) as u64,
+        refresh_token_ttl: o.refresh_token_ttl.max(0) as u64,
+        code_ttl: defaults.code_ttl,
+        reuse_refresh_token: o.reuse_refresh_token,
+        enable_authorization_code: o.authorization_code,
+        enable_client_credentials: o.client_credentials,
+        enable_password_grant: o.password,
+        enable_implicit_grant: o.implicit,
+        pkce: match o.pkce {
+            Pkce::None => config::PkceMode::None,
+            Pkce::Lax => config::PkceMode::Lax,
+            Pkce::Strict => config::PkceMode::Strict,
+        },
+        provision_key_sha256,
+        hide_credentials: o.hide_credentials,
+        accept_http_if_already_terminated: o.accept_http_if_already_terminated,
+        anonymous_consumer,
+        global_credentials: o.global_credentials,
+        auth_header_name: o.auth_header_name.to_ascii_lowercase(),
+        realm: defaults.realm,
+        rules: o
+            .rules
+            .iter()
+            .map(|rule| config::ScopeRule {
+                path: rule.path.clone(),
+                methods: rule.methods.iter().map(|m| m.as_str().to_owned()).collect(),
+                required_scopes: rule.required_scopes.clone(),
+            })
+            .collect(),
+        login: None,
     }
 }

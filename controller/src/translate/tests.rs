@@ -113,6 +113,7 @@ fn mk_route(name: &str, path: &str, backend: Backend) -> ProtectedRoute {
             backend: Some(backend),
             timeouts: None,
             oauth2: OAuth2Spec::default(),
+            tls: None,
         },
         status: None,
     }
@@ -970,7 +971,7 @@ fn every_reason_is_documented_in_the_crds_reason_list() {
     ] {
         assert!(reason::ALL.contains(&r), "{r}");
     }
-    assert_eq!(reason::ALL.len(), 20);
+    assert_eq!(reason::ALL.len(), 24);
 }
 
 // ---------------------------------------------------------------- oauth2.login

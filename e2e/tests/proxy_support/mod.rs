@@ -38,6 +38,7 @@ pub fn mk_route(id: &str, paths: &[&str], endpoints: &[String]) -> Route {
         },
         timeouts: Default::default(),
         oauth2: None,
+        ..Default::default()
     }
 }
 
@@ -69,6 +70,7 @@ pub fn mk_snapshot(routes: Vec<Route>) -> Snapshot {
             grant_types: vec![],
             scopes: None,
         }],
+        ..Default::default()
     }
 }
 

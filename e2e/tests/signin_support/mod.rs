@@ -134,6 +134,7 @@ pub fn mk_snapshot(
                 login: Some(login),
                 ..RouteOAuth2::default()
             }),
+            ..Default::default()
         }
     };
     let mut web = mk_login(key, "default/web", issuer);

@@ -146,8 +146,13 @@ pub async fn decide(
     // without a content type, enforcement does not look for a form-encoded token.
     let mut original_parts = original_parts(&original, &parts.headers)?;
     let uri = original_parts.uri.clone();
-    let routed =
-        router::route(&compiled.router, &uri, &original_parts.headers).ok_or(Refusal::NoRoute)?;
+    let routed = router::route(
+        &compiled.router,
+        &original_parts.method,
+        &uri,
+        &original_parts.headers,
+    )
+    .ok_or(Refusal::NoRoute)?;
     let route = &compiled.snapshot.routes[routed.index];
     let Some(oauth) = &route.oauth2 else {
         return Ok(Allowed::default());

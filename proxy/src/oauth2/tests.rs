@@ -52,7 +52,7 @@ fn mk_route(id: &str, oauth: &RouteOAuth2) -> Route {
         },
         timeouts: Default::default(),
         oauth2: Some(oauth.clone()),
-        auth_only: false,
+        ..Default::default()
     }
 }
 

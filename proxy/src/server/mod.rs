@@ -192,13 +192,13 @@ pub fn spawn(
 
     let (http, http_addr) = listen::bind_shared(args.listen, workers)
         .with_context(|| format!("cannot listen on {}", args.listen))?;
-    let (tls_acceptor, tls_sockets, tls_addr) =
+    let (tls_default, tls_sockets, tls_addr) =
         match (&args.listen_tls, &args.tls_cert, &args.tls_key) {
             (Some(addr), Some(cert), Some(key)) => {
-                let acceptor = crate::tls::acceptor(cert, key).context("TLS configuration")?;
+                let default = crate::tls::load_default(cert, key).context("TLS configuration")?;
                 let (sockets, bound) = listen::bind_shared(*addr, workers)
                     .with_context(|| format!("cannot listen on {addr}"))?;
-                (Some(acceptor), sockets, Some(bound))
+                (Some(default), sockets, Some(bound))
             }
             (Some(_), _, _) => anyhow::bail!("--listen-tls needs --tls-cert and --tls-key"),
             _ => (None, Vec::new(), None),
@@ -221,6 +221,10 @@ pub fn spawn(
     if compiled_rx.borrow().is_some() {
         metrics.config_reloads.inc();
     }
+    let tls_acceptor = tls_default
+        .map(|default| crate::tls::sni_acceptor(compiled_rx.clone(), default))
+        .transpose()
+        .context("TLS configuration")?;
     let access_log = AccessLog::start(
         args.access_log,
         match &args.access_log_file {

@@ -20,7 +20,7 @@ use crate::forwarded::ConnInfo;
 use crate::headers::{strip_identity, X_CONSUMER_ID, X_CREDENTIAL_IDENTIFIER};
 use crate::metrics::Metrics;
 use crate::store::{TokenStore, UnixTime};
-use crate::{enforce, grpc, login, oauth2, router, upstream};
+use crate::{enforce, filters, grpc, login, oauth2, router, upstream};
 
 /// Request limits from the command line.
 #[derive(Clone, Copy, Debug)]
@@ -99,10 +99,26 @@ async fn serve(
         .await);
     }
     let uri = parts.uri.clone();
-    let routed = router::route(&compiled.router, &uri, &parts.headers).ok_or(Rejection::NoRoute)?;
+    let routed = router::route(&compiled.router, &parts.method, &uri, &parts.headers)
+        .ok_or(Rejection::NoRoute)?;
     let route = &compiled.snapshot.routes[routed.index];
     record.route = Some(route.id.clone());
     let mut body = Either::Left(body);
+    // A redirect route answers before OAuth2: an HTTP→HTTPS redirect needs no token.
+    if let Some(redirect) = &route.filters.redirect {
+        record.outcome = "redirect";
+        let scheme = if conn.tls { "https" } else { "http" };
+        let host = routed.host_str().unwrap_or("localhost");
+        let reply = filters::redirect(
+            redirect,
+            scheme,
+            host,
+            &routed.path,
+            routed.prefix_len,
+            uri.query(),
+        );
+        return Ok(reply.into_response());
+    }
 
     if let Some(oauth) = &route.oauth2 {
         let now = unix_now();

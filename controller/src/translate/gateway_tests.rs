@@ -1,0 +1,239 @@
+//! Translate tests for the Gateway API, Ingress and OAuth2Policy sources, driven by
+//! manifests as a user writes them.
+
+use crate::manifests::Manifests;
+use crate::translate::{translate, Kind, Options, Output, Status};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use rand::SeedableRng;
+
+const BASE: &str = r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: gatehouse}
+spec: {controllerName: gatehouse.dev/gateway-controller}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: default}
+spec:
+  gatewayClassName: gatehouse
+  listeners:
+  - {name: http, port: 80, protocol: HTTP, allowedRoutes: {namespaces: {from: All}}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: api, namespace: default}
+spec: {ports: [{port: 80}]}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: api-1, namespace: default, labels: {kubernetes.io/service-name: api}}
+addressType: IPv4
+ports: [{port: 8080}]
+endpoints: [{addresses: [127.0.0.1]}]
+"#;
+
+fn run(extra: &str) -> Output {
+    let m = Manifests::read_strs([("base.yaml", BASE), ("extra.yaml", extra)]);
+    assert!(m.errors.is_empty(), "{:?}", m.errors);
+    let now = Time(Timestamp::from_second(1_700_000_000).unwrap());
+    translate(
+        &m.input,
+        &Options::standalone(now),
+        &mut rand::rngs::StdRng::seed_from_u64(1),
+    )
+}
+
+fn route_conditions(out: &Output, name: &str) -> Vec<(String, String, String)> {
+    let s = out
+        .statuses
+        .iter()
+        .find(|s| s.object.kind == Kind::HttpRoute && s.object.name == name)
+        .expect("route has a status");
+    let Status::HttpRoute(st, _) = &s.status else {
+        unreachable!("HTTPRoute status")
+    };
+    st.parents[0]
+        .conditions
+        .iter()
+        .map(|c| (c.type_.clone(), c.status.clone(), c.reason.clone()))
+        .collect()
+}
+
+#[test]
+fn an_oauth2policy_on_an_httproute_protects_its_matches() {
+    let out = run(r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: r, namespace: default}
+spec:
+  parentRefs: [{name: gw}]
+  hostnames: [api.example.com]
+  rules:
+  - matches: [{path: {type: PathPrefix, value: /api}}]
+    backendRefs: [{name: api, port: 80}]
+---
+apiVersion: gatehouse.dev/v1alpha1
+kind: OAuth2Policy
+metadata: {name: p, namespace: default}
+spec:
+  targetRefs: [{group: gateway.networking.k8s.io, kind: HTTPRoute, name: r}]
+  oauth2: {clientCredentials: true}
+"#);
+    let route = &out.snapshot.routes[0];
+    assert_eq!(route.id, "oauth2policy/default/p");
+    assert_eq!(route.hosts, ["api.example.com"]);
+    assert_eq!(route.upstream.endpoints, ["http://127.0.0.1:8080"]);
+    assert!(route.oauth2.as_ref().unwrap().enable_client_credentials);
+    assert!(route_conditions(&out, "r")
+        .iter()
+        .all(|(_, s, _)| s == "True"));
+}
+
+#[test]
+fn a_cross_namespace_backend_needs_a_reference_grant() {
+    let route = r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: r, namespace: team}
+spec:
+  parentRefs: [{name: gw, namespace: default}]
+  rules:
+  - backendRefs: [{name: api, namespace: default, port: 80}]
+"#;
+    let out = run(route);
+    assert!(route_conditions(&out, "r").contains(&(
+        "ResolvedRefs".into(),
+        "False".into(),
+        "RefNotPermitted".into()
+    )));
+    assert!(out.snapshot.routes[0].upstream.endpoints.is_empty());
+
+    let granted = format!(
+        "{route}---\napiVersion: gateway.networking.k8s.io/v1beta1\nkind: ReferenceGrant\nmetadata: {{name: g, namespace: default}}\nspec:\n  from: [{{group: gateway.networking.k8s.io, kind: HTTPRoute, namespace: team}}]\n  to: [{{group: \"\", kind: Service}}]\n"
+    );
+    let out = run(&granted);
+    assert_eq!(
+        out.snapshot.routes[0].upstream.endpoints,
+        ["http://127.0.0.1:8080"]
+    );
+}
+
+#[test]
+fn an_ingress_conflicting_with_an_older_protectedroute_is_reported() {
+    let out = run(r#"
+apiVersion: gatehouse.dev/v1alpha1
+kind: ProtectedRoute
+metadata: {name: pr, namespace: default, creationTimestamp: "2024-01-01T00:00:00Z"}
+spec: {hosts: [a.example.com], paths: [/x], backend: {url: "http://127.0.0.1:9"}}
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: ing, namespace: default, creationTimestamp: "2025-01-01T00:00:00Z"}
+spec:
+  ingressClassName: gatehouse
+  rules:
+  - host: a.example.com
+    http: {paths: [{path: /x, pathType: Prefix, backend: {service: {name: api, port: {number: 80}}}}]}
+"#);
+    let ing = out
+        .statuses
+        .iter()
+        .find(|s| s.object.kind == Kind::Ingress)
+        .unwrap();
+    assert_eq!(ing.ready().reason, "RouteConflict");
+    assert_eq!(out.snapshot.routes.len(), 1);
+    assert_eq!(out.snapshot.routes[0].id, "default/pr");
+}
+
+fn policy_accepted(out: &Output, name: &str) -> Vec<(String, String)> {
+    let s = out
+        .statuses
+        .iter()
+        .find(|s| s.object.kind == Kind::OAuth2Policy && s.object.name == name)
+        .expect("policy has a status");
+    let Status::OAuth2Policy(st) = &s.status else {
+        unreachable!("OAuth2Policy status")
+    };
+    st.ancestors
+        .iter()
+        .flat_map(|a| &a.conditions)
+        .filter(|c| c.type_ == "Accepted")
+        .map(|c| (c.status.clone(), c.reason.clone()))
+        .collect()
+}
+
+#[test]
+fn a_policy_naming_no_object_is_target_not_found() {
+    let out = run(r#"
+apiVersion: gatehouse.dev/v1alpha1
+kind: OAuth2Policy
+metadata: {name: p, namespace: default}
+spec:
+  targetRefs: [{group: gateway.networking.k8s.io, kind: HTTPRoute, name: missing}]
+  oauth2: {clientCredentials: true}
+"#);
+    assert_eq!(
+        policy_accepted(&out, "p"),
+        [("False".to_owned(), "TargetNotFound".to_owned())]
+    );
+}
+
+#[test]
+fn the_newer_of_two_policies_on_one_route_is_conflicted() {
+    let out = run(r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: r, namespace: default}
+spec:
+  parentRefs: [{name: gw}]
+  rules: [{backendRefs: [{name: api, port: 80}]}]
+---
+apiVersion: gatehouse.dev/v1alpha1
+kind: OAuth2Policy
+metadata: {name: a, namespace: default, creationTimestamp: "2024-01-01T00:00:00Z"}
+spec:
+  targetRefs: [{group: gateway.networking.k8s.io, kind: HTTPRoute, name: r}]
+  oauth2: {clientCredentials: true}
+---
+apiVersion: gatehouse.dev/v1alpha1
+kind: OAuth2Policy
+metadata: {name: b, namespace: default, creationTimestamp: "2024-06-01T00:00:00Z"}
+spec:
+  targetRefs: [{group: gateway.networking.k8s.io, kind: HTTPRoute, name: r}]
+  oauth2: {clientCredentials: true}
+"#);
+    assert_eq!(
+        policy_accepted(&out, "a"),
+        [("True".to_owned(), "Accepted".to_owned())]
+    );
+    assert_eq!(
+        policy_accepted(&out, "b"),
+        [("False".to_owned(), "Conflicted".to_owned())]
+    );
+}
+
+#[test]
+fn a_route_whose_parent_does_not_exist_is_not_served_and_gets_no_parent_status() {
+    let out = run(r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: r, namespace: default}
+spec:
+  parentRefs: [{name: nowhere}]
+  rules: [{backendRefs: [{name: api, port: 80}]}]
+"#);
+    // The parent is no Gateway of ours: GEP-1364 leaves its status entry to whoever
+    // owns it, so Gatehouse writes none and serves nothing.
+    let s = out
+        .statuses
+        .iter()
+        .find(|s| s.object.kind == Kind::HttpRoute && s.object.name == "r")
+        .expect("route has a status");
+    let Status::HttpRoute(st, _) = &s.status else {
+        unreachable!("HTTPRoute status")
+    };
+    assert!(st.parents.is_empty(), "{:?}", st.parents);
+    assert!(out.snapshot.routes.is_empty());
+}

@@ -1,0 +1,185 @@
+//! `gatehouse controller` against a real kube-apiserver with the Gateway API CRDs of
+//! `sigs.k8s.io/gateway-api` (standard channel, [`GATEWAY_API`], fetched into the Go
+//! module cache with `go mod download`): Gateway + HTTPRoute + OAuth2Policy applied
+//! with kubectl, statuses read back (`HTTPRoute.status.parents` Accepted,
+//! `OAuth2Policy` Ready), and a token flow through a real proxy to a real upstream.
+
+mod kube_support;
+
+use std::path::PathBuf;
+
+use gatehouse_e2e::binary::{free_addr, Gatehouse};
+use gatehouse_e2e::redis_server::RedisServer;
+use kube_support::{admin_service_account, api, proxy, ready, wait_for, Backend, DEADLINE};
+use serde_json::Value;
+
+/// The Gateway API release whose standard-channel CRDs the test installs.
+const GATEWAY_API: &str = "sigs.k8s.io/gateway-api@v1.6.3";
+const NS: &str = "gw";
+
+/// The module's directory in the Go module cache (downloaded if missing).
+fn gateway_api_dir() -> PathBuf {
+    let out = std::process::Command::new("go")
+        .args(["mod", "download", "-json", GATEWAY_API])
+        .output()
+        .expect("go runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let info: Value = serde_json::from_slice(&out.stdout).unwrap();
+    PathBuf::from(
+        info["Dir"]
+            .as_str()
+            .expect("go reports the module directory"),
+    )
+}
+
+const OBJECTS: &str = r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: gatehouse}
+spec: {controllerName: gatehouse.dev/gateway-controller}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: gw}
+spec:
+  gatewayClassName: gatehouse
+  listeners: [{name: http, port: 80, protocol: HTTP}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: api, namespace: gw}
+spec:
+  parentRefs: [{name: gw}]
+  rules:
+  - matches: [{path: {type: PathPrefix, value: /api}}]
+    backendRefs: [{name: api, port: 8080}]
+---
+apiVersion: gatehouse.dev/v1alpha1
+kind: OAuth2Policy
+metadata: {name: api-oauth2, namespace: gw}
+spec:
+  targetRefs: [{group: gateway.networking.k8s.io, kind: HTTPRoute, name: api}]
+  oauth2: {clientCredentials: true, acceptHttpIfAlreadyTerminated: true}
+---
+apiVersion: gatehouse.dev/v1alpha1
+kind: Consumer
+metadata: {name: app, namespace: gw}
+spec: {username: app}
+---
+apiVersion: gatehouse.dev/v1alpha1
+kind: OAuth2Client
+metadata: {name: app, namespace: gw}
+spec:
+  consumerRef: {name: app}
+  name: App
+  clientType: confidential
+  redirectUris: [https://app.example.test/callback]
+  grantTypes: [client_credentials]
+  credentialsSecretRef: {name: app-credentials}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: app-credentials, namespace: gw}
+stringData: {client_id: app, client_secret: app-client-secret-0123456789abcdef01}
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_httproute_and_oauth2_policy_from_the_gateway_api_crds() {
+    let api = api();
+    let crds = gateway_api_dir().join("config/crd/standard");
+    for kind in [
+        "gatewayclasses",
+        "gateways",
+        "httproutes",
+        "referencegrants",
+    ] {
+        let file = crds.join(format!("gateway.networking.k8s.io_{kind}.yaml"));
+        api.kubectl_ok(&["apply", "--server-side", "-f", file.to_str().unwrap()])
+            .expect("Gateway API CRD applies");
+        // Retried: right after creation the CRD has no status for `wait` to read.
+        api.kubectl_eventually(
+            &[
+                "wait",
+                "--for=condition=Established",
+                "--timeout=60s",
+                &format!("crd/{kind}.gateway.networking.k8s.io"),
+            ],
+            DEADLINE,
+        )
+        .expect("CRD established");
+    }
+    api.create_namespace(NS).unwrap();
+    api.create_namespace("gatehouse-gw").unwrap();
+    let kubeconfig = admin_service_account(api, "gatehouse-gw", "gw-controller");
+    let redis = RedisServer::start().expect("redis-server starts");
+    let backend = Backend::start();
+    api.apply_yaml(&backend.service_yaml("api"), NS, "gatehouse-test")
+        .expect("Service and EndpointSlice accepted");
+    // Every namespace: GatewayClass is cluster-scoped.
+    let admin = free_addr();
+    let mut controller = Gatehouse::spawn([
+        "controller".to_owned(),
+        format!("--kubeconfig={}", kubeconfig.display()),
+        format!("--redis={}", redis.url()),
+        format!("--admin-listen={admin}"),
+        "--lease-namespace=gatehouse-gw".to_owned(),
+        "--lease-name=gw".to_owned(),
+        "--debounce=50ms".to_owned(),
+    ])
+    .expect("controller starts");
+    controller.wait_for_port(admin, DEADLINE).await.unwrap();
+    let (_proxy_process, proxy) = proxy(&redis).await;
+    api.apply_yaml(OBJECTS, NS, "kubectl")
+        .expect("objects accepted");
+
+    let route = wait_for("HTTPRoute Accepted by gatehouse", || {
+        let r = api.get_json(NS, "httproute/api").ok()??;
+        let parent = r["status"]["parents"]
+            .as_array()?
+            .iter()
+            .find(|p| p["controllerName"] == "gatehouse.dev/gateway-controller")?
+            .clone();
+        parent["conditions"]
+            .as_array()?
+            .iter()
+            .any(|c| c["type"] == "Accepted" && c["status"] == "True")
+            .then_some(parent)
+    })
+    .await;
+    assert!(route["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["type"] == "ResolvedRefs" && c["status"] == "True"));
+    wait_for("OAuth2Policy Ready=True", || {
+        let p = api.get_json(NS, "oauth2policy/api-oauth2").ok()??;
+        (ready(&p)?["status"] == "True").then_some(())
+    })
+    .await;
+
+    // The client's credentials Secret is read by name, after the client is seen.
+    wait_for("OAuth2Client Ready=True", || {
+        let c = api.get_json(NS, "oauth2client/app").ok()??;
+        (ready(&c)?["status"] == "True").then_some(())
+    })
+    .await;
+    proxy.wait_status("/api/items", None, 401).await;
+    let (status, body) = proxy
+        .post_form(
+            "/api/oauth2/token",
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", "app"),
+                ("client_secret", "app-client-secret-0123456789abcdef01"),
+            ],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let token = body["access_token"].as_str().unwrap().to_owned();
+    proxy.wait_status("/api/items", Some(&token), 200).await;
+    drop(controller);
+}

@@ -1,0 +1,126 @@
+//! Certificate choice by SNI: the snapshot's certificates (from Kubernetes Secrets),
+//! exact name first, then `*.wildcard` (one label), then the default certificate
+//! (`--tls-cert`, or standalone's self-signed one).
+//!
+//! The table is built with each compiled snapshot and read per handshake, so a renewed
+//! Secret is served to the next connection without a restart; connections already
+//! established keep their session.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+
+use crate::compiled::CompiledRx;
+use crate::config::TlsCertificate;
+
+/// Certificates by host name, compiled from one snapshot.
+#[derive(Debug, Default)]
+pub struct CertTable {
+    exact: HashMap<String, Arc<CertifiedKey>>,
+    /// Keyed by the suffix after `*.`.
+    wildcard: HashMap<String, Arc<CertifiedKey>>,
+    /// A certificate named `*` (a Gateway listener without hostname).
+    catch_all: Option<Arc<CertifiedKey>>,
+    /// Compiled keys by certificate id, reused when the same PEM comes again.
+    by_id: HashMap<String, (String, Arc<CertifiedKey>)>,
+}
+
+impl CertTable {
+    /// Compile `certs`. A certificate that does not load keeps the one `previous`
+    /// compiled for the same id (if any) and is reported.
+    pub fn new(certs: &[TlsCertificate], previous: Option<&CertTable>) -> (Self, Vec<String>) {
+        let mut table = CertTable::default();
+        let mut problems = Vec::new();
+        for c in certs {
+            // A renewal changes the certificate; compare the key too so a re-keyed
+            // Secret with the same certificate text is never served with the old key.
+            let fingerprint = format!("{}\n{}", c.cert_pem, c.key_pem);
+            let reused = previous
+                .and_then(|p| p.by_id.get(&c.id))
+                .filter(|(f, _)| *f == fingerprint)
+                .map(|(_, k)| k.clone());
+            let key = match reused.map(Ok).unwrap_or_else(|| certified_key(c)) {
+                Ok(k) => k,
+                Err(e) => {
+                    problems.push(format!("certificate {}: {e}", c.id));
+                    match previous.and_then(|p| p.by_id.get(&c.id)) {
+                        Some((_, k)) => k.clone(),
+                        None => continue,
+                    }
+                }
+            };
+            for host in &c.hosts {
+                let host = host.to_ascii_lowercase();
+                if host == "*" {
+                    table.catch_all.get_or_insert_with(|| key.clone());
+                } else if let Some(suffix) = host.strip_prefix("*.") {
+                    table
+                        .wildcard
+                        .entry(suffix.to_owned())
+                        .or_insert_with(|| key.clone());
+                } else {
+                    table.exact.entry(host).or_insert_with(|| key.clone());
+                }
+            }
+            table.by_id.insert(c.id.clone(), (fingerprint, key));
+        }
+        (table, problems)
+    }
+
+    /// The certificate for `sni`, if one is configured.
+    pub fn find(&self, sni: Option<&str>) -> Option<Arc<CertifiedKey>> {
+        let Some(name) = sni.map(|s| s.trim_end_matches('.').to_ascii_lowercase()) else {
+            return self.catch_all.clone();
+        };
+        if let Some(k) = self.exact.get(&name) {
+            return Some(k.clone());
+        }
+        if let Some((_, parent)) = name.split_once('.') {
+            if let Some(k) = self.wildcard.get(parent) {
+                return Some(k.clone());
+            }
+        }
+        self.catch_all.clone()
+    }
+}
+
+fn certified_key(c: &TlsCertificate) -> Result<Arc<CertifiedKey>, String> {
+    let certs: Vec<_> = rustls_pemfile::certs(&mut c.cert_pem.as_bytes())
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("certificate is not PEM: {e}"))?;
+    if certs.is_empty() {
+        return Err("no certificate in the PEM".to_owned());
+    }
+    let key = rustls_pemfile::private_key(&mut c.key_pem.as_bytes())
+        .map_err(|e| format!("key is not PEM: {e}"))?
+        .ok_or("no private key in the PEM")?;
+    let provider = rustls::crypto::ring::default_provider();
+    let ck = CertifiedKey::from_der(certs, key, &provider).map_err(|e| e.to_string())?;
+    Ok(Arc::new(ck))
+}
+
+/// Picks the certificate per handshake from the current compiled snapshot.
+#[derive(Debug)]
+pub struct SniResolver {
+    compiled: CompiledRx,
+    default: Arc<CertifiedKey>,
+}
+
+impl SniResolver {
+    pub fn new(compiled: CompiledRx, default: Arc<CertifiedKey>) -> Self {
+        SniResolver { compiled, default }
+    }
+}
+
+impl ResolvesServerCert for SniResolver {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let found = self
+            .compiled
+            .borrow()
+            .as_ref()
+            .and_then(|c| c.certs.find(hello.server_name()));
+        Some(found.unwrap_or_else(|| self.default.clone()))
+    }
+}
