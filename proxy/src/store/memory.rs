@@ -548,6 +548,7 @@ impl TokenStore for MemoryStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::Grant;
 
     const T0: UnixTime = 1_700_000_000;
 
@@ -582,15 +583,17 @@ mod tests {
             (
                 d(r),
                 RefreshToken {
-                    route_id: "default/stepon".into(),
-                    global: false,
-                    client_id: "shoeflyshoe".into(),
-                    consumer_id: "default/shoeflyshoe".into(),
-                    authenticated_userid: Some("clark".into()),
-                    scopes: vec!["step_counts".into()],
-                    issued_at: T0,
-                    expires_at: ttl.map(|t| T0 + 10 * t),
-                    family: family.into(),
+                    grant: Grant {
+                        route_id: "default/stepon".into(),
+                        global: false,
+                        client_id: "shoeflyshoe".into(),
+                        consumer_id: "default/shoeflyshoe".into(),
+                        authenticated_userid: Some("clark".into()),
+                        scopes: vec!["step_counts".into()],
+                        issued_at: T0,
+                        expires_at: ttl.map(|t| T0 + 10 * t),
+                        family: family.into(),
+                    },
                     access: access_digest,
                 },
             )
@@ -598,15 +601,17 @@ mod tests {
         IssuedPair {
             access_digest,
             access: AccessToken {
-                route_id: "default/stepon".into(),
-                global: false,
-                client_id: "shoeflyshoe".into(),
-                consumer_id: "default/shoeflyshoe".into(),
-                authenticated_userid: Some("clark".into()),
-                scopes: vec!["step_counts".into()],
-                issued_at: T0,
-                expires_at: ttl.map(|t| T0 + t),
-                family: family.into(),
+                grant: Grant {
+                    route_id: "default/stepon".into(),
+                    global: false,
+                    client_id: "shoeflyshoe".into(),
+                    consumer_id: "default/shoeflyshoe".into(),
+                    authenticated_userid: Some("clark".into()),
+                    scopes: vec!["step_counts".into()],
+                    issued_at: T0,
+                    expires_at: ttl.map(|t| T0 + t),
+                    family: family.into(),
+                },
                 refresh: r.map(d),
             },
             refresh,
