@@ -44,35 +44,29 @@ fn mk_pair(family: &str, access_ttl: u64) -> IssuedPair {
     let access_digest = Digest::of(gatehouse_proxy::secret::random_token().as_bytes());
     let refresh_digest = Digest::of(gatehouse_proxy::secret::random_token().as_bytes());
     let t = now();
+    let grant = Grant {
+        route_id: "default/stepon".into(),
+        global: false,
+        client_id: "shoe-fly".into(),
+        consumer_id: "default/shoe-fly-shoe".into(),
+        authenticated_userid: Some("clark".into()),
+        scopes: vec!["read_steps".into()],
+        issued_at: t,
+        expires_at: Some(t + access_ttl),
+        family: family.into(),
+    };
     IssuedPair {
         access_digest,
         access: AccessToken {
-            grant: Grant {
-                route_id: "default/stepon".into(),
-                global: false,
-                client_id: "shoe-fly".into(),
-                consumer_id: "default/shoe-fly-shoe".into(),
-                authenticated_userid: Some("clark".into()),
-                scopes: vec!["read_steps".into()],
-                issued_at: t,
-                expires_at: Some(t + access_ttl),
-                family: family.into(),
-            },
+            grant: grant.clone(),
             refresh: Some(refresh_digest),
         },
         refresh: Some((
             refresh_digest,
             RefreshToken {
                 grant: Grant {
-                    route_id: "default/stepon".into(),
-                    global: false,
-                    client_id: "shoe-fly".into(),
-                    consumer_id: "default/shoe-fly-shoe".into(),
-                    authenticated_userid: Some("clark".into()),
-                    scopes: vec!["read_steps".into()],
-                    issued_at: t,
                     expires_at: Some(t + 1_209_600),
-                    family: family.into(),
+                    ..grant
                 },
                 access: access_digest,
             },
