@@ -7,7 +7,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use gatehouse_e2e::redis_server::RedisServer;
 use gatehouse_proxy::store::args::StoreArgs;
-use gatehouse_proxy::store::{AccessToken, Digest, IssuedPair, TokenStore};
+use gatehouse_proxy::store::{AccessToken, Digest, Grant, IssuedPair, TokenStore};
 
 fn percentile(samples: &mut [Duration], p: f64) -> Duration {
     samples.sort_unstable();
@@ -52,15 +52,17 @@ fn main() -> anyhow::Result<()> {
             .issue(IssuedPair {
                 access_digest: digest,
                 access: AccessToken {
-                    route_id: "default/stepon".into(),
-                    global: false,
-                    client_id: "c".into(),
-                    consumer_id: "default/c".into(),
-                    authenticated_userid: Some("clark".into()),
-                    scopes: vec!["step_counts".into()],
-                    issued_at: now,
-                    expires_at: Some(now + 7200),
-                    family: "bench".into(),
+                    grant: Grant {
+                        route_id: "default/stepon".into(),
+                        global: false,
+                        client_id: "c".into(),
+                        consumer_id: "default/c".into(),
+                        authenticated_userid: Some("clark".into()),
+                        scopes: vec!["step_counts".into()],
+                        issued_at: now,
+                        expires_at: Some(now + 7200),
+                        family: "bench".into(),
+                    },
                     refresh: None,
                 },
                 refresh: None,

@@ -227,7 +227,7 @@ async fn global_tokens_work_only_on_global_routes() {
     let up = TestUpstream::echo().await;
     let store = Arc::new(MemoryStore::new(100));
     let mut token = mk_token("default/issuer", &[], None);
-    token.global = true;
+    token.grant.global = true;
     issue(store.as_ref(), "global", token).await;
     let mut global = mk_route("default/global", &["/global"], &[up.url()]);
     global.oauth2 = Some(gatehouse_proxy::config::RouteOAuth2 {

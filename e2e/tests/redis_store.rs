@@ -11,8 +11,8 @@ use gatehouse_e2e::redis_server::{RedisCluster, RedisSentinel, RedisServer};
 use gatehouse_proxy::store::args::StoreArgs;
 use gatehouse_proxy::store::redis::RedisStore;
 use gatehouse_proxy::store::{
-    AccessToken, AuthorizationCode, CodeRedemption, Digest, IssuedPair, RefreshToken, Rotation,
-    StoreError, TokenStore,
+    AccessToken, AuthorizationCode, CodeRedemption, Digest, Grant, IssuedPair, RefreshToken,
+    Rotation, StoreError, TokenStore,
 };
 
 fn now() -> u64 {
@@ -44,32 +44,30 @@ fn mk_pair(family: &str, access_ttl: u64) -> IssuedPair {
     let access_digest = Digest::of(gatehouse_proxy::secret::random_token().as_bytes());
     let refresh_digest = Digest::of(gatehouse_proxy::secret::random_token().as_bytes());
     let t = now();
+    let grant = Grant {
+        route_id: "default/stepon".into(),
+        global: false,
+        client_id: "shoe-fly".into(),
+        consumer_id: "default/shoe-fly-shoe".into(),
+        authenticated_userid: Some("clark".into()),
+        scopes: vec!["read_steps".into()],
+        issued_at: t,
+        expires_at: Some(t + access_ttl),
+        family: family.into(),
+    };
     IssuedPair {
         access_digest,
         access: AccessToken {
-            route_id: "default/stepon".into(),
-            global: false,
-            client_id: "shoe-fly".into(),
-            consumer_id: "default/shoe-fly-shoe".into(),
-            authenticated_userid: Some("clark".into()),
-            scopes: vec!["read_steps".into()],
-            issued_at: t,
-            expires_at: Some(t + access_ttl),
-            family: family.into(),
+            grant: grant.clone(),
             refresh: Some(refresh_digest),
         },
         refresh: Some((
             refresh_digest,
             RefreshToken {
-                route_id: "default/stepon".into(),
-                global: false,
-                client_id: "shoe-fly".into(),
-                consumer_id: "default/shoe-fly-shoe".into(),
-                authenticated_userid: Some("clark".into()),
-                scopes: vec!["read_steps".into()],
-                issued_at: t,
-                expires_at: Some(t + 1_209_600),
-                family: family.into(),
+                grant: Grant {
+                    expires_at: Some(t + 1_209_600),
+                    ..grant
+                },
                 access: access_digest,
             },
         )),
@@ -402,7 +400,7 @@ async fn never_expiring_tokens_have_no_ttl() {
     let redis = RedisServer::start().unwrap();
     let store = store_on(&redis.url());
     let mut pair = mk_pair("fam-forever", 0);
-    pair.access.expires_at = None;
+    pair.access.grant.expires_at = None;
     pair.refresh = None;
     pair.access.refresh = None;
     store.issue(pair.clone()).await.unwrap();

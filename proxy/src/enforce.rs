@@ -345,6 +345,7 @@ fn is_form(headers: &HeaderMap) -> bool {
 mod tests {
     use super::*;
     use crate::config::Upstream;
+    use crate::store::Grant;
 
     fn mk_route(id: &str, global: bool) -> (Route, RouteOAuth2) {
         let oauth = RouteOAuth2 {
@@ -372,15 +373,17 @@ mod tests {
 
     fn mk_token(route: &str, global: bool, expires_at: Option<u64>) -> AccessToken {
         AccessToken {
-            route_id: route.into(),
-            global,
-            client_id: "c".into(),
-            consumer_id: "k".into(),
-            authenticated_userid: Some("clark".into()),
-            scopes: vec!["a".into(), "b".into()],
-            issued_at: 0,
-            expires_at,
-            family: "f".into(),
+            grant: Grant {
+                route_id: route.into(),
+                global,
+                client_id: "c".into(),
+                consumer_id: "k".into(),
+                authenticated_userid: Some("clark".into()),
+                scopes: vec!["a".into(), "b".into()],
+                issued_at: 0,
+                expires_at,
+                family: "f".into(),
+            },
             refresh: None,
         }
     }

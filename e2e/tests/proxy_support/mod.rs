@@ -82,15 +82,17 @@ pub fn mk_oauth() -> RouteOAuth2 {
 /// An access token record for the Shoe Fly Shoe client on `route_id`.
 pub fn mk_token(route_id: &str, scopes: &[&str], expires_at: Option<UnixTime>) -> AccessToken {
     AccessToken {
-        route_id: route_id.into(),
-        global: false,
-        client_id: "shoe-fly-shoe".into(),
-        consumer_id: "default/shoeflyshoe".into(),
-        authenticated_userid: Some("clark".into()),
-        scopes: scopes.iter().map(|s| s.to_string()).collect(),
-        issued_at: now(),
-        expires_at,
-        family: format!("fam-{route_id}"),
+        grant: Grant {
+            route_id: route_id.into(),
+            global: false,
+            client_id: "shoe-fly-shoe".into(),
+            consumer_id: "default/shoeflyshoe".into(),
+            authenticated_userid: Some("clark".into()),
+            scopes: scopes.iter().map(|s| s.to_string()).collect(),
+            issued_at: now(),
+            expires_at,
+            family: format!("fam-{route_id}"),
+        },
         refresh: None,
     }
 }

@@ -11,7 +11,7 @@ use crate::config::Snapshot;
 use crate::forwarded::TrustedProxies;
 use crate::headers::*;
 use crate::store::memory::{Clock, MemoryStore};
-use crate::store::{AccessToken, Digest, IssuedPair};
+use crate::store::{AccessToken, Digest, Grant, IssuedPair};
 
 const NOW: UnixTime = 1_700_000_000;
 const TOKEN: &str = "good-token";
@@ -41,15 +41,17 @@ fn mk_compiled() -> Compiled {
 
 fn mk_token(scopes: &[&str]) -> AccessToken {
     AccessToken {
-        route_id: "default/stepon".into(),
-        global: false,
-        client_id: "sfs-app".into(),
-        consumer_id: "default/sfs".into(),
-        authenticated_userid: Some("clark".into()),
-        scopes: scopes.iter().map(|s| s.to_string()).collect(),
-        issued_at: NOW,
-        expires_at: Some(NOW + 3600),
-        family: format!("fam-{}", scopes.len()),
+        grant: Grant {
+            route_id: "default/stepon".into(),
+            global: false,
+            client_id: "sfs-app".into(),
+            consumer_id: "default/sfs".into(),
+            authenticated_userid: Some("clark".into()),
+            scopes: scopes.iter().map(|s| s.to_string()).collect(),
+            issued_at: NOW,
+            expires_at: Some(NOW + 3600),
+            family: format!("fam-{}", scopes.len()),
+        },
         refresh: None,
     }
 }

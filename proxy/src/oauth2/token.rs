@@ -16,7 +16,9 @@ use super::error::{json_response, OAuthError, Result};
 use super::{check_provision_key, client_allows, pkce, scope, valid_on_route, Ctx, OAuthResponse};
 use crate::config::{GrantType, OAuth2Client};
 use crate::secret::random_token;
-use crate::store::{AccessToken, CodeRedemption, Digest, IssuedPair, RefreshToken, Rotation};
+use crate::store::{
+    AccessToken, CodeRedemption, Digest, Grant, IssuedPair, RefreshToken, Rotation,
+};
 use http::StatusCode;
 
 /// A freshly minted token pair: the raw values for the client, the records for the
@@ -78,29 +80,33 @@ pub(crate) fn mint(
         (
             d,
             RefreshToken {
-                route_id: ctx.route.id.clone(),
-                global: ctx.oauth.global_credentials,
-                client_id: client.client_id.clone(),
-                consumer_id: client.consumer_id.clone(),
-                authenticated_userid: user.clone(),
-                scopes: refresh_scopes,
-                issued_at: now,
-                expires_at: refresh_expires_at,
-                family: family.clone(),
+                grant: Grant {
+                    route_id: ctx.route.id.clone(),
+                    global: ctx.oauth.global_credentials,
+                    client_id: client.client_id.clone(),
+                    consumer_id: client.consumer_id.clone(),
+                    authenticated_userid: user.clone(),
+                    scopes: refresh_scopes,
+                    issued_at: now,
+                    expires_at: refresh_expires_at,
+                    family: family.clone(),
+                },
                 access: access_digest,
             },
         )
     });
     let record = AccessToken {
-        route_id: ctx.route.id.clone(),
-        global: ctx.oauth.global_credentials,
-        client_id: client.client_id.clone(),
-        consumer_id: client.consumer_id.clone(),
-        authenticated_userid: user,
-        scopes: scopes.clone(),
-        issued_at: now,
-        expires_at,
-        family,
+        grant: Grant {
+            route_id: ctx.route.id.clone(),
+            global: ctx.oauth.global_credentials,
+            client_id: client.client_id.clone(),
+            consumer_id: client.consumer_id.clone(),
+            authenticated_userid: user,
+            scopes: scopes.clone(),
+            issued_at: now,
+            expires_at,
+            family,
+        },
         refresh: refresh.as_ref().map(|(d, _)| *d),
     };
     Minted {
@@ -276,7 +282,7 @@ fn decoy(ctx: &Ctx<'_>, client: &OAuth2Client) -> IssuedPair {
         random_token(),
         RefreshPlan::None,
     );
-    m.pair.access.expires_at = Some(0);
+    m.pair.access.grant.expires_at = Some(0);
     m.pair
 }
 
@@ -322,9 +328,9 @@ async fn refresh_token(ctx: &Ctx<'_>, client: AuthenticatedClient<'_>) -> Result
     let minted = mint(
         ctx,
         &client.entry.client,
-        rec.authenticated_userid,
+        rec.grant.authenticated_userid,
         scopes,
-        rec.family,
+        rec.grant.family,
         plan,
     );
     match ctx.store.rotate(digest, minted.pair.clone()).await? {

@@ -304,18 +304,21 @@ impl TokenStore for CachedStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::Grant;
 
     fn mk_token(expires_at: Option<UnixTime>) -> AccessToken {
         AccessToken {
-            route_id: "default/stepon".into(),
-            global: false,
-            client_id: "client".into(),
-            consumer_id: "consumer".into(),
-            authenticated_userid: Some("clark".into()),
-            scopes: vec!["read".into()],
-            issued_at: 1_000,
-            expires_at,
-            family: "fam".into(),
+            grant: Grant {
+                route_id: "default/stepon".into(),
+                global: false,
+                client_id: "client".into(),
+                consumer_id: "consumer".into(),
+                authenticated_userid: Some("clark".into()),
+                scopes: vec!["read".into()],
+                issued_at: 1_000,
+                expires_at,
+                family: "fam".into(),
+            },
             refresh: None,
         }
     }

@@ -548,6 +548,7 @@ impl TokenStore for MemoryStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::Grant;
 
     const T0: UnixTime = 1_700_000_000;
 
@@ -578,19 +579,26 @@ mod tests {
     /// Access token `a` (+ refresh token `r` when given) in `family`.
     fn mk_pair(a: &str, r: Option<&str>, family: &str, ttl: Option<u64>) -> IssuedPair {
         let access_digest = d(a);
+        let grant = Grant {
+            route_id: "default/stepon".into(),
+            global: false,
+            client_id: "shoeflyshoe".into(),
+            consumer_id: "default/shoeflyshoe".into(),
+            authenticated_userid: Some("clark".into()),
+            scopes: vec!["step_counts".into()],
+            issued_at: T0,
+            expires_at: ttl.map(|t| T0 + t),
+            family: family.into(),
+        };
         let refresh = r.map(|r| {
+            let grant = Grant {
+                expires_at: ttl.map(|t| T0 + 10 * t),
+                ..grant.clone()
+            };
             (
                 d(r),
                 RefreshToken {
-                    route_id: "default/stepon".into(),
-                    global: false,
-                    client_id: "shoeflyshoe".into(),
-                    consumer_id: "default/shoeflyshoe".into(),
-                    authenticated_userid: Some("clark".into()),
-                    scopes: vec!["step_counts".into()],
-                    issued_at: T0,
-                    expires_at: ttl.map(|t| T0 + 10 * t),
-                    family: family.into(),
+                    grant,
                     access: access_digest,
                 },
             )
@@ -598,15 +606,7 @@ mod tests {
         IssuedPair {
             access_digest,
             access: AccessToken {
-                route_id: "default/stepon".into(),
-                global: false,
-                client_id: "shoeflyshoe".into(),
-                consumer_id: "default/shoeflyshoe".into(),
-                authenticated_userid: Some("clark".into()),
-                scopes: vec!["step_counts".into()],
-                issued_at: T0,
-                expires_at: ttl.map(|t| T0 + t),
-                family: family.into(),
+                grant,
                 refresh: r.map(d),
             },
             refresh,

@@ -75,9 +75,10 @@ impl std::fmt::Debug for Digest {
 /// Unix time in seconds.
 pub type UnixTime = u64;
 
-/// Everything known about a granted access token.
+/// What an access token and its refresh token have in common: the grant they carry.
+/// Flattened into both records, so the JSON stored in Redis keeps its flat shape.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AccessToken {
+pub struct Grant {
     /// Route id the token was issued on.
     pub route_id: String,
     /// Issued on a `global_credentials` route: valid on every such route.
@@ -96,6 +97,13 @@ pub struct AccessToken {
     pub expires_at: Option<UnixTime>,
     /// Lineage id (see module docs).
     pub family: String,
+}
+
+/// Everything known about a granted access token.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessToken {
+    #[serde(flatten)]
+    pub grant: Grant,
     /// Digest of the refresh token issued together with this access token, if any.
     pub refresh: Option<Digest>,
 }
@@ -103,18 +111,26 @@ pub struct AccessToken {
 /// Everything known about a refresh token.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RefreshToken {
-    pub route_id: String,
-    pub global: bool,
-    pub client_id: String,
-    pub consumer_id: String,
-    pub authenticated_userid: Option<String>,
-    pub scopes: Vec<String>,
-    pub issued_at: UnixTime,
-    /// Expiry; `None` = never.
-    pub expires_at: Option<UnixTime>,
-    pub family: String,
+    #[serde(flatten)]
+    pub grant: Grant,
     /// Digest of the access token issued together with this refresh token.
     pub access: Digest,
+}
+
+// Field reads (`token.scopes`) go to the grant, so code that only reads a token does
+// not care which of the two records it holds.
+impl std::ops::Deref for AccessToken {
+    type Target = Grant;
+    fn deref(&self) -> &Grant {
+        &self.grant
+    }
+}
+
+impl std::ops::Deref for RefreshToken {
+    type Target = Grant;
+    fn deref(&self) -> &Grant {
+        &self.grant
+    }
 }
 
 /// A pending authorization code.
@@ -249,4 +265,41 @@ pub use login_records::LoginKind;
 
 fn no_login_state() -> StoreError {
     StoreError::Unavailable("this token store keeps no sign-in state".into())
+}
+
+#[cfg(test)]
+mod record_tests {
+    use super::*;
+
+    // Records as stored in Redis before `Grant` existed: they must still decode, and
+    // encode back to the same bytes (the Lua scripts and older replicas read them).
+    const ACCESS_JSON: &str = r#"{"route_id":"shop/api","global":false,"client_id":"cid","consumer_id":"shop/alice","authenticated_userid":"u1","scopes":["read","write"],"issued_at":1700000000,"expires_at":1700007200,"family":"fam","refresh":"2b6f9a4c0e1d3f5a7b8c9d0e1f2a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c"}"#;
+    const REFRESH_JSON: &str = r#"{"route_id":"shop/api","global":true,"client_id":"cid","consumer_id":"shop/alice","authenticated_userid":null,"scopes":[],"issued_at":1700000000,"expires_at":null,"family":"fam","access":"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"}"#;
+
+    #[test]
+    fn todays_stored_access_token_decodes_and_reencodes_unchanged() {
+        let token: AccessToken = serde_json::from_str(ACCESS_JSON).unwrap();
+        assert_eq!(token.route_id, "shop/api");
+        assert_eq!(token.authenticated_userid.as_deref(), Some("u1"));
+        assert_eq!(token.scopes, ["read", "write"]);
+        assert_eq!(token.expires_at, Some(1_700_007_200));
+        assert_eq!(
+            token.refresh.map(|d| d.to_hex()).as_deref(),
+            Some("2b6f9a4c0e1d3f5a7b8c9d0e1f2a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c")
+        );
+        assert_eq!(serde_json::to_string(&token).unwrap(), ACCESS_JSON);
+    }
+
+    #[test]
+    fn todays_stored_refresh_token_decodes_and_reencodes_unchanged() {
+        let token: RefreshToken = serde_json::from_str(REFRESH_JSON).unwrap();
+        assert!(token.global);
+        assert_eq!(token.authenticated_userid, None);
+        assert_eq!(token.expires_at, None);
+        assert_eq!(
+            token.access.to_hex(),
+            "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+        );
+        assert_eq!(serde_json::to_string(&token).unwrap(), REFRESH_JSON);
+    }
 }
