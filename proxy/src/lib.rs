@@ -9,6 +9,7 @@
 
 pub mod access_log;
 pub mod admin;
+pub mod audit;
 pub mod authz;
 pub mod binding;
 pub mod body;
@@ -22,8 +23,11 @@ pub mod grpc;
 pub mod headers;
 pub mod http1;
 pub mod login;
+pub mod methods;
 pub mod metrics;
 pub mod oauth2;
+pub mod path;
+pub mod ratelimit;
 pub mod respond;
 pub mod router;
 pub mod secret;
