@@ -187,6 +187,24 @@ pub struct OAuth2Spec {
     /// Tokens issued here are valid on every route that also sets this.
     #[serde(default)]
     pub global_credentials: bool,
+    /// Let an encoded slash (`%2F`) through to the upstream, for APIs that put
+    /// slashes in identifiers. Scope rules then treat it both as data and as a
+    /// separator (the stricter reading wins). Off: `%2F` is refused with 400.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_encoded_slashes: bool,
+    /// Match `rules` paths ignoring ASCII case, for upstreams that do.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub case_insensitive_rules: bool,
+    /// The issuer URL the metadata document announces (`https://auth.example.com/api`).
+    /// Unset: built from the request's host, and only when the route lists hosts (a
+    /// route answering any host has no trustworthy host to announce).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^https?://[^\s?#]+$"), length(max = 2048))]
+    pub issuer: Option<String>,
+    /// Kong compatibility: accept a token request without `redirect_uri` even when the
+    /// authorization request sent one (RFC 6749 §4.1.3 requires it; off by default).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub optional_token_redirect_uri: bool,
     /// Header the bearer token is read from.
     #[serde(default = "default_auth_header")]
     #[schemars(regex(pattern = r"^[A-Za-z0-9-]+$"), length(min = 1, max = 64))]
