@@ -64,6 +64,10 @@ pub struct Route {
     /// Send the client's `Host` header upstream instead of the upstream's own.
     #[serde(default)]
     pub preserve_host: bool,
+    /// Let an encoded slash (`%2F`) through to the upstream (see the path policy);
+    /// otherwise such a request is refused with 400.
+    #[serde(default)]
+    pub allow_encoded_slashes: bool,
     /// Where matched requests are proxied.
     pub upstream: Upstream,
     /// Request, upstream-attempt and idle timeouts of this route.
@@ -268,6 +272,17 @@ pub struct RouteOAuth2 {
     /// Tokens issued here are valid on every route that also sets this flag.
     #[serde(default)]
     pub global_credentials: bool,
+    /// Match scope rule paths ignoring ASCII case.
+    #[serde(default)]
+    pub case_insensitive_rules: bool,
+    /// Issuer announced in the metadata document; `None` = from the request's host,
+    /// on routes that list hosts only.
+    #[serde(default)]
+    pub issuer: Option<String>,
+    /// Kong compatibility: a token request may omit a `redirect_uri` that the
+    /// authorization request sent.
+    #[serde(default)]
+    pub optional_token_redirect_uri: bool,
     /// Header the bearer token is read from (lowercase).
     #[serde(default = "default_auth_header")]
     pub auth_header_name: String,
@@ -451,6 +466,9 @@ pub struct OAuth2Client {
     /// Scopes this client may obtain; `None` means any scope the route offers.
     #[serde(default)]
     pub scopes: Option<Vec<String>>,
+    /// May introspect tokens of other clients (it is a resource server).
+    #[serde(default)]
+    pub resource_server: bool,
 }
 
 /// Why a snapshot document was refused.

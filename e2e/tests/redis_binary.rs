@@ -24,6 +24,7 @@ fn mk_snapshot(upstream: &str) -> Snapshot {
             paths: vec!["/stepon".into()],
             strip_path: true,
             preserve_host: false,
+            allow_encoded_slashes: false,
             upstream: Upstream {
                 endpoints: vec![upstream.to_owned()],
                 connect_timeout_ms: 1000,
@@ -53,6 +54,7 @@ fn mk_snapshot(upstream: &str) -> Snapshot {
             redirect_uris: vec!["https://shoeflyshoe.example/cb".into()],
             grant_types: vec![],
             scopes: None,
+            resource_server: false,
         }],
     }
 }

@@ -88,6 +88,7 @@ fn mk_code(family: &str) -> AuthorizationCode {
         authenticated_userid: "clark".into(),
         scopes: vec!["read_steps".into()],
         redirect_uri: "https://shoeflyshoe.example/callback".into(),
+        redirect_uri_sent: false,
         code_challenge: None,
         expires_at: now() + 60,
         family: family.into(),

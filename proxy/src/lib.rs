@@ -26,7 +26,6 @@ pub mod login;
 pub mod methods;
 pub mod metrics;
 pub mod oauth2;
-pub mod path;
 pub mod ratelimit;
 pub mod respond;
 pub mod router;
@@ -38,6 +37,7 @@ pub mod tls;
 pub mod upstream;
 
 /// The login key (sealed snapshot secrets, session cookies), shared with the controller.
+pub use gatehouse_config::path;
 pub use gatehouse_config::seal;
 /// The snapshot contract, as the proxy's modules name it (`crate::config::Route`).
 pub use gatehouse_config::snapshot as config;

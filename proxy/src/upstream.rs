@@ -64,11 +64,7 @@ pub async fn forward(
     trace: &mut Trace,
 ) -> Result<Response<ProxyBody>, Rejection> {
     let endpoint = upstreams.pick()?;
-    let upstream_path = if route.strip_path {
-        routed.suffix()
-    } else {
-        &routed.path
-    };
+    let upstream_path = routed.forward_path(route.strip_path);
     // Enforcement may have rewritten the query (hide_credentials), so read it here.
     let target = endpoint.origin_uri(upstream_path, parts.uri.query())?;
     let upgrade = tunnel::requested(parts.version, &parts.method, &parts.headers);

@@ -309,6 +309,7 @@ fn route(
         paths: s.paths.clone(),
         strip_path: s.strip_path,
         preserve_host: s.preserve_host,
+        allow_encoded_slashes: o.allow_encoded_slashes,
         upstream: config::Upstream {
             endpoints,
             connect_timeout_ms: 5_000,
@@ -343,6 +344,9 @@ fn route(
             accept_http_if_already_terminated: o.accept_http_if_already_terminated,
             anonymous_consumer,
             global_credentials: o.global_credentials,
+            case_insensitive_rules: o.case_insensitive_rules,
+            issuer: o.issuer.clone(),
+            optional_token_redirect_uri: o.optional_token_redirect_uri,
             auth_header_name: o.auth_header_name.to_ascii_lowercase(),
             realm: defaults.realm,
             rules: o

@@ -29,6 +29,7 @@ pub fn mk_route(id: &str, paths: &[&str], endpoints: &[String]) -> Route {
         paths: paths.iter().map(|p| p.to_string()).collect(),
         strip_path: false,
         preserve_host: false,
+        allow_encoded_slashes: false,
         upstream: Upstream {
             endpoints: endpoints.to_vec(),
             connect_timeout_ms: 2_000,
@@ -67,6 +68,7 @@ pub fn mk_snapshot(routes: Vec<Route>) -> Snapshot {
             redirect_uris: vec!["https://shoeflyshoe.example/cb".into()],
             grant_types: vec![],
             scopes: None,
+            resource_server: false,
         }],
     }
 }

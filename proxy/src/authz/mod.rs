@@ -134,8 +134,13 @@ pub async fn decide(
     // without a content type, enforcement does not look for a form-encoded token.
     let mut original_parts = original_parts(&original, &parts.headers)?;
     let uri = original_parts.uri.clone();
-    let routed =
-        router::route(&compiled.router, &uri, &original_parts.headers).ok_or(Refusal::NoRoute)?;
+    let routed = router::route(&compiled.router, &uri, &original_parts.headers).map_err(|u| {
+        match u {
+            router::Unrouted::NoRoute => Refusal::NoRoute,
+            // The path inline traffic would be refused with: the same 400.
+            bad => Refusal::Denied(bad.into()),
+        }
+    })?;
     let route = &compiled.snapshot.routes[routed.index];
     let Some(oauth) = &route.oauth2 else {
         return Ok(Allowed::default());
@@ -147,6 +152,7 @@ pub async fn decide(
         catalog: &compiled.catalog,
         store,
         suffix: routed.suffix(),
+        slashes_are_separators_too: routed.path.encoded_slash(),
         now,
         // Decisions never read a body (the copied body headers are dropped).
         body_limit: crate::server::limits::BodyLimit::size_only(0),

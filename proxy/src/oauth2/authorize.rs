@@ -80,9 +80,7 @@ pub(crate) async fn respond(ctx: &Ctx<'_>) -> Result<OAuthResponse> {
     let params = &ctx.params;
     let state = ctx.state();
     check_provision_key(params, ctx.oauth)?;
-    let user = params
-        .get("authenticated_userid")?
-        .ok_or_else(OAuthError::invalid_authenticated_userid)?;
+    let user = params.authenticated_userid()?;
     let client_id = params.get("client_id")?;
     let Some(entry) = client_id.and_then(|id| ctx.catalog.client(id)) else {
         return Err(OAuthError::invalid_client(false));
@@ -106,7 +104,7 @@ pub(crate) async fn respond(ctx: &Ctx<'_>) -> Result<OAuthResponse> {
             return Ok(denied(ctx, first_uri, &e, state));
         }
     };
-    let outcome = decide(ctx, entry, redirect_uri, user).await;
+    let outcome = decide(ctx, entry, redirect_uri, requested_uri.is_some(), user).await;
     match outcome {
         Ok(resp) => Ok(resp),
         // The store failing is our problem, not the client's: plain 503.
@@ -130,6 +128,7 @@ async fn decide(
     ctx: &Ctx<'_>,
     entry: &crate::catalog::ClientEntry,
     redirect_uri: &str,
+    redirect_uri_sent: bool,
     user: &str,
 ) -> Result<OAuthResponse> {
     let params = &ctx.params;
@@ -188,6 +187,7 @@ async fn decide(
         user,
         scopes,
         redirect_uri,
+        redirect_uri_sent,
         challenge,
         ctx.now,
     )
@@ -214,6 +214,7 @@ pub(crate) async fn store_code(
     user: &str,
     scopes: Vec<String>,
     redirect_uri: &str,
+    redirect_uri_sent: bool,
     code_challenge: Option<String>,
     now: UnixTime,
 ) -> Result<String> {
@@ -226,6 +227,7 @@ pub(crate) async fn store_code(
         authenticated_userid: user.to_owned(),
         scopes,
         redirect_uri: redirect_uri.to_owned(),
+        redirect_uri_sent,
         code_challenge,
         expires_at: now.saturating_add(oauth.code_ttl),
         family: random_token(),

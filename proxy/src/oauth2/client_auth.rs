@@ -70,6 +70,12 @@ fn presented(params: &Params, authorization: Option<&str>) -> Result<Option<Pres
             "client_secret must be a string",
         ));
     }
+    // RFC 6749 §2.3: a client MUST NOT use more than one authentication method.
+    if body_secret.is_some() && basic_payload(authorization).is_some() {
+        return Err(OAuthError::invalid_request(
+            "Use one client authentication method: client_secret in the body or HTTP Basic, not both",
+        ));
+    }
     // Kong's order: body id + secret, then the Authorization header, then a bare
     // body client_id (public clients).
     if let (Some(id), Some(secret)) = (body_id, body_secret) {
@@ -182,6 +188,7 @@ mod tests {
             redirect_uris: vec![],
             grant_types: vec![],
             scopes: None,
+            resource_server: false,
         };
         let public = OAuth2Client {
             client_id: "mobile".into(),
@@ -246,6 +253,26 @@ mod tests {
         .unwrap_err();
         assert_eq!(e.status, http::StatusCode::BAD_REQUEST);
         assert_eq!(e.description, "Invalid client authentication");
+    }
+
+    #[test]
+    fn two_authentication_methods_in_one_request_are_refused() {
+        let cat = mk_catalog();
+        let e = authenticate(
+            &form("client_id=shoe-fly-shoe&client_secret=s3cret%2B%2F%3D"),
+            Some(&basic("shoe-fly-shoe:s3cret+/=")),
+            &cat,
+        )
+        .unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidRequest);
+        assert_eq!(e.status, http::StatusCode::BAD_REQUEST);
+        // A client_id in the body next to Basic is one method, not two.
+        assert!(authenticate(
+            &form("client_id=shoe-fly-shoe"),
+            Some(&basic("shoe-fly-shoe:s3cret+/=")),
+            &cat
+        )
+        .is_ok());
     }
 
     #[test]

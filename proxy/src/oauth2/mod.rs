@@ -100,8 +100,10 @@ pub struct OAuthRequest {
     /// A trusted peer sent `X-Forwarded-Proto: https`.
     pub forwarded_https: bool,
     /// Externally visible base URL of the route (`https://host/stepon`), used as the
-    /// issuer in metadata.
-    pub issuer: String,
+    /// issuer in metadata: the route's configured `issuer`, else built from a host the
+    /// route lists. `None` on a route answering any host without an `issuer`: a
+    /// client's `Host` is no identity to announce.
+    pub issuer: Option<String>,
 }
 
 /// A complete response produced by an endpoint.
@@ -155,7 +157,7 @@ pub async fn serve(
         body,
         tls: conn.tls,
         forwarded_https: conn.forwarded_https(&parts.headers),
-        issuer: issuer(routed, conn, &parts.headers),
+        issuer: issuer(site.route, site.oauth, routed, conn, &parts.headers),
     };
     let out = handle(
         request,
@@ -169,9 +171,36 @@ pub async fn serve(
     Ok(out.into_response())
 }
 
-/// The route's externally visible base URL (`https://host/stepon`): the issuer in
-/// metadata, `iss` in authorization responses, and the base of sign-in URLs.
-pub fn issuer(routed: &Routed<'_>, conn: &ConnInfo, headers: &HeaderMap) -> String {
+/// The issuer the metadata document announces: the route's configured
+/// `oauth2.issuer`, else the [base URL](base_url) when the route lists its hosts
+/// (routing matched the host against that list). `None` on a route answering any host
+/// without an `issuer`: a client's `Host` is no identity to announce.
+pub fn issuer(
+    route: &Route,
+    oauth: &RouteOAuth2,
+    routed: &Routed<'_>,
+    conn: &ConnInfo,
+    headers: &HeaderMap,
+) -> Option<String> {
+    match &oauth.issuer {
+        Some(issuer) => Some(issuer.clone()),
+        None if !route.hosts.is_empty() => Some(base_url(oauth, routed, conn, headers)),
+        None => None,
+    }
+}
+
+/// The route's externally visible base URL (`https://host/stepon`): the configured
+/// `oauth2.issuer` when set, else built from the request; `iss` in sign-in
+/// authorization responses and the base of sign-in URLs.
+pub fn base_url(
+    oauth: &RouteOAuth2,
+    routed: &Routed<'_>,
+    conn: &ConnInfo,
+    headers: &HeaderMap,
+) -> String {
+    if let Some(issuer) = &oauth.issuer {
+        return issuer.trim_end_matches('/').to_owned();
+    }
     let scheme = conn.client_scheme(headers);
     let public_host = match headers.get(X_FORWARDED_HOST).filter(|_| conn.trusted) {
         Some(h) => h.to_str().ok(),

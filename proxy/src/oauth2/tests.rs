@@ -44,6 +44,7 @@ fn mk_route(id: &str, oauth: &RouteOAuth2) -> Route {
         paths: vec!["/stepon".into()],
         strip_path: true,
         preserve_host: false,
+        allow_encoded_slashes: false,
         upstream: Upstream {
             endpoints: vec![],
             connect_timeout_ms: 1000,
@@ -69,6 +70,7 @@ fn mk_client(id: &str, secret: Option<&str>, redirects: &[&str]) -> OAuth2Client
         redirect_uris: redirects.iter().map(|s| s.to_string()).collect(),
         grant_types: vec![],
         scopes: None,
+        resource_server: false,
     }
 }
 
@@ -95,6 +97,10 @@ fn mk_catalog() -> Catalog {
                 &["https://other.example/cb"],
             ),
             mk_client(MOBILE, None, &[MOBILE_CB]),
+            OAuth2Client {
+                resource_server: true,
+                ..mk_client("resource-server", Some("rs-secret"), &[])
+            },
             cc_only,
             narrow,
         ],
@@ -274,7 +280,7 @@ impl Harness {
                 body: Bytes::new(),
                 tls: true,
                 forwarded_https: false,
-                issuer: "https://api.stepon.example/stepon".into(),
+                issuer: Some("https://api.stepon.example/stepon".into()),
             },
         }
     }
@@ -441,7 +447,15 @@ async fn parameters_are_read_from_query_form_and_json_alike() {
         .json(json!({"client_id": SFS, "client_secret": SFS_SECRET}))
         .send()
         .await;
-    for r in [by_query, by_form, by_json, mixed] {
+    // Secrets never from the query string (issue 17): it ends up in logs.
+    assert_eq!(
+        by_query.status,
+        StatusCode::BAD_REQUEST,
+        "{}",
+        by_query.json
+    );
+    assert_eq!(by_query.json["error"], "invalid_request");
+    for r in [by_form, by_json, mixed] {
         assert_eq!(r.status, StatusCode::OK, "{}", r.json);
         assert_eq!(r.json["token_type"], "bearer");
     }
@@ -1489,7 +1503,7 @@ async fn introspection_needs_client_authentication_and_a_token() {
 }
 
 #[tokio::test]
-async fn a_public_client_may_introspect_only_its_own_tokens() {
+async fn only_resource_servers_introspect_tokens_of_other_clients() {
     let h = Harness::new(|_| {});
     let (access, _) = h.tokens().await;
     let r = introspect(&h, &format!("token={access}&client_id={MOBILE}")).await;
@@ -1500,9 +1514,16 @@ async fn a_public_client_may_introspect_only_its_own_tokens() {
     )
     .await;
     assert_eq!(
-        r.json["active"], true,
-        "a confidential client acts as a resource server"
+        r.json,
+        json!({"active": false}),
+        "a client application reads only its own tokens"
     );
+    let r = introspect(
+        &h,
+        &format!("token={access}&client_id=resource-server&client_secret=rs-secret"),
+    )
+    .await;
+    assert_eq!(r.json["active"], true, "a resource server reads any");
 }
 
 #[tokio::test]
@@ -1580,6 +1601,16 @@ async fn a_client_cannot_revoke_another_clients_token() {
 }
 
 // ---------------------------------------------------------------- metadata
+
+#[tokio::test]
+async fn metadata_without_a_trustworthy_issuer_is_not_published() {
+    let h = Harness::new(|_| {});
+    let mut req = h.req(Endpoint::Metadata).method(Method::GET);
+    req.inner.issuer = None;
+    let r = req.send().await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(r.json["error"], "not_found");
+}
 
 #[tokio::test]
 async fn metadata_describes_what_the_route_enables() {

@@ -224,13 +224,21 @@ async fn authorization_code(ctx: &Ctx<'_>, client: AuthenticatedClient<'_>) -> R
     {
         return Err(OAuthError::invalid_grant("Invalid code"));
     }
-    if let Some(uri) = ctx.params.get("redirect_uri")? {
+    match ctx.params.get("redirect_uri")? {
         // RFC 6749 §4.1.3: identical to the one the code was issued for.
-        if uri != rec.redirect_uri {
+        Some(uri) if uri != rec.redirect_uri => {
             return Err(OAuthError::invalid_grant(
                 "redirect_uri does not match the authorization request",
             ));
         }
+        // ...and required when the authorization request carried one (Kong does not
+        // ask; `optional_token_redirect_uri` keeps its behaviour).
+        None if rec.redirect_uri_sent && !ctx.oauth.optional_token_redirect_uri => {
+            return Err(OAuthError::invalid_request(
+                "redirect_uri is required: the authorization request sent one",
+            ));
+        }
+        _ => {}
     }
     match &rec.code_challenge {
         Some(challenge) => pkce::verify(&ctx.params, challenge)?,
@@ -364,11 +372,7 @@ async fn client_credentials(ctx: &Ctx<'_>, client: AuthenticatedClient<'_>) -> R
 async fn password(ctx: &Ctx<'_>, client: AuthenticatedClient<'_>) -> Result<Minted> {
     // The login app checked the password; the provision key proves it is the caller.
     check_provision_key(&ctx.params, ctx.oauth)?;
-    let user = ctx
-        .params
-        .get("authenticated_userid")?
-        .ok_or_else(OAuthError::invalid_authenticated_userid)?
-        .to_owned();
+    let user = ctx.params.authenticated_userid()?.to_owned();
     let scopes = scope::resolve(&ctx.params, ctx.oauth, &client.entry.client)?;
     let minted = mint(
         ctx,

@@ -586,6 +586,7 @@ mod tests {
             authenticated_userid: "clark".into(),
             scopes: vec!["step_counts".into()],
             redirect_uri: "https://shoeflyshoe.store/callback".into(),
+            redirect_uri_sent: false,
             code_challenge: None,
             expires_at,
             family: family.into(),

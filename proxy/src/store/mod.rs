@@ -130,6 +130,10 @@ pub struct AuthorizationCode {
     pub scopes: Vec<String>,
     /// The redirect URI the code was issued for; the token request must repeat it.
     pub redirect_uri: String,
+    /// The authorization request named `redirect_uri` itself (rather than using the
+    /// client's default), so the token request must send it (RFC 6749 §4.1.3).
+    #[serde(default)]
+    pub redirect_uri_sent: bool,
     /// PKCE S256 challenge, when one was sent.
     pub code_challenge: Option<String>,
     pub expires_at: UnixTime,
