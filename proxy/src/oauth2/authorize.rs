@@ -179,6 +179,7 @@ async fn decide(
     }
 
     let challenge = pkce::challenge(params, ctx.oauth.pkce, client.client_type)?;
+    let issued_scopes = scopes.clone();
     let code = store_code(
         ctx.store,
         ctx.route,
@@ -192,6 +193,12 @@ async fn decide(
         ctx.now,
     )
     .await?;
+    ctx.audit(crate::audit::Event::TokenIssued {
+        client_id: &client.client_id,
+        grant: "code",
+        user: Some(user),
+        scopes: &issued_scopes,
+    });
     let mut q: Vec<(&str, &str)> = vec![("code", &code)];
     if let Some(s) = state {
         q.push(("state", s));

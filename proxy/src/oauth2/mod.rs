@@ -104,8 +104,13 @@ pub struct OAuthRequest {
     /// route lists. `None` on a route answering any host without an `issuer`: a
     /// client's `Host` is no identity to announce.
     pub issuer: Option<String>,
+    /// The client's address (the TCP peer), for the audit log.
+    pub peer: Option<std::net::IpAddr>,
+    /// Where security events of this request are recorded.
+    pub audit: AuditLog,
 }
 
+use crate::audit::{AuditLog, Event};
 /// A complete response produced by an endpoint.
 pub use crate::respond::Reply as OAuthResponse;
 
@@ -121,6 +126,16 @@ pub(crate) struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
+    /// Record a security event of this request in the audit log.
+    pub fn audit(&self, event: Event<'_>) {
+        self.req.audit.record(&self.route.id, self.req.peer, event);
+    }
+
+    /// The `client_id` parameter, when one was sent (an identifier, never a secret).
+    pub fn client_id_param(&self) -> Option<&str> {
+        self.params.get("client_id").ok().flatten()
+    }
+
     /// The client's `state`, echoed in responses (a malformed one is not echoed).
     pub fn state(&self) -> Option<&str> {
         self.params.get("state").ok().flatten()
@@ -129,6 +144,7 @@ impl Ctx<'_> {
 
 /// The protected route an OAuth2 request arrived on, and what its answer may consult.
 pub struct Site<'a> {
+    pub audit: &'a AuditLog,
     pub route: &'a Route,
     pub oauth: &'a RouteOAuth2,
     pub catalog: &'a Catalog,
@@ -158,6 +174,8 @@ pub async fn serve(
         tls: conn.tls,
         forwarded_https: conn.forwarded_https(&parts.headers),
         issuer: issuer(site.route, site.oauth, routed, conn, &parts.headers),
+        peer: Some(conn.peer.ip()),
+        audit: site.audit.clone(),
     };
     let out = handle(
         request,
@@ -283,8 +301,35 @@ pub async fn handle(
     };
     match result {
         Ok(resp) => resp,
-        Err(e) => deny(route, endpoint, e.with_state(ctx.state())),
+        Err(e) => {
+            audit_refusal(&ctx, endpoint, &e);
+            deny(route, endpoint, e.with_state(ctx.state()))
+        }
     }
+}
+
+/// Audit a refused token, authorization or client authentication (introspection and
+/// revocation refusals other than client authentication are not security events).
+fn audit_refusal(ctx: &Ctx<'_>, endpoint: Endpoint, e: &OAuthError) {
+    let client_id = ctx.client_id_param();
+    if e.code == error::ErrorCode::InvalidClient {
+        ctx.audit(Event::ClientAuthFailed {
+            client_id,
+            reason: &e.description,
+        });
+        return;
+    }
+    let grant = match endpoint {
+        Endpoint::Token => ctx.params.get("grant_type").ok().flatten(),
+        Endpoint::Authorize => ctx.params.get("response_type").ok().flatten(),
+        _ => return,
+    };
+    ctx.audit(Event::TokenRefused {
+        client_id,
+        grant,
+        error: e.code.as_str(),
+        reason: &e.description,
+    });
 }
 
 /// Log a refused request (never with secrets) and render the error.

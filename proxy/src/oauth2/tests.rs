@@ -281,6 +281,8 @@ impl Harness {
                 tls: true,
                 forwarded_https: false,
                 issuer: Some("https://api.stepon.example/stepon".into()),
+                peer: None,
+                audit: crate::audit::AuditLog::off(),
             },
         }
     }

@@ -14,6 +14,7 @@ use serde_json::{Map, Value};
 use super::client_auth::{self, AuthenticatedClient};
 use super::error::{json_response, OAuthError, Result};
 use super::{check_provision_key, client_allows, pkce, scope, valid_on_route, Ctx, OAuthResponse};
+use crate::audit::Event;
 use crate::config::{GrantType, OAuth2Client};
 use crate::secret::random_token;
 use crate::store::{AccessToken, CodeRedemption, Digest, IssuedPair, RefreshToken, Rotation};
@@ -137,6 +138,17 @@ fn success(m: &Minted, state: Option<&str>) -> OAuthResponse {
     json_response(StatusCode::OK, &Value::Object(body))
 }
 
+/// The wire name of a grant (audit log).
+fn grant_name(g: GrantType) -> &'static str {
+    match g {
+        GrantType::AuthorizationCode => "authorization_code",
+        GrantType::RefreshToken => "refresh_token",
+        GrantType::ClientCredentials => "client_credentials",
+        GrantType::Password => "password",
+        GrantType::Implicit => "implicit",
+    }
+}
+
 fn parse_grant(s: Option<&str>) -> Option<GrantType> {
     match s? {
         "authorization_code" => Some(GrantType::AuthorizationCode),
@@ -198,6 +210,12 @@ pub(crate) async fn respond(ctx: &Ctx<'_>) -> Result<OAuthResponse> {
         grant = ?grant,
         "Token issued"
     );
+    ctx.audit(Event::TokenIssued {
+        client_id: client.client_id(),
+        grant: grant_name(grant),
+        user: minted.pair.access.authenticated_userid.as_deref(),
+        scopes: &minted.scopes,
+    });
     Ok(success(&minted, ctx.state()))
 }
 
@@ -208,8 +226,12 @@ async fn authorization_code(ctx: &Ctx<'_>, client: AuthenticatedClient<'_>) -> R
         .ok_or_else(|| OAuthError::invalid_request("Invalid code"))?;
     let rec = match ctx.store.take_code(Digest::of(code.as_bytes())).await? {
         CodeRedemption::Redeemed(rec) => rec,
-        CodeRedemption::Replayed { .. } => {
+        CodeRedemption::Replayed { family } => {
             // RFC 6749 §4.1.2: the store has revoked everything issued from it.
+            ctx.audit(Event::CodeReplay {
+                client_id: client.client_id(),
+                family: &family,
+            });
             tracing::warn!(
                 route.name = %ctx.route.id,
                 client.id = %client.client_id(),
@@ -300,7 +322,11 @@ async fn refresh_token(ctx: &Ctx<'_>, client: AuthenticatedClient<'_>) -> Result
             .store
             .rotate(digest, decoy(ctx, &client.entry.client))
             .await?;
-        if let Rotation::Reused { .. } = outcome {
+        if let Rotation::Reused { family } = outcome {
+            ctx.audit(Event::RefreshReuse {
+                client_id: client.client_id(),
+                family: &family,
+            });
             tracing::warn!(
                 route.name = %ctx.route.id,
                 client.id = %client.client_id(),
@@ -337,7 +363,11 @@ async fn refresh_token(ctx: &Ctx<'_>, client: AuthenticatedClient<'_>) -> Result
     );
     match ctx.store.rotate(digest, minted.pair.clone()).await? {
         Rotation::Rotated => Ok(minted),
-        Rotation::Reused { .. } => {
+        Rotation::Reused { family } => {
+            ctx.audit(Event::RefreshReuse {
+                client_id: client.client_id(),
+                family: &family,
+            });
             tracing::warn!(
                 route.name = %ctx.route.id,
                 client.id = %client.client_id(),

@@ -39,6 +39,8 @@ pub struct Shared {
     pub limits: Limits,
     pub metrics: Metrics,
     pub access_log: AccessLog,
+    /// Security events (`--audit-log`).
+    pub audit: crate::audit::AuditLog,
     /// Built-in sign-in (`oauth2.login`): login key and provider cache.
     pub signin: Arc<login::Signin>,
 }
@@ -144,6 +146,7 @@ async fn serve(
             record.outcome = "oauth2";
             record.log_query = false;
             let site = oauth2::Site {
+                audit: &shared.audit,
                 route,
                 oauth,
                 catalog: &compiled.catalog,
