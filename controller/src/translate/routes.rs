@@ -347,6 +347,15 @@ fn route(
             case_insensitive_rules: o.case_insensitive_rules,
             issuer: o.issuer.clone(),
             optional_token_redirect_uri: o.optional_token_redirect_uri,
+            rate_limits: o
+                .rate_limits
+                .as_ref()
+                .map(|r| config::RateLimits {
+                    per_address: r.per_address.clone(),
+                    per_client: r.per_client.clone(),
+                })
+                .unwrap_or_default(),
+            refresh_token_grace_seconds: o.refresh_token_grace_seconds,
             auth_header_name: o.auth_header_name.to_ascii_lowercase(),
             realm: defaults.realm,
             rules: o

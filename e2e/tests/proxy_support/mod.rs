@@ -172,6 +172,14 @@ impl TokenStore for FlakyStore {
     async fn ping(&self) -> Result<()> {
         self.check()
     }
+    async fn rate_hit(
+        &self,
+        key: &str,
+        quota: &gatehouse_proxy::ratelimit::Quota,
+    ) -> Result<gatehouse_proxy::ratelimit::Decision> {
+        self.check()?;
+        self.inner.rate_hit(key, quota).await
+    }
 }
 
 /// An in-process proxy on a random loopback port.

@@ -56,6 +56,15 @@ fn basic_payload(authorization: Option<&str>) -> Option<&str> {
     scheme.eq_ignore_ascii_case("basic").then(|| rest.trim())
 }
 
+/// The client id of Basic credentials, when they decode (for rate-limit budgets;
+/// nothing is authenticated by it).
+pub fn basic_client_id(authorization: Option<&str>) -> Option<String> {
+    let decoded = BASIC_B64.decode(basic_payload(authorization)?).ok()?;
+    let decoded = String::from_utf8(decoded).ok()?;
+    let id = decoded.split(':').next().unwrap_or("");
+    Some(form_decode(id))
+}
+
 fn form_decode(s: &str) -> String {
     percent_decode_str(&s.replace('+', " "))
         .decode_utf8_lossy()

@@ -16,6 +16,7 @@ pub mod authorize;
 pub mod client_auth;
 pub mod error;
 pub mod introspect;
+pub mod limit;
 mod lookup;
 pub mod metadata;
 pub mod params;
@@ -108,6 +109,8 @@ pub struct OAuthRequest {
     pub peer: Option<std::net::IpAddr>,
     /// Where security events of this request are recorded.
     pub audit: AuditLog,
+    /// Rate-limit and client-authentication failure counters.
+    pub counters: crate::metrics::OAuthCounters,
 }
 
 use crate::audit::{AuditLog, Event};
@@ -145,6 +148,7 @@ impl Ctx<'_> {
 /// The protected route an OAuth2 request arrived on, and what its answer may consult.
 pub struct Site<'a> {
     pub audit: &'a AuditLog,
+    pub counters: &'a crate::metrics::OAuthCounters,
     pub route: &'a Route,
     pub oauth: &'a RouteOAuth2,
     pub catalog: &'a Catalog,
@@ -176,6 +180,7 @@ pub async fn serve(
         issuer: issuer(site.route, site.oauth, routed, conn, &parts.headers),
         peer: Some(conn.peer.ip()),
         audit: site.audit.clone(),
+        counters: site.counters.clone(),
     };
     let out = handle(
         request,
@@ -291,6 +296,11 @@ pub async fn handle(
         now,
         params,
     };
+    if limit::limited(endpoint) {
+        if let Some(refused) = limit::check(&ctx, endpoint).await {
+            return refused;
+        }
+    }
     let result = match endpoint {
         Endpoint::Authorize => authorize::respond(&ctx).await,
         Endpoint::Token => token::respond(&ctx).await,
@@ -313,6 +323,7 @@ pub async fn handle(
 fn audit_refusal(ctx: &Ctx<'_>, endpoint: Endpoint, e: &OAuthError) {
     let client_id = ctx.client_id_param();
     if e.code == error::ErrorCode::InvalidClient {
+        ctx.req.counters.client_auth_failed();
         ctx.audit(Event::ClientAuthFailed {
             client_id,
             reason: &e.description,

@@ -283,6 +283,7 @@ impl Harness {
                 issuer: Some("https://api.stepon.example/stepon".into()),
                 peer: None,
                 audit: crate::audit::AuditLog::off(),
+                counters: Default::default(),
             },
         }
     }

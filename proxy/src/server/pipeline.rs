@@ -147,6 +147,7 @@ async fn serve(
             record.log_query = false;
             let site = oauth2::Site {
                 audit: &shared.audit,
+                counters: &shared.metrics.oauth_counters,
                 route,
                 oauth,
                 catalog: &compiled.catalog,
