@@ -15,6 +15,7 @@
 pub mod authorize;
 pub mod client_auth;
 pub mod error;
+mod grace;
 pub mod introspect;
 pub mod limit;
 mod lookup;

@@ -317,7 +317,21 @@ async fn refresh_token(ctx: &Ctx<'_>, client: AuthenticatedClient<'_>) -> Result
         .get("refresh_token")?
         .ok_or_else(|| OAuthError::invalid_request("Invalid refresh_token"))?;
     let digest = Digest::of(raw.as_bytes());
+    let grace = ctx.oauth.refresh_token_grace_seconds > 0;
     let Some(rec) = ctx.store.refresh_token(digest).await? else {
+        // A retry of a rotation whose answer was lost: the same pair again.
+        if grace {
+            let replayed = super::grace::replay(ctx, raw).await;
+            // Bound to the client it was issued to, like the refresh token itself.
+            if let Some(minted) = replayed.filter(|m| m.pair.access.client_id == client.client_id())
+            {
+                ctx.audit(Event::RefreshGraceReplay {
+                    client_id: client.client_id(),
+                    family: &minted.pair.access.family,
+                });
+                return Ok(minted);
+            }
+        }
         let outcome = ctx
             .store
             .rotate(digest, decoy(ctx, &client.entry.client))
@@ -362,7 +376,12 @@ async fn refresh_token(ctx: &Ctx<'_>, client: AuthenticatedClient<'_>) -> Result
         plan,
     );
     match ctx.store.rotate(digest, minted.pair.clone()).await? {
-        Rotation::Rotated => Ok(minted),
+        Rotation::Rotated => {
+            if grace {
+                super::grace::remember(ctx, raw, &minted).await;
+            }
+            Ok(minted)
+        }
         Rotation::Reused { family } => {
             ctx.audit(Event::RefreshReuse {
                 client_id: client.client_id(),

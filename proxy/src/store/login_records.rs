@@ -20,6 +20,9 @@ pub enum LoginKind {
     Ticket,
     /// A remembered consent (key: digest of route, user, client and scopes).
     Consent,
+    /// A refresh rotation's answer, sealed under the old refresh token (key: its
+    /// digest; see `oauth2::grace`).
+    RefreshGrace,
 }
 
 impl LoginKind {
@@ -30,6 +33,7 @@ impl LoginKind {
             LoginKind::Pending => "pending",
             LoginKind::Ticket => "ticket",
             LoginKind::Consent => "consent",
+            LoginKind::RefreshGrace => "refresh-grace",
         }
     }
 }
