@@ -39,6 +39,7 @@ write_snapshot() {
       printf "{\"id\":\"bench/api\",\"hosts\":[],\"paths\":[\"/api\"],\"strip_path\":false,\"preserve_host\":false,%s,", ups()
       printf "\"oauth2\":{\"scopes\":[],\"mandatory_scope\":false,\"token_expiration\":7200,"
       printf "\"enable_authorization_code\":false,\"enable_client_credentials\":true,"
+      printf "\"rate_limits\":{\"per_address\":\"off\",\"per_client\":\"off\"},"
       printf "\"hide_credentials\":false,\"accept_http_if_already_terminated\":%s}}\n", fwd
       printf "],\"consumers\":[{\"id\":\"%s\",\"username\":\"bench\",\"custom_id\":\"bench-001\"}],\n", consumer
       printf "\"clients\":[{\"client_id\":\"%s\",\"secret_sha256\":\"%s\",\"name\":\"Bench client\",", client, sha

@@ -68,6 +68,10 @@ pub struct Route {
     /// Send the client's `Host` header upstream instead of the upstream's own.
     #[serde(default)]
     pub preserve_host: bool,
+    /// Let an encoded slash (`%2F`) through to the upstream (see the path policy);
+    /// otherwise such a request is refused with 400.
+    #[serde(default)]
+    pub allow_encoded_slashes: bool,
     /// Where matched requests are proxied.
     pub upstream: Upstream,
     /// Request, upstream-attempt and idle timeouts of this route.
@@ -289,6 +293,25 @@ pub struct RouteOAuth2 {
     /// Tokens issued here are valid on every route that also sets this flag.
     #[serde(default)]
     pub global_credentials: bool,
+    /// Match scope rule paths ignoring ASCII case.
+    #[serde(default)]
+    pub case_insensitive_rules: bool,
+    /// Issuer announced in the metadata document; `None` = from the request's host,
+    /// on routes that list hosts only.
+    #[serde(default)]
+    pub issuer: Option<String>,
+    /// Kong compatibility: a token request may omit a `redirect_uri` that the
+    /// authorization request sent.
+    #[serde(default)]
+    pub optional_token_redirect_uri: bool,
+    /// Refresh-token grace window (seconds; 0 = off): a rotation retried within it
+    /// returns the same new pair (sealed under the old refresh token) instead of
+    /// revoking the family.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub refresh_token_grace_seconds: u32,
+    /// Rate limits of `/oauth2/token`, `/oauth2/authorize` and `/oauth2/introspect`.
+    #[serde(default, skip_serializing_if = "RateLimits::is_default")]
+    pub rate_limits: RateLimits,
     /// Header the bearer token is read from (lowercase).
     #[serde(default = "default_auth_header")]
     pub auth_header_name: String,
@@ -383,6 +406,30 @@ fn default_refresh_token_ttl() -> u64 {
 fn default_code_ttl() -> u64 {
     60
 }
+/// Quotas of a route's OAuth2 endpoints, each `COUNT/UNIT[:BURST]` (`300/min:60`),
+/// `off`, or unset for the proxy's default. Budgets are shared by every route and
+/// replica using the same store.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimits {
+    /// Per source address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_address: Option<String>,
+    /// Per client id (clients of the configuration only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_client: Option<String>,
+}
+
+impl RateLimits {
+    fn is_default(&self) -> bool {
+        *self == RateLimits::default()
+    }
+}
+
+fn is_zero(v: &u32) -> bool {
+    *v == 0
+}
+
 fn default_auth_header() -> String {
     "authorization".to_owned()
 }
@@ -472,6 +519,9 @@ pub struct OAuth2Client {
     /// Scopes this client may obtain; `None` means any scope the route offers.
     #[serde(default)]
     pub scopes: Option<Vec<String>>,
+    /// May introspect tokens of other clients (it is a resource server).
+    #[serde(default)]
+    pub resource_server: bool,
 }
 
 /// Why a snapshot document was refused.

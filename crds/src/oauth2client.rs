@@ -59,6 +59,10 @@ pub struct OAuth2ClientSpec {
     /// to consent to it.
     #[serde(default)]
     pub trusted: bool,
+    /// The client is a resource server: it may introspect tokens issued to other
+    /// clients on the routes it calls. Other clients introspect only their own.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub resource_server: bool,
 }
 
 /// Whether the client can keep a secret (RFC 6749 §2.1).

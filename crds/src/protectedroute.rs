@@ -202,6 +202,33 @@ pub struct OAuth2Spec {
     /// Tokens issued here are valid on every route that also sets this.
     #[serde(default)]
     pub global_credentials: bool,
+    /// Let an encoded slash (`%2F`) through to the upstream, for APIs that put
+    /// slashes in identifiers. Scope rules then treat it both as data and as a
+    /// separator (the stricter reading wins). Off: `%2F` is refused with 400.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_encoded_slashes: bool,
+    /// Match `rules` paths ignoring ASCII case, for upstreams that do.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub case_insensitive_rules: bool,
+    /// The issuer URL the metadata document announces (`https://auth.example.com/api`).
+    /// Unset: built from the request's host, and only when the route lists hosts (a
+    /// route answering any host has no trustworthy host to announce).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^https?://[^\s?#]+$"), length(max = 2048))]
+    pub issuer: Option<String>,
+    /// Kong compatibility: accept a token request without `redirect_uri` even when the
+    /// authorization request sent one (RFC 6749 §4.1.3 requires it; off by default).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub optional_token_redirect_uri: bool,
+    /// Rate limits of the token, authorize and introspection endpoints.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limits: Option<RateLimitsSpec>,
+    /// Refresh-token grace window in seconds: a rotation retried within it (a lost
+    /// response) gets the same new pair instead of revoking the token family
+    /// (RFC 9700 §4.14.2). `0` (default): any reuse revokes the family.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    #[schemars(range(max = 300))]
+    pub refresh_token_grace_seconds: u32,
     /// Header the bearer token is read from.
     #[serde(default = "default_auth_header")]
     #[schemars(regex(pattern = r"^[A-Za-z0-9-]+$"), length(min = 1, max = 64))]
@@ -213,6 +240,27 @@ pub struct OAuth2Spec {
     /// Built-in browser sign-in at an OIDC provider, consent page and sessions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub login: Option<LoginSpec>,
+}
+
+fn is_zero(v: &u32) -> bool {
+    *v == 0
+}
+
+/// Quotas of a route's OAuth2 endpoints: `COUNT/UNIT[:BURST]` with `UNIT` one of
+/// `s`, `min`, `h` (`300/min:60`), or `off`. Unset: the proxy's defaults (per address
+/// `300/min:60`, per client `600/min:120`). Budgets are shared across replicas through
+/// Redis.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RateLimitsSpec {
+    /// Per source address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^(off|[1-9][0-9]{0,6}/(s|min|h)(:[1-9][0-9]{0,6})?)$"))]
+    pub per_address: Option<String>,
+    /// Per client id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^(off|[1-9][0-9]{0,6}/(s|min|h)(:[1-9][0-9]{0,6})?)$"))]
+    pub per_client: Option<String>,
 }
 
 impl Default for OAuth2Spec {

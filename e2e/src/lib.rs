@@ -9,6 +9,8 @@ pub mod kube_apiserver;
 pub mod netns;
 pub mod nginx;
 pub mod pki;
+pub mod raw_http;
+pub mod real_upstreams;
 pub mod redis_server;
 pub mod upstream;
 pub mod websocket;

@@ -80,6 +80,8 @@ fn mk_snapshot(upstream: SocketAddr) -> Snapshot {
         mandatory_scope: true,
         provision_key_sha256: Some(Digest::of(PROVISION_KEY.as_bytes()).to_hex()),
         enable_client_credentials: true,
+        // The route answers any host, so metadata needs a configured issuer.
+        issuer: Some("https://auth.stepon.example/stepon".into()),
         ..RouteOAuth2::default()
     };
     let client = |id: &str, secret: Option<&str>, cb: &str| OAuth2Client {
@@ -95,6 +97,7 @@ fn mk_snapshot(upstream: SocketAddr) -> Snapshot {
         redirect_uris: vec![cb.into()],
         grant_types: vec![],
         scopes: None,
+        resource_server: false,
     };
     Snapshot {
         revision: "oauth-flows".into(),
@@ -104,6 +107,7 @@ fn mk_snapshot(upstream: SocketAddr) -> Snapshot {
             paths: vec!["/stepon".into()],
             strip_path: true,
             preserve_host: false,
+            allow_encoded_slashes: false,
             upstream: Upstream {
                 endpoints: vec![format!("http://{upstream}")],
                 connect_timeout_ms: 2_000,
@@ -454,8 +458,11 @@ async fn the_endpoints_refuse_plain_http_and_wrong_methods_and_publish_metadata(
         .json()
         .await
         .unwrap();
-    assert_eq!(meta["issuer"], format!("{}/stepon", env.https));
-    assert_eq!(meta["token_endpoint"], env.url("/oauth2/token"));
+    assert_eq!(meta["issuer"], "https://auth.stepon.example/stepon");
+    assert_eq!(
+        meta["token_endpoint"],
+        "https://auth.stepon.example/stepon/oauth2/token"
+    );
     assert_eq!(
         meta["code_challenge_methods_supported"],
         serde_json::json!(["S256"])

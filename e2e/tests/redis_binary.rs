@@ -25,6 +25,7 @@ fn mk_snapshot(upstream: &str) -> Snapshot {
             paths: vec!["/stepon".into()],
             strip_path: true,
             preserve_host: false,
+            allow_encoded_slashes: false,
             upstream: Upstream {
                 endpoints: vec![upstream.to_owned()],
                 connect_timeout_ms: 1000,
@@ -55,6 +56,7 @@ fn mk_snapshot(upstream: &str) -> Snapshot {
             redirect_uris: vec!["https://shoeflyshoe.example/cb".into()],
             grant_types: vec![],
             scopes: None,
+            resource_server: false,
         }],
         ..Default::default()
     }
@@ -152,5 +154,84 @@ async fn the_proxy_binary_serves_config_from_redis_and_keeps_tokens_across_resta
         api_status(&base, &token).await,
         200,
         "token survived the restart"
+    );
+}
+
+/// POST a client-credentials token request; status, `Retry-After` and body.
+async fn token_attempt(base: &str, secret: &str) -> (u16, Option<String>, Value) {
+    let resp = reqwest::Client::new()
+        .post(format!("{base}/stepon/oauth2/token"))
+        .header("x-forwarded-proto", "https")
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", "sfs"),
+            ("client_secret", secret),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let retry = resp
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_owned());
+    (status, retry, resp.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_proxy_processes_share_one_rate_limit_budget_through_redis() {
+    let redis = RedisServer::start().unwrap();
+    let upstream = gatehouse_e2e::upstream::TestUpstream::echo().await;
+    let mut snapshot = mk_snapshot(&upstream.url());
+    let oauth = snapshot.routes[0].oauth2.as_mut().unwrap();
+    // Per address: 4 at once, then one per 20 s; per client: off.
+    oauth.rate_limits.per_address = Some("3/min:4".into());
+    oauth.rate_limits.per_client = Some("off".into());
+    let target = gatehouse_proxy::store::args::StoreArgs::default()
+        .redis_conn
+        .target_for(&redis.url())
+        .unwrap();
+    Publisher::new(&target, "gatehouse:")
+        .unwrap()
+        .publish(&snapshot)
+        .await
+        .unwrap();
+    let (mut a, base_a, admin_a) = start_proxy(&redis);
+    let (mut b, base_b, admin_b) = start_proxy(&redis);
+    wait_ready(&mut a, &admin_a).await;
+    wait_ready(&mut b, &admin_b).await;
+
+    // Two from each process (failed authentications count too), then both refuse.
+    assert_eq!(token_attempt(&base_a, "sfs-secret").await.0, 200);
+    assert_eq!(
+        token_attempt(&base_b, "wrong").await.2["error"],
+        "invalid_client"
+    );
+    assert_eq!(token_attempt(&base_b, "sfs-secret").await.0, 200);
+    assert_eq!(
+        token_attempt(&base_a, "wrong").await.2["error"],
+        "invalid_client"
+    );
+    for base in [&base_a, &base_b] {
+        let (status, retry, body) = token_attempt(base, "sfs-secret").await;
+        assert_eq!(status, 429, "{body}");
+        let secs: u64 = retry.expect("Retry-After").parse().unwrap();
+        assert!((1..=20).contains(&secs), "Retry-After {secs}");
+        assert_eq!(body["error"], "too_many_requests");
+    }
+    // The refusals and failed authentications are counted.
+    let metrics = reqwest::get(format!("{admin_a}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("gatehouse_proxy_oauth2_rate_limited_total{limit=\"address\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("gatehouse_proxy_oauth2_client_auth_failures_total 1"),
+        "{metrics}"
     );
 }

@@ -68,6 +68,7 @@ fn mk_snapshot(upstream: SocketAddr, revision: &str, path: &str) -> Snapshot {
             paths: vec![path.into()],
             strip_path: true,
             preserve_host: false,
+            allow_encoded_slashes: false,
             upstream: Upstream {
                 endpoints: vec![format!("http://{upstream}")],
                 connect_timeout_ms: 1000,
@@ -97,6 +98,7 @@ fn mk_snapshot(upstream: SocketAddr, revision: &str, path: &str) -> Snapshot {
             redirect_uris: vec![CALLBACK.into()],
             grant_types: vec![],
             scopes: None,
+            resource_server: false,
         }],
         ..Default::default()
     }

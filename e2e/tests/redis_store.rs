@@ -87,6 +87,7 @@ fn mk_code(family: &str) -> AuthorizationCode {
         authenticated_userid: "clark".into(),
         scopes: vec!["read_steps".into()],
         redirect_uri: "https://shoeflyshoe.example/callback".into(),
+        redirect_uri_sent: false,
         code_challenge: None,
         expires_at: now() + 60,
         family: family.into(),
@@ -765,4 +766,62 @@ async fn a_store_built_while_redis_is_down_starts_and_works_once_redis_appears()
         .await
         .unwrap()
         .is_some());
+}
+
+#[tokio::test]
+async fn rate_limit_budgets_are_shared_by_replicas_and_refill_at_the_quota_rate() {
+    let redis = RedisServer::start().unwrap();
+    let (a, b) = replicas(&redis);
+    let quota: gatehouse_proxy::ratelimit::Quota = "10/s:3".parse().unwrap();
+    use gatehouse_proxy::ratelimit::Decision;
+    // Three at once across both replicas, then the fourth is refused on either.
+    assert_eq!(
+        a.rate_hit("addr:10.0.0.1", &quota).await.unwrap(),
+        Decision::Allowed
+    );
+    assert_eq!(
+        b.rate_hit("addr:10.0.0.1", &quota).await.unwrap(),
+        Decision::Allowed
+    );
+    assert_eq!(
+        a.rate_hit("addr:10.0.0.1", &quota).await.unwrap(),
+        Decision::Allowed
+    );
+    let refused = b.rate_hit("addr:10.0.0.1", &quota).await.unwrap();
+    let Decision::Limited { retry_after } = refused else {
+        panic!("fourth request passed: {refused:?}");
+    };
+    assert!(retry_after <= Duration::from_millis(100), "{retry_after:?}");
+    // Another key has its own budget.
+    assert_eq!(
+        a.rate_hit("addr:10.0.0.2", &quota).await.unwrap(),
+        Decision::Allowed
+    );
+    // After the advertised delay, one more passes.
+    tokio::time::sleep(retry_after + Duration::from_millis(20)).await;
+    assert_eq!(
+        a.rate_hit("addr:10.0.0.1", &quota).await.unwrap(),
+        Decision::Allowed
+    );
+    // The budget key expires on its own once the bucket is full again.
+    let ttl: i64 = redis
+        .command(&["PTTL", "gatehouse:rl:addr:10.0.0.1"])
+        .unwrap()
+        .trim()
+        .trim_start_matches(':')
+        .parse()
+        .unwrap();
+    assert!((1..=400).contains(&ttl), "ttl {ttl}");
+}
+
+#[tokio::test]
+async fn a_rate_limit_check_against_a_dead_redis_fails_closed() {
+    let mut redis = RedisServer::start().unwrap();
+    let store = store_on(&redis.url());
+    redis.kill();
+    let quota: gatehouse_proxy::ratelimit::Quota = "10/s".parse().unwrap();
+    assert!(matches!(
+        store.rate_hit("addr:10.0.0.1", &quota).await,
+        Err(StoreError::Unavailable(_))
+    ));
 }

@@ -67,10 +67,9 @@ impl Compiled {
             .routes
             .iter()
             .map(|route| {
-                route
-                    .oauth2
-                    .as_ref()
-                    .map_or_else(Vec::new, |o| compile_rules(&o.rules))
+                route.oauth2.as_ref().map_or_else(Vec::new, |o| {
+                    compile_rules(&o.rules, o.case_insensitive_rules)
+                })
             })
             .collect();
         Compiled {

@@ -9,10 +9,10 @@
 use std::borrow::Cow;
 
 use bytes::Bytes;
-use gatehouse_config::path::{normalize_prefix, prefix_covers};
+use gatehouse_config::path::{normalize_prefix, prefix_covers, slashes_decoded};
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use http::request::Parts;
-use http::{HeaderMap, HeaderValue, Method, Uri};
+use http::{HeaderMap, HeaderValue, Uri};
 
 use crate::binding::valid_on_route;
 use crate::body::{full, read_limited, ProxyBody};
@@ -20,6 +20,7 @@ use crate::catalog::Catalog;
 use crate::config::{Consumer, Route, RouteOAuth2, ScopeRule};
 use crate::error::Rejection;
 use crate::headers::*;
+use crate::methods::{effective_methods, rule_applies};
 use crate::server::limits::BodyLimit;
 use crate::store::{AccessToken, Digest, TokenStore, UnixTime};
 
@@ -31,8 +32,12 @@ pub struct Context<'a> {
     pub rules: &'a [Rule],
     pub catalog: &'a Catalog,
     pub store: &'a dyn TokenStore,
-    /// Normalized request path after the matched route prefix.
+    /// Matched request path after the route prefix (`;` parameters removed: see
+    /// [`gatehouse_config::path`]).
     pub suffix: &'a str,
+    /// The path holds an encoded slash the route lets through: rules are checked with
+    /// `%2F` read as data and as a separator, and the stricter reading wins.
+    pub slashes_are_separators_too: bool,
     pub now: UnixTime,
     /// Bound on the form body read to look for `access_token`.
     pub body_limit: BodyLimit,
@@ -70,13 +75,12 @@ pub async fn check(
         hide_credentials(parts, header_name, form.as_ref(), &mut body);
     }
 
+    let required = rule_scopes(ctx, parts);
     let Some((token, _source)) = found else {
         let anonymous = ctx.oauth.anonymous_consumer.as_deref();
         return match anonymous {
             // Anonymous callers have no scopes: a rule-protected path still needs a token.
-            Some(consumer_id)
-                if required_scopes(ctx.rules, ctx.suffix, &parts.method).is_none() =>
-            {
+            Some(consumer_id) if required.is_empty() => {
                 set_anonymous_headers(
                     &mut parts.headers,
                     consumer_id,
@@ -115,13 +119,11 @@ pub async fn check(
             })
         }
     };
-    if let Some(required) = required_scopes(ctx.rules, ctx.suffix, &parts.method) {
-        if !required.iter().all(|s| record.scopes.contains(s)) {
-            return Err(Rejection::InsufficientScope {
-                realm: ctx.oauth.realm.clone(),
-                scope: required.join(" "),
-            });
-        }
+    if !required.iter().all(|s| record.scopes.contains(s)) {
+        return Err(Rejection::InsufficientScope {
+            realm: ctx.oauth.realm.clone(),
+            scope: required.join(" "),
+        });
     }
     set_identity_headers(&mut parts.headers, consumer, &record);
     Ok(body)
@@ -202,38 +204,76 @@ pub fn check_token(
 /// A scope rule with its path prefix normalized once, when the snapshot is compiled.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rule {
+    /// Lower-cased when `ignore_case`.
     prefix: String,
+    ignore_case: bool,
     methods: Vec<String>,
     required_scopes: Vec<String>,
 }
 
-/// Compile a route's scope rules (order kept: the first-listed rule wins a tie).
-pub fn compile_rules(rules: &[ScopeRule]) -> Vec<Rule> {
+/// Compile a route's scope rules (order kept: the first-listed rule wins a tie);
+/// with `ignore_case` (`oauth2.caseInsensitiveRules`) their paths match in any ASCII
+/// case.
+pub fn compile_rules(rules: &[ScopeRule], ignore_case: bool) -> Vec<Rule> {
     rules
         .iter()
-        .map(|r| Rule {
-            prefix: normalize_prefix(&r.path),
-            methods: r.methods.clone(),
-            required_scopes: r.required_scopes.clone(),
+        .map(|r| {
+            let mut prefix = normalize_prefix(&r.path);
+            if ignore_case {
+                prefix.make_ascii_lowercase();
+            }
+            Rule {
+                prefix,
+                ignore_case,
+                methods: r.methods.clone(),
+                required_scopes: r.required_scopes.clone(),
+            }
         })
         .collect()
 }
 
-/// Scopes the longest rule covering `suffix` for `method` requires, if any rule does.
-pub fn required_scopes<'r>(
-    rules: &'r [Rule],
-    suffix: &str,
-    method: &Method,
-) -> Option<&'r [String]> {
+/// Every scope the rules require of this request: the union, over each method the
+/// request may act as ([`effective_methods`]: `HEAD` as `GET`, method overrides) and
+/// each reading of its path, of what [`required_scopes`] says. Empty when no rule
+/// covers the request.
+fn rule_scopes(ctx: &Context<'_>, parts: &Parts) -> Vec<String> {
+    if ctx.rules.is_empty() {
+        return Vec::new();
+    }
+    let methods = effective_methods(&parts.method, &parts.headers, parts.uri.query());
+    let decoded = slashes_decoded(ctx.suffix);
+    let mut paths = vec![ctx.suffix];
+    if ctx.slashes_are_separators_too && decoded != ctx.suffix {
+        paths.push(&decoded);
+    }
+    let mut out: Vec<String> = Vec::new();
+    for method in &methods {
+        for path in &paths {
+            for scope in required_scopes(ctx.rules, path, method)
+                .into_iter()
+                .flatten()
+            {
+                if !out.contains(scope) {
+                    out.push(scope.clone());
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Scopes the longest rule covering `suffix` for `method` (upper-case) requires, if
+/// any rule does.
+pub fn required_scopes<'r>(rules: &'r [Rule], suffix: &str, method: &str) -> Option<&'r [String]> {
+    let lowered: Cow<str> = if rules.first().is_some_and(|r| r.ignore_case) {
+        Cow::Owned(suffix.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(suffix)
+    };
     rules
         .iter()
-        .filter(|r| {
-            r.methods.is_empty()
-                || r.methods
-                    .iter()
-                    .any(|m| m.eq_ignore_ascii_case(method.as_str()))
-        })
-        .filter_map(|r| prefix_covers(&r.prefix, suffix).then_some((r.prefix.len(), r)))
+        .filter(|r| rule_applies(&r.methods, method))
+        .filter_map(|r| prefix_covers(&r.prefix, &lowered).then_some((r.prefix.len(), r)))
         // Longest rule wins; `max_by_key` keeps the last of equals, so reverse first to
         // let the first-listed rule win a tie.
         .rev()
@@ -358,6 +398,7 @@ mod tests {
             paths: vec!["/api".into()],
             strip_path: false,
             preserve_host: false,
+            allow_encoded_slashes: false,
             upstream: Upstream {
                 endpoints: vec![],
                 connect_timeout_ms: 1,
@@ -473,28 +514,34 @@ mod tests {
 
     #[test]
     fn longest_rule_for_the_method_decides_the_required_scopes() {
-        let rules = compile_rules(&[
+        let spec = [
             mk_rule("/stepcounts", &[], &["read"]),
             mk_rule("/stepcounts/admin", &["POST"], &["admin"]),
             mk_rule("/open", &[], &[]),
-        ]);
-        let get = Method::GET;
-        let post = Method::POST;
+        ];
+        let rules = compile_rules(&spec, false);
+        let (get, post) = ("GET", "POST");
         assert_eq!(
-            required_scopes(&rules, "/stepcounts/1", &get),
+            required_scopes(&rules, "/stepcounts/1", get),
             Some(&["read".to_string()][..])
         );
         assert_eq!(
-            required_scopes(&rules, "/stepcounts/admin/x", &post),
+            required_scopes(&rules, "/stepcounts/admin/x", post),
             Some(&["admin".to_string()][..])
         );
         assert_eq!(
-            required_scopes(&rules, "/stepcounts/admin/x", &get),
+            required_scopes(&rules, "/stepcounts/admin/x", get),
             Some(&["read".to_string()][..])
         );
-        assert_eq!(required_scopes(&rules, "/stepcountsx", &get), None);
-        assert_eq!(required_scopes(&rules, "/open/x", &get), None);
-        assert_eq!(required_scopes(&rules, "/", &get), None);
+        assert_eq!(required_scopes(&rules, "/stepcountsx", get), None);
+        assert_eq!(required_scopes(&rules, "/open/x", get), None);
+        assert_eq!(required_scopes(&rules, "/", get), None);
+        assert_eq!(required_scopes(&rules, "/STEPCOUNTS/1", get), None);
+        let folded = compile_rules(&spec, true);
+        assert_eq!(
+            required_scopes(&folded, "/StepCounts/1", get),
+            Some(&["read".to_string()][..])
+        );
     }
 
     #[test]

@@ -40,6 +40,9 @@ pub enum Rejection {
     /// The request could not be read or rewritten.
     #[error("bad request")]
     BadRequest,
+    /// The path is refused by the path policy (see [`gatehouse_config::path`]).
+    #[error("refused path: {0}")]
+    BadPath(gatehouse_config::path::PathError),
     /// The route has no upstream endpoint right now.
     #[error("no upstream endpoint")]
     NoEndpoints,
@@ -52,6 +55,15 @@ pub enum Rejection {
     /// The endpoint already has as many requests in flight as the route allows.
     #[error("upstream connection limit reached")]
     UpstreamOverloaded,
+}
+
+impl From<crate::router::Unrouted> for Rejection {
+    fn from(u: crate::router::Unrouted) -> Self {
+        match u {
+            crate::router::Unrouted::BadPath(e) => Rejection::BadPath(e),
+            crate::router::Unrouted::NoRoute => Rejection::NoRoute,
+        }
+    }
 }
 
 impl Rejection {
@@ -67,6 +79,7 @@ impl Rejection {
             Rejection::BodyTooLarge => "body_too_large",
             Rejection::BodyTimeout => "body_timeout",
             Rejection::BadRequest => "bad_request",
+            Rejection::BadPath(_) => "bad_path",
             Rejection::NoEndpoints => "no_endpoints",
             Rejection::UpstreamUnavailable => "upstream_unavailable",
             Rejection::UpstreamTimeout => "upstream_timeout",
@@ -118,6 +131,9 @@ impl Rejection {
                 Reply::message(StatusCode::REQUEST_TIMEOUT, "Request body read timed out")
             }
             Rejection::BadRequest => Reply::message(StatusCode::BAD_REQUEST, "Bad request"),
+            Rejection::BadPath(e) => {
+                Reply::message(StatusCode::BAD_REQUEST, &format!("Bad request: {e}"))
+            }
             Rejection::NoEndpoints => Reply::message(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "No upstream endpoint available",

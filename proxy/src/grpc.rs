@@ -46,7 +46,7 @@ pub fn code(rejection: &Rejection) -> Code {
         Rejection::InsufficientScope { .. } => Code::PermissionDenied,
         Rejection::NoRoute => Code::Unimplemented,
         Rejection::BodyTooLarge => Code::ResourceExhausted,
-        Rejection::BadRequest => Code::InvalidArgument,
+        Rejection::BadRequest | Rejection::BadPath(_) => Code::InvalidArgument,
         Rejection::UpstreamTimeout | Rejection::BodyTimeout => Code::DeadlineExceeded,
         Rejection::NotReady
         | Rejection::StoreUnavailable

@@ -31,16 +31,86 @@ pub const IDENTITY_HEADERS: [HeaderName; 8] = [
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
-/// Remove every identity header a client sent (all values of each).
+/// Headers the proxy sets for the upstream besides the identity headers; a client's
+/// `_` spelling of them is removed like an identity header's.
+const FORWARDING_HEADERS: [&str; 4] = [
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-forwarded-port",
+];
+
+/// Remove every identity header a client sent (all values of each), in every
+/// spelling an upstream could read as one: CGI/WSGI servers (and nginx with
+/// `underscores_in_headers`) map `X_Authenticated_Userid` and `X-Authenticated-Userid`
+/// to the same variable, so `_` for `-` is removed too — for the proxy's forwarding
+/// headers as well. Case needs no work: header names arrive lowercased.
 pub fn strip_identity(headers: &mut HeaderMap) {
     for name in &IDENTITY_HEADERS {
         if headers.contains_key(name) {
             headers.remove(name);
         }
     }
+    let spoofed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| k.as_str().contains('_') && is_proxy_header_spelling(k.as_str()))
+        .cloned()
+        .collect();
+    for name in spoofed {
+        headers.remove(name);
+    }
 }
 
-/// Remove hop-by-hop headers, including every header named in `Connection`.
+/// `name` (lowercase) is a proxy-set header with some `-` written as `_`.
+fn is_proxy_header_spelling(name: &str) -> bool {
+    let same = |target: &str| {
+        name.len() == target.len()
+            && name
+                .bytes()
+                .zip(target.bytes())
+                .all(|(a, b)| a == b || (a == b'_' && b == b'-'))
+    };
+    IDENTITY_HEADERS.iter().any(|h| same(h.as_str())) || FORWARDING_HEADERS.iter().any(|h| same(h))
+}
+
+/// First step on a request, before the proxy adds a header of its own: remove every
+/// header the client's `Connection` list names (never `Host`, which is end-to-end) and
+/// leave `Connection` holding at most `upgrade`, so the later [`strip_hop_by_hop`]
+/// cannot remove a header the proxy set (`Connection: X-Consumer-ID`).
+pub fn drop_connection_listed(headers: &mut HeaderMap) {
+    if !headers.contains_key(CONNECTION) {
+        return;
+    }
+    let listed: Vec<String> = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|n| n.trim().to_ascii_lowercase())
+        .filter(|n| !n.is_empty())
+        .collect();
+    headers.remove(CONNECTION);
+    let mut upgrade = false;
+    for name in listed {
+        if name == "upgrade" {
+            // The upgrade step needs `Upgrade` and this token (tunnel::requested).
+            upgrade = true;
+            continue;
+        }
+        if let Ok(name) = HeaderName::from_bytes(name.as_bytes()) {
+            if name != http::header::HOST {
+                headers.remove(name);
+            }
+        }
+    }
+    if upgrade {
+        headers.insert(CONNECTION, http::HeaderValue::from_static("upgrade"));
+    }
+}
+
+/// Remove hop-by-hop headers, including every header named in `Connection`. On
+/// requests [`drop_connection_listed`] ran first, so `Connection` names nothing the
+/// proxy set; `Host` is end-to-end and never removed this way.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     if headers.contains_key(CONNECTION) {
         let named: Vec<HeaderName> = headers
@@ -49,6 +119,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
             .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+            .filter(|n| *n != http::header::HOST)
             .collect();
         for name in named {
             headers.remove(name);
@@ -100,5 +171,63 @@ mod tests {
         h.insert("x-other", "kept".parse().unwrap());
         strip_identity(&mut h);
         assert_eq!(h.len(), 1);
+    }
+
+    #[test]
+    fn underscore_spellings_of_proxy_headers_are_stripped_and_others_kept() {
+        let mut h = HeaderMap::new();
+        for name in [
+            "x_authenticated_userid",
+            "x-authenticated_userid",
+            "x_consumer-id",
+            "x_anonymous_consumer",
+            "x_forwarded_for",
+            "x_forwarded_host",
+        ] {
+            h.insert(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                "spoofed".parse().unwrap(),
+            );
+        }
+        h.insert("x_custom_thing", "kept".parse().unwrap());
+        h.insert(
+            "x-forwarded-for",
+            "kept, from a trusted proxy".parse().unwrap(),
+        );
+        strip_identity(&mut h);
+        assert_eq!(h.len(), 2, "{h:?}");
+        assert_eq!(h["x_custom_thing"], "kept");
+    }
+
+    #[test]
+    fn a_clients_connection_list_cannot_remove_headers_the_proxy_adds_later() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            CONNECTION,
+            "x-consumer-id, X-Forwarded-For, keep-alive, Upgrade, x-hop"
+                .parse()
+                .unwrap(),
+        );
+        h.insert("x-hop", "1".parse().unwrap());
+        h.insert(UPGRADE, "websocket".parse().unwrap());
+        drop_connection_listed(&mut h);
+        assert!(!h.contains_key("x-hop"));
+        assert_eq!(h[CONNECTION], "upgrade");
+        assert_eq!(h[UPGRADE], "websocket");
+        // The proxy's own headers, added afterwards, survive the hop-by-hop step.
+        h.insert(X_CONSUMER_ID, "k".parse().unwrap());
+        h.insert("x-forwarded-for", "127.0.0.1".parse().unwrap());
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h[X_CONSUMER_ID], "k");
+        assert_eq!(h["x-forwarded-for"], "127.0.0.1");
+    }
+
+    #[test]
+    fn connection_cannot_remove_host() {
+        let mut h = HeaderMap::new();
+        h.insert(CONNECTION, "host".parse().unwrap());
+        h.insert(http::header::HOST, "api.example".parse().unwrap());
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h[http::header::HOST], "api.example");
     }
 }

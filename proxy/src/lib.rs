@@ -9,6 +9,7 @@
 
 pub mod access_log;
 pub mod admin;
+pub mod audit;
 pub mod authz;
 pub mod binding;
 pub mod body;
@@ -23,8 +24,10 @@ pub mod grpc;
 pub mod headers;
 pub mod http1;
 pub mod login;
+pub mod methods;
 pub mod metrics;
 pub mod oauth2;
+pub mod ratelimit;
 pub mod respond;
 pub mod router;
 pub mod secret;
@@ -36,6 +39,7 @@ pub mod tls;
 pub mod upstream;
 
 /// The login key (sealed snapshot secrets, session cookies), shared with the controller.
+pub use gatehouse_config::path;
 pub use gatehouse_config::seal;
 /// The snapshot contract, as the proxy's modules name it (`crate::config::Route`).
 pub use gatehouse_config::snapshot as config;

@@ -35,6 +35,47 @@ struct RevisionLabels {
     revision: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LimitLabels {
+    limit: &'static str,
+}
+
+/// Abuse counters of the OAuth2 endpoints; cheap to clone (shared handles).
+#[derive(Clone, Debug, Default)]
+pub struct OAuthCounters {
+    rate_limited: Family<LimitLabels, Counter>,
+    client_auth_failures: Counter,
+}
+
+impl OAuthCounters {
+    fn register(registry: &mut Registry) -> Self {
+        let c = OAuthCounters::default();
+        registry.register(
+            "gatehouse_proxy_oauth2_rate_limited",
+            "OAuth2 endpoint requests refused with 429, by exhausted budget (address or client)",
+            c.rate_limited.clone(),
+        );
+        registry.register(
+            "gatehouse_proxy_oauth2_client_auth_failures",
+            "OAuth2 requests whose client authentication failed (invalid_client)",
+            c.client_auth_failures.clone(),
+        );
+        c
+    }
+
+    /// A request was refused by the `limit` (`address` or `client`) budget.
+    pub fn rate_limited(&self, limit: &'static str) {
+        self.rate_limited
+            .get_or_create(&LimitLabels { limit })
+            .inc();
+    }
+
+    /// A client failed to authenticate.
+    pub fn client_auth_failed(&self) {
+        self.client_auth_failures.inc();
+    }
+}
+
 /// Latency buckets in seconds: 1 ms to 60 s.
 const LATENCY_BUCKETS: [f64; 14] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 15.0, 60.0,
@@ -68,6 +109,8 @@ pub struct Metrics {
     pub config_reloads: Counter,
     /// Open client connections.
     pub connections: Gauge,
+    /// Rate limits and client authentication failures of the OAuth2 endpoints.
+    pub oauth_counters: OAuthCounters,
 }
 
 impl Metrics {
@@ -160,6 +203,7 @@ impl Metrics {
             oauth2,
             config_reloads,
             connections,
+            oauth_counters: OAuthCounters::register(registry),
         }
     }
 

@@ -14,7 +14,7 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 
-use gatehouse_config::path::{normalize_path, normalize_prefix};
+use gatehouse_config::path::{normalize_path, normalize_prefix, NormalPath, PathError};
 use http::header::HOST;
 use http::{HeaderMap, HeaderValue, Method, Uri};
 
@@ -25,27 +25,41 @@ use crate::config::{Conditions, PathMatch, Route};
 pub struct Routed<'u> {
     /// Index of the route in the snapshot's `routes`.
     pub index: usize,
-    /// The normalized request path: what was matched is what is forwarded.
-    pub path: Cow<'u, str>,
-    /// Length of the matched prefix of `path` (see [`RouteMatch::prefix_len`]).
+    /// The request path after the [path policy](gatehouse_config::path): routes and
+    /// rules see its [`matched`](NormalPath::matched) form, the upstream gets its
+    /// [`forward`](NormalPath::forward) form: what was checked is what is forwarded.
+    pub path: NormalPath<'u>,
+    /// Length of the matched prefix of the matched path (see [`RouteMatch::prefix_len`]).
     pub prefix_len: usize,
     /// The request's host (authority, else `Host`), as the client sent it.
     pub host: Option<HeaderValue>,
 }
 
 impl Routed<'_> {
-    /// The path after the matched route prefix, always starting with `/`.
+    /// The matched path after the route prefix, always starting with `/`: what
+    /// endpoints and scope rules are matched against.
     pub fn suffix(&self) -> &str {
         RouteMatch {
             index: self.index,
             prefix_len: self.prefix_len,
         }
-        .suffix(&self.path)
+        .suffix(self.path.matched())
     }
 
     /// The matched route prefix of the path (`""` for the root prefix).
     pub fn prefix(&self) -> &str {
-        &self.path[..self.prefix_len]
+        &self.path.matched()[..self.prefix_len]
+    }
+
+    /// The path sent upstream: the checked path, without the route prefix when the
+    /// route strips it. The prefix is whole segments and `;` parameters make the
+    /// forwarded spelling longer, so it is stripped by segments, not bytes.
+    pub fn forward_path(&self, strip_prefix: bool) -> &str {
+        if strip_prefix {
+            self.path.forward_after(self.prefix().matches('/').count())
+        } else {
+            self.path.forward()
+        }
     }
 
     /// The host as text, when it is text.
@@ -54,29 +68,50 @@ impl Routed<'_> {
     }
 }
 
-/// Match a request (method, URI and headers) against `router`: normalize the path once,
-/// take the host from the authority or `Host`, and find the route whose conditions the
-/// request meets. The one matching function of the proxy: the request pipeline and the
+/// Why a request has no route.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unrouted {
+    /// The path policy refuses the path (400).
+    BadPath(PathError),
+    /// No route matches (404).
+    NoRoute,
+}
+
+/// Match a request (method, URI and headers) against `router`: apply the path policy
+/// once, take the host from the authority or `Host`, find the route whose conditions
+/// the request meets, and refuse an encoded slash unless that route lets them through.
+/// The one matching function of the proxy: the request pipeline and the
 /// external-authorization endpoints both call it.
 pub fn route<'u>(
     router: &Router,
     method: &Method,
     uri: &'u Uri,
     headers: &HeaderMap,
-) -> Option<Routed<'u>> {
+) -> Result<Routed<'u>, Unrouted> {
     let host: Option<HeaderValue> = match uri.authority() {
         Some(a) => HeaderValue::from_str(a.as_str()).ok(),
         None => headers.get(HOST).cloned(),
     };
-    let path = normalize_path(uri.path());
+    let path = normalize_path(uri.path()).map_err(Unrouted::BadPath)?;
     let facts = RequestFacts {
         method,
         headers,
         query: uri.query(),
     };
     let host_str = host.as_ref().and_then(|h| h.to_str().ok());
-    let matched = router.lookup_request(host_str, &path, &facts)?;
-    Some(Routed {
+    let matched = router
+        .lookup_request(host_str, path.matched(), &facts)
+        .ok_or(Unrouted::NoRoute)?;
+    if path.encoded_slash()
+        && !router
+            .encoded_slashes
+            .get(matched.index)
+            .copied()
+            .unwrap_or(false)
+    {
+        return Err(Unrouted::BadPath(PathError::EncodedSlash));
+    }
+    Ok(Routed {
         index: matched.index,
         path,
         prefix_len: matched.prefix_len,
@@ -223,12 +258,17 @@ pub struct Router {
     any_host: PathTable,
     /// Per route: its conditions, when it has any.
     conditions: Vec<Option<Conditions>>,
+    /// Per route: whether it lets an encoded slash (`%2F`) through.
+    encoded_slashes: Vec<bool>,
 }
 
 impl Router {
     /// Index `routes` (their order is the tie-break order).
     pub fn new(routes: &[Route]) -> Self {
-        let mut router = Router::default();
+        let mut router = Router {
+            encoded_slashes: routes.iter().map(|r| r.allow_encoded_slashes).collect(),
+            ..Router::default()
+        };
         for (index, route) in routes.iter().enumerate() {
             let exact_path = route.path_match == PathMatch::Exact;
             let paths: Vec<String> = if route.paths.is_empty() {
@@ -237,7 +277,13 @@ impl Router {
                 route
                     .paths
                     .iter()
-                    .map(|p| normalize_path(p).into_owned())
+                    // A configured path the policy refuses is kept as written: it can
+                    // never match a request (as `normalize_prefix` does for prefixes).
+                    .map(|p| {
+                        normalize_path(p)
+                            .map(|n| n.matched().to_owned())
+                            .unwrap_or_else(|_| p.clone())
+                    })
                     .collect()
             } else {
                 route.paths.iter().map(|p| normalize_prefix(p)).collect()
@@ -286,8 +332,8 @@ impl Router {
     }
 
     /// Find the route for `host` (raw `Host`/authority value, port allowed, any case)
-    /// and an already [normalized](gatehouse_config::path::normalize_path) `path`. Routes with conditions
-    /// never match here; see [`Router::lookup_request`].
+    /// and an already [normalized](gatehouse_config::path::NormalPath::matched) `path`.
+    /// Routes with conditions never match here; see [`Router::lookup_request`].
     pub fn lookup(&self, host: Option<&str>, path: &str) -> Option<RouteMatch> {
         self.find(host, path, &|i| self.conditions[i].is_none())
     }
@@ -365,6 +411,7 @@ mod tests {
             paths: paths.iter().map(|s| s.to_string()).collect(),
             strip_path: false,
             preserve_host: false,
+            allow_encoded_slashes: false,
             upstream: Upstream {
                 endpoints: vec![],
                 connect_timeout_ms: 1000,

@@ -66,14 +66,13 @@ pub async fn forward(
 ) -> Result<Response<ProxyBody>, Rejection> {
     let endpoint = upstreams.pick()?;
     let rewrite = route.filters.rewrite.as_ref();
-    // A rewrite applies to the path routing checked (already normalized).
+    // A rewrite applies to the path routing checked (after the path policy).
     let rewritten = rewrite
         .and_then(|r| r.path.as_ref())
-        .map(|rw| filters::rewrite_path(rw, &routed.path, routed.prefix_len));
+        .map(|rw| filters::rewrite_path(rw, routed.path.matched(), routed.prefix_len));
     let upstream_path = match &rewritten {
         Some(p) => p.as_str(),
-        None if route.strip_path => routed.suffix(),
-        None => &routed.path,
+        None => routed.forward_path(route.strip_path),
     };
     // Enforcement may have rewritten the query (hide_credentials), so read it here.
     let target = endpoint.origin_uri(upstream_path, parts.uri.query())?;

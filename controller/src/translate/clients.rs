@@ -131,6 +131,7 @@ pub fn translate(ctx: &Context<'_>, consumers: &Consumers, rng: &mut dyn RngCore
                 redirect_uris: c.spec.redirect_uris.clone(),
                 grant_types: grant_types(&c.spec.grant_types),
                 scopes: c.spec.scopes.clone(),
+                resource_server: c.spec.resource_server,
             });
         }
 

@@ -234,6 +234,7 @@ pub fn translate<'a>(
                     conditions,
                     filters: filters.clone(),
                     auth_only: false,
+                    allow_encoded_slashes: false,
                 });
             }
             if item.invalid.is_some() {

@@ -321,6 +321,7 @@ fn route(
         paths: s.paths.clone(),
         strip_path: s.strip_path,
         preserve_host: s.preserve_host,
+        allow_encoded_slashes: s.oauth2.allow_encoded_slashes,
         upstream: config::Upstream {
             endpoints,
             connect_timeout_ms: 5_000,
@@ -368,6 +369,18 @@ pub fn oauth2_config(
         accept_http_if_already_terminated: o.accept_http_if_already_terminated,
         anonymous_consumer,
         global_credentials: o.global_credentials,
+        case_insensitive_rules: o.case_insensitive_rules,
+        issuer: o.issuer.clone(),
+        optional_token_redirect_uri: o.optional_token_redirect_uri,
+        rate_limits: o
+            .rate_limits
+            .as_ref()
+            .map(|r| config::RateLimits {
+                per_address: r.per_address.clone(),
+                per_client: r.per_client.clone(),
+            })
+            .unwrap_or_default(),
+        refresh_token_grace_seconds: o.refresh_token_grace_seconds,
         auth_header_name: o.auth_header_name.to_ascii_lowercase(),
         realm: defaults.realm,
         rules: o

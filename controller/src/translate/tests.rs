@@ -78,6 +78,7 @@ fn mk_client(name: &str, consumer: &str, secret: Option<&str>) -> OAuth2Client {
             scopes: None,
             credentials_secret_ref: secret.map(|s| LocalRef { name: s.to_owned() }),
             trusted: false,
+            resource_server: false,
         },
         status: None,
     }

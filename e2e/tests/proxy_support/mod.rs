@@ -30,6 +30,7 @@ pub fn mk_route(id: &str, paths: &[&str], endpoints: &[String]) -> Route {
         paths: paths.iter().map(|p| p.to_string()).collect(),
         strip_path: false,
         preserve_host: false,
+        allow_encoded_slashes: false,
         upstream: Upstream {
             endpoints: endpoints.to_vec(),
             connect_timeout_ms: 2_000,
@@ -69,6 +70,7 @@ pub fn mk_snapshot(routes: Vec<Route>) -> Snapshot {
             redirect_uris: vec!["https://shoeflyshoe.example/cb".into()],
             grant_types: vec![],
             scopes: None,
+            resource_server: false,
         }],
         ..Default::default()
     }
@@ -174,6 +176,14 @@ impl TokenStore for FlakyStore {
     }
     async fn ping(&self) -> Result<()> {
         self.check()
+    }
+    async fn rate_hit(
+        &self,
+        key: &str,
+        quota: &gatehouse_proxy::ratelimit::Quota,
+    ) -> Result<gatehouse_proxy::ratelimit::Decision> {
+        self.check()?;
+        self.inner.rate_hit(key, quota).await
     }
 }
 

@@ -122,6 +122,7 @@ pub fn mk_snapshot(
             paths: vec![format!("/{name}")],
             strip_path: true,
             preserve_host: false,
+            allow_encoded_slashes: false,
             upstream: Upstream {
                 endpoints: vec![upstream.url()],
                 connect_timeout_ms: 2_000,
@@ -164,6 +165,7 @@ pub fn mk_snapshot(
             redirect_uris: vec![SFS_CALLBACK.into()],
             grant_types: vec![],
             scopes: None,
+            resource_server: false,
         }],
         ..Snapshot::default()
     }

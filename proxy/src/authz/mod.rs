@@ -152,7 +152,11 @@ pub async fn decide(
         &uri,
         &original_parts.headers,
     )
-    .ok_or(Refusal::NoRoute)?;
+    .map_err(|u| match u {
+        router::Unrouted::NoRoute => Refusal::NoRoute,
+        // The path inline traffic would be refused with: the same 400.
+        bad => Refusal::Denied(bad.into()),
+    })?;
     let route = &compiled.snapshot.routes[routed.index];
     let Some(oauth) = &route.oauth2 else {
         return Ok(Allowed::default());
@@ -197,6 +201,7 @@ pub async fn decide(
         catalog: &compiled.catalog,
         store,
         suffix: routed.suffix(),
+        slashes_are_separators_too: routed.path.encoded_slash(),
         now,
         // Decisions never read a body (the copied body headers are dropped).
         body_limit: crate::server::limits::BodyLimit::size_only(0),

@@ -80,10 +80,10 @@ async fn authorize(ctx: &Ctx<'_>, req: &LoginRequest<'_>) -> Result<OAuthRespons
         .client(client_id)
         .ok_or_else(|| bad("The application asking for access is not registered here."))?;
     let client = &entry.client;
-    let redirect_uri = match params
+    let requested_uri = params
         .get("redirect_uri")
-        .map_err(|e| bad(&e.description))?
-    {
+        .map_err(|e| bad(&e.description))?;
+    let redirect_uri = match requested_uri {
         None => client
             .redirect_uris
             .first()
@@ -130,6 +130,7 @@ async fn authorize(ctx: &Ctx<'_>, req: &LoginRequest<'_>) -> Result<OAuthRespons
     let request = AuthzRequest {
         client_id: client.client_id.clone(),
         redirect_uri: redirect_uri.clone(),
+        redirect_uri_sent: requested_uri.is_some(),
         scopes,
         state,
         code_challenge,
@@ -256,6 +257,7 @@ async fn issue_code(
         &session.user,
         request.scopes.clone(),
         &request.redirect_uri,
+        request.redirect_uri_sent,
         request.code_challenge.clone(),
         ctx.now,
     )

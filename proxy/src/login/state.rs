@@ -64,6 +64,9 @@ impl Session {
 pub struct AuthzRequest {
     pub client_id: String,
     pub redirect_uri: String,
+    /// The client named `redirect_uri` (the token request must repeat it).
+    #[serde(default)]
+    pub redirect_uri_sent: bool,
     pub scopes: Vec<String>,
     #[serde(default)]
     pub state: Option<String>,

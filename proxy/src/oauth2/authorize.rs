@@ -80,9 +80,7 @@ pub(crate) async fn respond(ctx: &Ctx<'_>) -> Result<OAuthResponse> {
     let params = &ctx.params;
     let state = ctx.state();
     check_provision_key(params, ctx.oauth)?;
-    let user = params
-        .get("authenticated_userid")?
-        .ok_or_else(OAuthError::invalid_authenticated_userid)?;
+    let user = params.authenticated_userid()?;
     let client_id = params.get("client_id")?;
     let Some(entry) = client_id.and_then(|id| ctx.catalog.client(id)) else {
         return Err(OAuthError::invalid_client(false));
@@ -106,7 +104,7 @@ pub(crate) async fn respond(ctx: &Ctx<'_>) -> Result<OAuthResponse> {
             return Ok(denied(ctx, first_uri, &e, state));
         }
     };
-    let outcome = decide(ctx, entry, redirect_uri, user).await;
+    let outcome = decide(ctx, entry, redirect_uri, requested_uri.is_some(), user).await;
     match outcome {
         Ok(resp) => Ok(resp),
         // The store failing is our problem, not the client's: plain 503.
@@ -130,6 +128,7 @@ async fn decide(
     ctx: &Ctx<'_>,
     entry: &crate::catalog::ClientEntry,
     redirect_uri: &str,
+    redirect_uri_sent: bool,
     user: &str,
 ) -> Result<OAuthResponse> {
     let params = &ctx.params;
@@ -180,6 +179,7 @@ async fn decide(
     }
 
     let challenge = pkce::challenge(params, ctx.oauth.pkce, client.client_type)?;
+    let issued_scopes = scopes.clone();
     let code = store_code(
         ctx.store,
         ctx.route,
@@ -188,10 +188,17 @@ async fn decide(
         user,
         scopes,
         redirect_uri,
+        redirect_uri_sent,
         challenge,
         ctx.now,
     )
     .await?;
+    ctx.audit(crate::audit::Event::TokenIssued {
+        client_id: &client.client_id,
+        grant: "code",
+        user: Some(user),
+        scopes: &issued_scopes,
+    });
     let mut q: Vec<(&str, &str)> = vec![("code", &code)];
     if let Some(s) = state {
         q.push(("state", s));
@@ -214,6 +221,7 @@ pub(crate) async fn store_code(
     user: &str,
     scopes: Vec<String>,
     redirect_uri: &str,
+    redirect_uri_sent: bool,
     code_challenge: Option<String>,
     now: UnixTime,
 ) -> Result<String> {
@@ -226,6 +234,7 @@ pub(crate) async fn store_code(
         authenticated_userid: user.to_owned(),
         scopes,
         redirect_uri: redirect_uri.to_owned(),
+        redirect_uri_sent,
         code_challenge,
         expires_at: now.saturating_add(oauth.code_ttl),
         family: random_token(),

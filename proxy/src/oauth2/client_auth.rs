@@ -56,6 +56,15 @@ fn basic_payload(authorization: Option<&str>) -> Option<&str> {
     scheme.eq_ignore_ascii_case("basic").then(|| rest.trim())
 }
 
+/// The client id of Basic credentials, when they decode (for rate-limit budgets;
+/// nothing is authenticated by it).
+pub fn basic_client_id(authorization: Option<&str>) -> Option<String> {
+    let decoded = BASIC_B64.decode(basic_payload(authorization)?).ok()?;
+    let decoded = String::from_utf8(decoded).ok()?;
+    let id = decoded.split(':').next().unwrap_or("");
+    Some(form_decode(id))
+}
+
 fn form_decode(s: &str) -> String {
     percent_decode_str(&s.replace('+', " "))
         .decode_utf8_lossy()
@@ -68,6 +77,12 @@ fn presented(params: &Params, authorization: Option<&str>) -> Result<Option<Pres
     if params.is_present("client_secret") && body_secret.is_none() {
         return Err(OAuthError::invalid_request(
             "client_secret must be a string",
+        ));
+    }
+    // RFC 6749 §2.3: a client MUST NOT use more than one authentication method.
+    if body_secret.is_some() && basic_payload(authorization).is_some() {
+        return Err(OAuthError::invalid_request(
+            "Use one client authentication method: client_secret in the body or HTTP Basic, not both",
         ));
     }
     // Kong's order: body id + secret, then the Authorization header, then a bare
@@ -182,6 +197,7 @@ mod tests {
             redirect_uris: vec![],
             grant_types: vec![],
             scopes: None,
+            resource_server: false,
         };
         let public = OAuth2Client {
             client_id: "mobile".into(),
@@ -246,6 +262,26 @@ mod tests {
         .unwrap_err();
         assert_eq!(e.status, http::StatusCode::BAD_REQUEST);
         assert_eq!(e.description, "Invalid client authentication");
+    }
+
+    #[test]
+    fn two_authentication_methods_in_one_request_are_refused() {
+        let cat = mk_catalog();
+        let e = authenticate(
+            &form("client_id=shoe-fly-shoe&client_secret=s3cret%2B%2F%3D"),
+            Some(&basic("shoe-fly-shoe:s3cret+/=")),
+            &cat,
+        )
+        .unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidRequest);
+        assert_eq!(e.status, http::StatusCode::BAD_REQUEST);
+        // A client_id in the body next to Basic is one method, not two.
+        assert!(authenticate(
+            &form("client_id=shoe-fly-shoe"),
+            Some(&basic("shoe-fly-shoe:s3cret+/=")),
+            &cat
+        )
+        .is_ok());
     }
 
     #[test]

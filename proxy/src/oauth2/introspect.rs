@@ -1,8 +1,8 @@
 //! `POST /oauth2/introspect` (RFC 7662), beyond Kong.
 //!
-//! The caller must authenticate as a client. A confidential client may introspect
-//! any token valid on this route (it can act as a resource server); a public client
-//! only its own tokens. Anything else — unknown, expired, revoked, other route,
+//! The caller must authenticate as a client. A client marked `resource_server` may
+//! introspect any token valid on this route; every other client only its own tokens
+//! (a client application has no business reading another's). Anything else — unknown, expired, revoked, other route,
 //! someone else's — is `{"active": false}` with no further detail (RFC 7662 §2.2).
 
 use serde_json::{json, Map, Value};
@@ -23,7 +23,7 @@ pub(crate) async fn respond(ctx: &Ctx<'_>) -> Result<OAuthResponse> {
             Found::Refresh(_, t) => (&t.route_id, t.global),
         };
         valid_on_route(route_id, global, ctx.route, ctx.oauth)
-            && (!client.is_public() || f.client_id() == client.client_id())
+            && (client.entry.client.resource_server || f.client_id() == client.client_id())
     });
     let Some(found) = visible else {
         return Ok(json_response(StatusCode::OK, &json!({ "active": false })));

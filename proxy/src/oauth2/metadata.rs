@@ -13,7 +13,15 @@ use http::StatusCode;
 const AUTH_METHODS: [&str; 3] = ["client_secret_basic", "client_secret_post", "none"];
 
 pub(crate) fn respond(req: &OAuthRequest, oauth: &RouteOAuth2) -> OAuthResponse {
-    let issuer = req.issuer.trim_end_matches('/');
+    let Some(issuer) = req.issuer.as_deref().map(|i| i.trim_end_matches('/')) else {
+        return json_response(
+            StatusCode::NOT_FOUND,
+            &json!({
+                "error": "not_found",
+                "error_description": "This route answers any host and names no issuer: set oauth2.issuer to publish metadata",
+            }),
+        );
+    };
     let endpoint = |p: &str| format!("{issuer}{p}");
 
     let mut response_types = Vec::new();

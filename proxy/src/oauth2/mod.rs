@@ -15,7 +15,9 @@
 pub mod authorize;
 pub mod client_auth;
 pub mod error;
+mod grace;
 pub mod introspect;
+pub mod limit;
 mod lookup;
 pub mod metadata;
 pub mod params;
@@ -100,10 +102,19 @@ pub struct OAuthRequest {
     /// A trusted peer sent `X-Forwarded-Proto: https`.
     pub forwarded_https: bool,
     /// Externally visible base URL of the route (`https://host/stepon`), used as the
-    /// issuer in metadata.
-    pub issuer: String,
+    /// issuer in metadata: the route's configured `issuer`, else built from a host the
+    /// route lists. `None` on a route answering any host without an `issuer`: a
+    /// client's `Host` is no identity to announce.
+    pub issuer: Option<String>,
+    /// The client's address (the TCP peer), for the audit log.
+    pub peer: Option<std::net::IpAddr>,
+    /// Where security events of this request are recorded.
+    pub audit: AuditLog,
+    /// Rate-limit and client-authentication failure counters.
+    pub counters: crate::metrics::OAuthCounters,
 }
 
+use crate::audit::{AuditLog, Event};
 /// A complete response produced by an endpoint.
 pub use crate::respond::Reply as OAuthResponse;
 
@@ -119,6 +130,16 @@ pub(crate) struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
+    /// Record a security event of this request in the audit log.
+    pub fn audit(&self, event: Event<'_>) {
+        self.req.audit.record(&self.route.id, self.req.peer, event);
+    }
+
+    /// The `client_id` parameter, when one was sent (an identifier, never a secret).
+    pub fn client_id_param(&self) -> Option<&str> {
+        self.params.get("client_id").ok().flatten()
+    }
+
     /// The client's `state`, echoed in responses (a malformed one is not echoed).
     pub fn state(&self) -> Option<&str> {
         self.params.get("state").ok().flatten()
@@ -127,6 +148,8 @@ impl Ctx<'_> {
 
 /// The protected route an OAuth2 request arrived on, and what its answer may consult.
 pub struct Site<'a> {
+    pub audit: &'a AuditLog,
+    pub counters: &'a crate::metrics::OAuthCounters,
     pub route: &'a Route,
     pub oauth: &'a RouteOAuth2,
     pub catalog: &'a Catalog,
@@ -155,7 +178,10 @@ pub async fn serve(
         body,
         tls: conn.tls,
         forwarded_https: conn.forwarded_https(&parts.headers),
-        issuer: issuer(routed, conn, &parts.headers),
+        issuer: issuer(site.route, site.oauth, routed, conn, &parts.headers),
+        peer: Some(conn.peer.ip()),
+        audit: site.audit.clone(),
+        counters: site.counters.clone(),
     };
     let out = handle(
         request,
@@ -169,9 +195,36 @@ pub async fn serve(
     Ok(out.into_response())
 }
 
-/// The route's externally visible base URL (`https://host/stepon`): the issuer in
-/// metadata, `iss` in authorization responses, and the base of sign-in URLs.
-pub fn issuer(routed: &Routed<'_>, conn: &ConnInfo, headers: &HeaderMap) -> String {
+/// The issuer the metadata document announces: the route's configured
+/// `oauth2.issuer`, else the [base URL](base_url) when the route lists its hosts
+/// (routing matched the host against that list). `None` on a route answering any host
+/// without an `issuer`: a client's `Host` is no identity to announce.
+pub fn issuer(
+    route: &Route,
+    oauth: &RouteOAuth2,
+    routed: &Routed<'_>,
+    conn: &ConnInfo,
+    headers: &HeaderMap,
+) -> Option<String> {
+    match &oauth.issuer {
+        Some(issuer) => Some(issuer.clone()),
+        None if !route.hosts.is_empty() => Some(base_url(oauth, routed, conn, headers)),
+        None => None,
+    }
+}
+
+/// The route's externally visible base URL (`https://host/stepon`): the configured
+/// `oauth2.issuer` when set, else built from the request; `iss` in sign-in
+/// authorization responses and the base of sign-in URLs.
+pub fn base_url(
+    oauth: &RouteOAuth2,
+    routed: &Routed<'_>,
+    conn: &ConnInfo,
+    headers: &HeaderMap,
+) -> String {
+    if let Some(issuer) = &oauth.issuer {
+        return issuer.trim_end_matches('/').to_owned();
+    }
     let scheme = conn.client_scheme(headers);
     let public_host = match headers.get(X_FORWARDED_HOST).filter(|_| conn.trusted) {
         Some(h) => h.to_str().ok(),
@@ -244,6 +297,11 @@ pub async fn handle(
         now,
         params,
     };
+    if limit::limited(endpoint) {
+        if let Some(refused) = limit::check(&ctx, endpoint).await {
+            return refused;
+        }
+    }
     let result = match endpoint {
         Endpoint::Authorize => authorize::respond(&ctx).await,
         Endpoint::Token => token::respond(&ctx).await,
@@ -254,8 +312,36 @@ pub async fn handle(
     };
     match result {
         Ok(resp) => resp,
-        Err(e) => deny(route, endpoint, e.with_state(ctx.state())),
+        Err(e) => {
+            audit_refusal(&ctx, endpoint, &e);
+            deny(route, endpoint, e.with_state(ctx.state()))
+        }
     }
+}
+
+/// Audit a refused token, authorization or client authentication (introspection and
+/// revocation refusals other than client authentication are not security events).
+fn audit_refusal(ctx: &Ctx<'_>, endpoint: Endpoint, e: &OAuthError) {
+    let client_id = ctx.client_id_param();
+    if e.code == error::ErrorCode::InvalidClient {
+        ctx.req.counters.client_auth_failed();
+        ctx.audit(Event::ClientAuthFailed {
+            client_id,
+            reason: &e.description,
+        });
+        return;
+    }
+    let grant = match endpoint {
+        Endpoint::Token => ctx.params.get("grant_type").ok().flatten(),
+        Endpoint::Authorize => ctx.params.get("response_type").ok().flatten(),
+        _ => return,
+    };
+    ctx.audit(Event::TokenRefused {
+        client_id,
+        grant,
+        error: e.code.as_str(),
+        reason: &e.description,
+    });
 }
 
 /// Log a refused request (never with secrets) and render the error.

@@ -26,6 +26,9 @@ pub struct Params {
     values: HashMap<String, Value>,
 }
 
+/// Secrets accepted only from the body (or, for client secrets, HTTP Basic).
+const BODY_ONLY: [&str; 2] = ["client_secret", "provision_key"];
+
 /// Media types we read bodies as.
 enum BodyKind {
     Form,
@@ -53,7 +56,15 @@ impl Params {
     pub fn parse(query: Option<&str>, content_type: Option<&str>, body: &[u8]) -> Result<Self> {
         let mut params = Params::default();
         if let Some(q) = query {
-            params.merge(parse_form(q.as_bytes())?);
+            let from_query = parse_form(q.as_bytes())?;
+            // Query strings end up in access logs, browser history and Referer
+            // headers: a secret sent there is refused, not used.
+            if let Some(name) = BODY_ONLY.iter().find(|n| from_query.contains_key(**n)) {
+                return Err(OAuthError::invalid_request(format!(
+                    "{name} must be sent in the request body, not in the query string"
+                )));
+            }
+            params.merge(from_query);
         }
         if body.iter().all(u8::is_ascii_whitespace) {
             return Ok(params);
@@ -89,6 +100,21 @@ impl Params {
                 "{name} must be a string"
             ))),
         }
+    }
+
+    /// The `authenticated_userid` the login app vouches for. It is sent upstream in
+    /// `X-Authenticated-Userid`, so a value that cannot be a header value (a control
+    /// character) is refused here rather than issued and silently dropped later.
+    pub fn authenticated_userid(&self) -> Result<&str> {
+        let user = self
+            .get("authenticated_userid")?
+            .ok_or_else(OAuthError::invalid_authenticated_userid)?;
+        if user.chars().any(char::is_control) {
+            return Err(OAuthError::invalid_request(
+                "authenticated_userid must not contain control characters",
+            ));
+        }
+        Ok(user)
     }
 
     /// Whether the parameter was sent at all (even empty or as a non-string).
@@ -199,6 +225,37 @@ mod tests {
             let err = Params::parse(None, ct, body).unwrap_err();
             assert_eq!(err.code, super::super::error::ErrorCode::InvalidRequest);
         }
+    }
+
+    #[test]
+    fn secrets_in_the_query_string_are_refused() {
+        for q in ["client_secret=s", "provision_key=k&a=1"] {
+            let err = Params::parse(Some(q), FORM, b"client_id=c").unwrap_err();
+            assert_eq!(
+                err.code,
+                super::super::error::ErrorCode::InvalidRequest,
+                "{q}"
+            );
+        }
+        let p = Params::parse(None, FORM, b"client_secret=s&provision_key=k").unwrap();
+        assert_eq!(p.get("client_secret").unwrap(), Some("s"));
+    }
+
+    #[test]
+    fn an_authenticated_userid_with_control_characters_is_refused() {
+        for body in [
+            &b"authenticated_userid=a%0Db"[..],
+            b"authenticated_userid=a%00",
+            b"authenticated_userid=%7F",
+        ] {
+            let p = Params::parse(None, FORM, body).unwrap();
+            assert_eq!(
+                p.authenticated_userid().unwrap_err().code,
+                super::super::error::ErrorCode::InvalidRequest
+            );
+        }
+        let p = Params::parse(None, FORM, b"authenticated_userid=Cl%C3%A1rk+Kent").unwrap();
+        assert_eq!(p.authenticated_userid().unwrap(), "Clárk Kent");
     }
 
     #[test]

@@ -18,7 +18,11 @@ pub(crate) async fn respond(ctx: &Ctx<'_>) -> Result<OAuthResponse> {
         client_auth::authenticate(&ctx.params, ctx.req.authorization.as_deref(), ctx.catalog)?;
     if let Some(found) = find(&ctx.params, ctx.store).await? {
         if found.client_id() == client.client_id() {
-            ctx.store.revoke(found.digest()).await?;
+            if ctx.store.revoke(found.digest()).await? {
+                ctx.audit(crate::audit::Event::TokenRevoked {
+                    client_id: client.client_id(),
+                });
+            }
             tracing::debug!(
                 route.name = %ctx.route.id,
                 client.id = %client.client_id(),

@@ -119,6 +119,7 @@ mod tests {
             redirect_uris: vec![],
             grant_types: vec![],
             scopes: scopes.map(|s| s.iter().map(|x| x.to_string()).collect()),
+            resource_server: false,
         }
     }
 

@@ -14,6 +14,7 @@ use serde_json::{Map, Value};
 use super::client_auth::{self, AuthenticatedClient};
 use super::error::{json_response, OAuthError, Result};
 use super::{check_provision_key, client_allows, pkce, scope, valid_on_route, Ctx, OAuthResponse};
+use crate::audit::Event;
 use crate::config::{GrantType, OAuth2Client};
 use crate::secret::random_token;
 use crate::store::{
@@ -143,6 +144,17 @@ fn success(m: &Minted, state: Option<&str>) -> OAuthResponse {
     json_response(StatusCode::OK, &Value::Object(body))
 }
 
+/// The wire name of a grant (audit log).
+fn grant_name(g: GrantType) -> &'static str {
+    match g {
+        GrantType::AuthorizationCode => "authorization_code",
+        GrantType::RefreshToken => "refresh_token",
+        GrantType::ClientCredentials => "client_credentials",
+        GrantType::Password => "password",
+        GrantType::Implicit => "implicit",
+    }
+}
+
 fn parse_grant(s: Option<&str>) -> Option<GrantType> {
     match s? {
         "authorization_code" => Some(GrantType::AuthorizationCode),
@@ -204,6 +216,12 @@ pub(crate) async fn respond(ctx: &Ctx<'_>) -> Result<OAuthResponse> {
         grant = ?grant,
         "Token issued"
     );
+    ctx.audit(Event::TokenIssued {
+        client_id: client.client_id(),
+        grant: grant_name(grant),
+        user: minted.pair.access.authenticated_userid.as_deref(),
+        scopes: &minted.scopes,
+    });
     Ok(success(&minted, ctx.state()))
 }
 
@@ -214,8 +232,12 @@ async fn authorization_code(ctx: &Ctx<'_>, client: AuthenticatedClient<'_>) -> R
         .ok_or_else(|| OAuthError::invalid_request("Invalid code"))?;
     let rec = match ctx.store.take_code(Digest::of(code.as_bytes())).await? {
         CodeRedemption::Redeemed(rec) => rec,
-        CodeRedemption::Replayed { .. } => {
+        CodeRedemption::Replayed { family } => {
             // RFC 6749 §4.1.2: the store has revoked everything issued from it.
+            ctx.audit(Event::CodeReplay {
+                client_id: client.client_id(),
+                family: &family,
+            });
             tracing::warn!(
                 route.name = %ctx.route.id,
                 client.id = %client.client_id(),
@@ -230,13 +252,21 @@ async fn authorization_code(ctx: &Ctx<'_>, client: AuthenticatedClient<'_>) -> R
     {
         return Err(OAuthError::invalid_grant("Invalid code"));
     }
-    if let Some(uri) = ctx.params.get("redirect_uri")? {
+    match ctx.params.get("redirect_uri")? {
         // RFC 6749 §4.1.3: identical to the one the code was issued for.
-        if uri != rec.redirect_uri {
+        Some(uri) if uri != rec.redirect_uri => {
             return Err(OAuthError::invalid_grant(
                 "redirect_uri does not match the authorization request",
             ));
         }
+        // ...and required when the authorization request carried one (Kong does not
+        // ask; `optional_token_redirect_uri` keeps its behaviour).
+        None if rec.redirect_uri_sent && !ctx.oauth.optional_token_redirect_uri => {
+            return Err(OAuthError::invalid_request(
+                "redirect_uri is required: the authorization request sent one",
+            ));
+        }
+        _ => {}
     }
     match &rec.code_challenge {
         Some(challenge) => pkce::verify(&ctx.params, challenge)?,
@@ -293,12 +323,30 @@ async fn refresh_token(ctx: &Ctx<'_>, client: AuthenticatedClient<'_>) -> Result
         .get("refresh_token")?
         .ok_or_else(|| OAuthError::invalid_request("Invalid refresh_token"))?;
     let digest = Digest::of(raw.as_bytes());
+    let grace = ctx.oauth.refresh_token_grace_seconds > 0;
     let Some(rec) = ctx.store.refresh_token(digest).await? else {
+        // A retry of a rotation whose answer was lost: the same pair again.
+        if grace {
+            let replayed = super::grace::replay(ctx, raw).await;
+            // Bound to the client it was issued to, like the refresh token itself.
+            if let Some(minted) = replayed.filter(|m| m.pair.access.client_id == client.client_id())
+            {
+                ctx.audit(Event::RefreshGraceReplay {
+                    client_id: client.client_id(),
+                    family: &minted.pair.access.family,
+                });
+                return Ok(minted);
+            }
+        }
         let outcome = ctx
             .store
             .rotate(digest, decoy(ctx, &client.entry.client))
             .await?;
-        if let Rotation::Reused { .. } = outcome {
+        if let Rotation::Reused { family } = outcome {
+            ctx.audit(Event::RefreshReuse {
+                client_id: client.client_id(),
+                family: &family,
+            });
             tracing::warn!(
                 route.name = %ctx.route.id,
                 client.id = %client.client_id(),
@@ -334,8 +382,17 @@ async fn refresh_token(ctx: &Ctx<'_>, client: AuthenticatedClient<'_>) -> Result
         plan,
     );
     match ctx.store.rotate(digest, minted.pair.clone()).await? {
-        Rotation::Rotated => Ok(minted),
-        Rotation::Reused { .. } => {
+        Rotation::Rotated => {
+            if grace {
+                super::grace::remember(ctx, raw, &minted).await;
+            }
+            Ok(minted)
+        }
+        Rotation::Reused { family } => {
+            ctx.audit(Event::RefreshReuse {
+                client_id: client.client_id(),
+                family: &family,
+            });
             tracing::warn!(
                 route.name = %ctx.route.id,
                 client.id = %client.client_id(),
@@ -370,11 +427,7 @@ async fn client_credentials(ctx: &Ctx<'_>, client: AuthenticatedClient<'_>) -> R
 async fn password(ctx: &Ctx<'_>, client: AuthenticatedClient<'_>) -> Result<Minted> {
     // The login app checked the password; the provision key proves it is the caller.
     check_provision_key(&ctx.params, ctx.oauth)?;
-    let user = ctx
-        .params
-        .get("authenticated_userid")?
-        .ok_or_else(OAuthError::invalid_authenticated_userid)?
-        .to_owned();
+    let user = ctx.params.authenticated_userid()?.to_owned();
     let scopes = scope::resolve(&ctx.params, ctx.oauth, &client.entry.client)?;
     let minted = mint(
         ctx,

@@ -25,6 +25,7 @@ use tokio::sync::{oneshot, watch};
 
 use crate::access_log::{AccessLog, Destination, Mode};
 use crate::admin::AdminState;
+use crate::audit::{AuditLog, AuditTarget};
 use crate::compiled::{self, CompiledRx, CompiledTx};
 use crate::forwarded::TrustedProxies;
 use crate::metrics::Metrics;
@@ -88,6 +89,11 @@ pub struct ServerArgs {
     #[arg(long, value_name = "PATH")]
     pub access_log_file: Option<PathBuf>,
 
+    /// Audit log of security events (one JSON line each, never a secret): a file path
+    /// (appended to), `-` or `stderr`, `stdout`, or `off`.
+    #[arg(long, value_name = "PATH|-", default_value_t = AuditTarget::Stderr)]
+    pub audit_log: AuditTarget,
+
     #[command(flatten)]
     pub login: crate::login::LoginArgs,
 }
@@ -108,6 +114,7 @@ impl Default for ServerArgs {
             limits: limits::LimitArgs::default(),
             access_log: Mode::Off,
             access_log_file: None,
+            audit_log: AuditTarget::Off,
             login: crate::login::LoginArgs::default(),
         }
     }
@@ -234,6 +241,7 @@ pub fn spawn(
         metrics.access_log_dropped.clone(),
     )
     .context("cannot open the access log")?;
+    let audit = AuditLog::open(&args.audit_log).context("cannot open the audit log")?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let signin = Arc::new(crate::login::Signin::new(
         args.login.load().context("--login-key-file")?,
@@ -282,6 +290,7 @@ pub fn spawn(
                 limits,
                 metrics: metrics.clone(),
                 access_log: access_log.clone(),
+                audit: audit.clone(),
                 signin: signin.clone(),
             }),
             compiler: if index == 0 { compiler.take() } else { None },

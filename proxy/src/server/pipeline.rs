@@ -17,7 +17,9 @@ use crate::body::ProxyBody;
 use crate::compiled::{Compiled, CompiledRx};
 use crate::error::Rejection;
 use crate::forwarded::ConnInfo;
-use crate::headers::{strip_identity, X_CONSUMER_ID, X_CREDENTIAL_IDENTIFIER};
+use crate::headers::{
+    drop_connection_listed, strip_identity, X_CONSUMER_ID, X_CREDENTIAL_IDENTIFIER,
+};
 use crate::metrics::Metrics;
 use crate::store::{TokenStore, UnixTime};
 use crate::{enforce, filters, grpc, login, oauth2, router, upstream};
@@ -37,6 +39,8 @@ pub struct Shared {
     pub limits: Limits,
     pub metrics: Metrics,
     pub access_log: AccessLog,
+    /// Security events (`--audit-log`).
+    pub audit: crate::audit::AuditLog,
     /// Built-in sign-in (`oauth2.login`): login key and provider cache.
     pub signin: Arc<login::Signin>,
 }
@@ -80,8 +84,10 @@ async fn serve(
         .clone()
         .ok_or(Rejection::NotReady)?;
     let (mut parts, body) = req.into_parts();
-    // Before anything can set them: identity headers only ever come from us.
+    // Before anything can set them: identity headers only ever come from us, and a
+    // client's `Connection` list may name only headers the client sent.
     strip_identity(&mut parts.headers);
+    drop_connection_listed(&mut parts.headers);
     // External authorization answers for a proxy in front; never routed or proxied.
     if authz::is_authz_path(parts.uri.path()) {
         record.outcome = "authz";
@@ -99,8 +105,7 @@ async fn serve(
         .await);
     }
     let uri = parts.uri.clone();
-    let routed = router::route(&compiled.router, &parts.method, &uri, &parts.headers)
-        .ok_or(Rejection::NoRoute)?;
+    let routed = router::route(&compiled.router, &parts.method, &uri, &parts.headers)?;
     let route = &compiled.snapshot.routes[routed.index];
     record.route = Some(route.id.clone());
     let mut body = Either::Left(body);
@@ -113,7 +118,7 @@ async fn serve(
             redirect,
             scheme,
             host,
-            &routed.path,
+            routed.path.matched(),
             routed.prefix_len,
             uri.query(),
         );
@@ -136,7 +141,7 @@ async fn serve(
             };
             if let Some(endpoint) = login::Endpoint::from_request(&parts.method, routed.suffix()) {
                 let bytes = crate::body::read_limited(&parts.headers, body, body_limit).await?;
-                let issuer = oauth2::issuer(&routed, conn, &parts.headers);
+                let issuer = oauth2::base_url(oauth, &routed, conn, &parts.headers);
                 let request = login::LoginRequest {
                     endpoint,
                     headers: &parts.headers,
@@ -170,6 +175,8 @@ async fn serve(
             record.outcome = "oauth2";
             record.log_query = false;
             let site = oauth2::Site {
+                audit: &shared.audit,
+                counters: &shared.metrics.oauth_counters,
                 route,
                 oauth,
                 catalog: &compiled.catalog,
@@ -193,6 +200,7 @@ async fn serve(
             catalog: &compiled.catalog,
             store: shared.store.as_ref(),
             suffix: routed.suffix(),
+            slashes_are_separators_too: routed.path.encoded_slash(),
             now,
             body_limit,
         };

@@ -299,6 +299,10 @@ impl TokenStore for CachedStore {
     async fn delete_login(&self, kind: LoginKind, key: Digest) -> Result<bool> {
         self.inner.delete_login(kind, key).await
     }
+
+    async fn rate_hit(&self, key: &str, quota: &Quota) -> Result<Decision> {
+        self.inner.rate_hit(key, quota).await
+    }
 }
 
 #[cfg(test)]

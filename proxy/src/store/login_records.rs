@@ -22,6 +22,9 @@ pub enum LoginKind {
     Consent,
     /// When a user's sign-in on a route was last revoked (key: digest of route and user).
     Revoked,
+    /// A refresh rotation's answer, sealed under the old refresh token (key: its
+    /// digest; see `oauth2::grace`).
+    RefreshGrace,
 }
 
 impl LoginKind {
@@ -33,6 +36,7 @@ impl LoginKind {
             LoginKind::Ticket => "ticket",
             LoginKind::Consent => "consent",
             LoginKind::Revoked => "revoked",
+            LoginKind::RefreshGrace => "refresh-grace",
         }
     }
 }

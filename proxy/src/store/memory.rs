@@ -29,6 +29,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 
 use super::*;
+use crate::ratelimit::MemoryLimiter;
 
 /// How many rotated-away refresh tokens a family remembers for reuse detection.
 /// A family whose refresh token never expires can rotate forever; older tombstones
@@ -65,6 +66,14 @@ impl Clock {
         }
     }
 
+    /// Current Unix time in milliseconds (a manual clock ticks in whole seconds).
+    pub fn now_millis(&self) -> u64 {
+        match &self.0 {
+            Some(t) => t.load(Ordering::SeqCst) * 1000,
+            None => crate::ratelimit::unix_millis(),
+        }
+    }
+
     /// Move a manual clock to `t` (no effect on the system clock).
     pub fn set(&self, t: UnixTime) {
         if let Some(c) = &self.0 {
@@ -88,6 +97,9 @@ pub struct MemoryStore {
     evictions: AtomicU64,
     /// Browser sign-in records, bounded by the same capacity.
     login: Mutex<super::login_records::LoginMap>,
+    /// Rate-limit budgets (bounded separately from tokens: a flood of addresses must
+    /// not evict tokens).
+    limiter: MemoryLimiter,
 }
 
 /// One slot in the expiry index.
@@ -318,6 +330,7 @@ impl MemoryStore {
             inner: Mutex::new(Inner::default()),
             evictions: AtomicU64::new(0),
             login: Mutex::new(Default::default()),
+            limiter: MemoryLimiter::default(),
         }
     }
 
@@ -543,6 +556,10 @@ impl TokenStore for MemoryStore {
     async fn delete_login(&self, kind: LoginKind, key: Digest) -> Result<bool> {
         Ok(self.login().delete(kind, &key, self.clock.now()))
     }
+
+    async fn rate_hit(&self, key: &str, quota: &Quota) -> Result<Decision> {
+        Ok(self.limiter.hit(key, quota, self.clock.now_millis()))
+    }
 }
 
 #[cfg(test)]
@@ -570,6 +587,7 @@ mod tests {
             authenticated_userid: "clark".into(),
             scopes: vec!["step_counts".into()],
             redirect_uri: "https://shoeflyshoe.store/callback".into(),
+            redirect_uri_sent: false,
             code_challenge: None,
             expires_at,
             family: family.into(),

@@ -21,6 +21,8 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
+pub use crate::ratelimit::{Decision, Quota};
+
 /// SHA-256 of a secret value (token, code, client secret, provision key).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Digest(pub [u8; 32]);
@@ -144,6 +146,10 @@ pub struct AuthorizationCode {
     pub scopes: Vec<String>,
     /// The redirect URI the code was issued for; the token request must repeat it.
     pub redirect_uri: String,
+    /// The authorization request named `redirect_uri` itself (rather than using the
+    /// client's default), so the token request must send it (RFC 6749 §4.1.3).
+    #[serde(default)]
+    pub redirect_uri_sent: bool,
     /// PKCE S256 challenge, when one was sent.
     pub code_challenge: Option<String>,
     pub expires_at: UnixTime,
@@ -227,6 +233,15 @@ pub trait TokenStore: Send + Sync + 'static {
 
     /// Cheap health check for `/readyz`.
     async fn ping(&self) -> Result<()>;
+
+    /// Count one request against the rate-limit budget `key` (GCRA, see
+    /// [`crate::ratelimit`]); shared by every replica using the same store. A store
+    /// without rate-limit state fails closed (every limited endpoint answers 503).
+    async fn rate_hit(&self, _key: &str, _quota: &Quota) -> Result<Decision> {
+        Err(StoreError::Unavailable(
+            "this token store keeps no rate-limit state".into(),
+        ))
+    }
 
     // --- Browser sign-in state (crate::login). Stores that keep none fail closed.
 

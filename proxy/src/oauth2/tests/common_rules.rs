@@ -109,7 +109,15 @@ async fn parameters_are_read_from_query_form_and_json_alike() {
         .json(json!({"client_id": SFS, "client_secret": SFS_SECRET}))
         .send()
         .await;
-    for r in [by_query, by_form, by_json, mixed] {
+    // Secrets never from the query string (issue 17): it ends up in logs.
+    assert_eq!(
+        by_query.status,
+        StatusCode::BAD_REQUEST,
+        "{}",
+        by_query.json
+    );
+    assert_eq!(by_query.json["error"], "invalid_request");
+    for r in [by_form, by_json, mixed] {
         assert_eq!(r.status, StatusCode::OK, "{}", r.json);
         assert_eq!(r.json["token_type"], "bearer");
     }

@@ -70,7 +70,7 @@ async fn introspection_needs_client_authentication_and_a_token() {
 }
 
 #[tokio::test]
-async fn a_public_client_may_introspect_only_its_own_tokens() {
+async fn only_resource_servers_introspect_tokens_of_other_clients() {
     let h = Harness::new(|_| {});
     let (access, _) = h.tokens().await;
     let r = introspect(&h, &format!("token={access}&client_id={MOBILE}")).await;
@@ -81,9 +81,16 @@ async fn a_public_client_may_introspect_only_its_own_tokens() {
     )
     .await;
     assert_eq!(
-        r.json["active"], true,
-        "a confidential client acts as a resource server"
+        r.json,
+        json!({"active": false}),
+        "a client application reads only its own tokens"
     );
+    let r = introspect(
+        &h,
+        &format!("token={access}&client_id=resource-server&client_secret=rs-secret"),
+    )
+    .await;
+    assert_eq!(r.json["active"], true, "a resource server reads any");
 }
 
 #[tokio::test]

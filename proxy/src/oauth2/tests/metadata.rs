@@ -3,6 +3,16 @@
 use super::*;
 
 #[tokio::test]
+async fn metadata_without_a_trustworthy_issuer_is_not_published() {
+    let h = Harness::new(|_| {});
+    let mut req = h.req(Endpoint::Metadata).method(Method::GET);
+    req.inner.issuer = None;
+    let r = req.send().await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(r.json["error"], "not_found");
+}
+
+#[tokio::test]
 async fn metadata_describes_what_the_route_enables() {
     let h = Harness::new(|o| o.enable_password_grant = false);
     let r = h

@@ -55,6 +55,7 @@ fn mk_route(id: &str, oauth: &RouteOAuth2) -> Route {
         paths: vec!["/stepon".into()],
         strip_path: true,
         preserve_host: false,
+        allow_encoded_slashes: false,
         upstream: Upstream {
             endpoints: vec![],
             connect_timeout_ms: 1000,
@@ -81,6 +82,7 @@ fn mk_client(id: &str, secret: Option<&str>, redirects: &[&str]) -> OAuth2Client
         redirect_uris: redirects.iter().map(|s| s.to_string()).collect(),
         grant_types: vec![],
         scopes: None,
+        resource_server: false,
     }
 }
 
@@ -107,6 +109,10 @@ fn mk_catalog() -> Catalog {
                 &["https://other.example/cb"],
             ),
             mk_client(MOBILE, None, &[MOBILE_CB]),
+            OAuth2Client {
+                resource_server: true,
+                ..mk_client("resource-server", Some("rs-secret"), &[])
+            },
             cc_only,
             narrow,
         ],
@@ -286,7 +292,10 @@ impl Harness {
                 body: Bytes::new(),
                 tls: true,
                 forwarded_https: false,
-                issuer: "https://api.stepon.example/stepon".into(),
+                issuer: Some("https://api.stepon.example/stepon".into()),
+                peer: None,
+                audit: crate::audit::AuditLog::off(),
+                counters: Default::default(),
             },
         }
     }

@@ -46,6 +46,43 @@ async fn reusing_a_rotated_refresh_token_revokes_the_whole_family() {
 }
 
 #[tokio::test]
+async fn a_retried_rotation_within_the_grace_window_gets_the_same_pair_sealed_at_rest() {
+    let h = Harness::new(|o| o.refresh_token_grace_seconds = 30);
+    let (_, refresh) = h.tokens().await;
+    let r = h.refresh(&refresh, "").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    let (a2, r2) = (
+        r.s("access_token").to_owned(),
+        r.s("refresh_token").to_owned(),
+    );
+    // The stored answer holds neither new token in the clear.
+    use crate::store::{LoginKind, TokenStore};
+    let sealed = h
+        .store
+        .get_login(LoginKind::RefreshGrace, Digest::of(refresh.as_bytes()))
+        .await
+        .unwrap()
+        .expect("the answer is kept for the window");
+    assert!(!sealed.contains(&a2) && !sealed.contains(&r2));
+
+    h.clock.advance(10);
+    let retry = h.refresh(&refresh, "").await;
+    assert_eq!(retry.status, StatusCode::OK, "{}", retry.json);
+    assert_eq!(
+        (retry.s("access_token"), retry.s("refresh_token")),
+        (&*a2, &*r2)
+    );
+    assert!(h.live(&a2).await, "the family was not revoked");
+
+    // After the window, the old token is a reused one again: the family dies.
+    h.clock.advance(30);
+    h.refresh(&refresh, "")
+        .await
+        .assert_error(400, "invalid_grant", "Invalid refresh_token");
+    assert!(!h.live(&a2).await);
+}
+
+#[tokio::test]
 async fn with_reuse_refresh_token_the_refresh_token_survives_refreshing() {
     let h = Harness::new(|o| o.reuse_refresh_token = true);
     let (a1, refresh) = h.tokens().await;

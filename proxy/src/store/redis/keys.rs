@@ -11,6 +11,7 @@
 //! | `<p>fam:<family>`            | set    | live members `a:<sha256>`, `r:<sha256>` | longest member                |
 //! | `<p>fam-revoked:<family>`    | string | marker: refuse new tokens in the family | 10 minutes                    |
 //! | `<p>login:<kind>:<sha256>`   | string | session / pending sign-in / consent     | the record's expiry           |
+//! | `<p>rl:<budget>`             | string | rate-limit TAT (ms, Redis clock)        | when the budget is full again |
 //! | `<p>config`                  | hash   | `snapshot`, `sha256`, `version`         | none                          |
 //!
 //! Channels: `<p>invalidate` (space-separated access-token digests that died) and
@@ -51,6 +52,11 @@ impl Keys {
 
     pub fn rotated(&self, d: &Digest) -> String {
         format!("{}rt-used:{}", self.prefix, d.to_hex())
+    }
+
+    /// A rate-limit budget (see [`crate::ratelimit`]).
+    pub fn rate(&self, key: &str) -> String {
+        format!("{}rl:{key}", self.prefix)
     }
 
     pub fn code(&self, d: &Digest) -> String {

@@ -288,6 +288,26 @@ impl TokenStore for RedisStore {
             .map_err(unavailable)?;
         Ok(n > 0)
     }
+
+    async fn rate_hit(&self, key: &str, quota: &Quota) -> Result<Decision> {
+        let mut inv = self.scripts.rate_hit.prepare_invoke();
+        inv.key(self.keys.rate(key))
+            .arg(quota.interval_ms())
+            .arg(quota.tolerance_ms());
+        let reply = self.run(inv).await?;
+        match reply.first().map(String::as_str) {
+            Some("allowed") => Ok(Decision::Allowed),
+            Some("limited") => {
+                let ms: u64 = reply.get(1).and_then(|v| v.parse().ok()).ok_or_else(|| {
+                    StoreError::Corrupt("rate limit reply without a delay".into())
+                })?;
+                Ok(Decision::Limited {
+                    retry_after: std::time::Duration::from_millis(ms),
+                })
+            }
+            other => Err(StoreError::Corrupt(format!("rate limit reply {other:?}"))),
+        }
+    }
 }
 
 /// Follow `<prefix>invalidate` and drop the announced access tokens from `cache`.

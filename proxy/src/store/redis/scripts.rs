@@ -83,6 +83,24 @@ local function with_removed(head, removed)
 end
 "#;
 
+/// GCRA on the Redis server's clock (one clock for every replica).
+/// KEYS: budget. ARGV: interval ms, tolerance ms. See `crate::ratelimit`.
+const RATE_HIT: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local interval = tonumber(ARGV[1])
+local tolerance = tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1])) or now
+if tat < now then tat = now end
+local ahead = tat - now
+if ahead > tolerance then
+  return {'limited', string.format('%d', ahead - tolerance)}
+end
+local new = tat + interval
+redis.call('SET', KEYS[1], string.format('%d', new), 'PX', new - now)
+return {'allowed'}
+"#;
+
 /// KEYS: code. ARGV: prefix, record JSON, family, lifetime ms.
 const PUT_CODE: &str = r#"
 redis.call('HSET', KEYS[1], 'rec', ARGV[2], 'fam', ARGV[3], 'life', ARGV[4])
@@ -198,6 +216,7 @@ pub struct Scripts {
     pub rotate: Script,
     pub revoke: Script,
     pub revoke_family: Script,
+    pub rate_hit: Script,
 }
 
 impl Scripts {
@@ -210,6 +229,7 @@ impl Scripts {
             rotate: with_prelude(ROTATE),
             revoke: with_prelude(REVOKE),
             revoke_family: with_prelude(REVOKE_FAMILY),
+            rate_hit: Script::new(RATE_HIT),
         }
     }
 }
