@@ -94,6 +94,20 @@ const RESOURCES: &[Res] = &[
         status_subresource: true,
     },
     Res {
+        group: GATEHOUSE_GROUP,
+        version: "v1alpha1",
+        plural: "oauth2policies",
+        kind: "OAuth2Policy",
+        status_subresource: true,
+    },
+    Res {
+        group: "networking.k8s.io",
+        version: "v1",
+        plural: "ingresses",
+        kind: "Ingress",
+        status_subresource: true,
+    },
+    Res {
         group: "",
         version: "v1",
         plural: "secrets",
