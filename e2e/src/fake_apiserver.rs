@@ -201,6 +201,10 @@ struct State {
     log: Vec<Change>,
     /// Watches from a resourceVersion older than this get `410 Gone`.
     compacted_below: u64,
+    /// Bumped by each compaction: watches open across one end with `410 Gone` too (as
+    /// a real server's watch cache does when it drops history), so a bookmark sent
+    /// after the compaction cannot let a client resume without relisting.
+    compactions: u64,
     crds_installed: bool,
     /// Upper bound on one watch request's duration (the client then re-watches from
     /// its last resourceVersion), to exercise resumption.
@@ -546,6 +550,7 @@ impl FakeApiServer {
                 objects: HashMap::new(),
                 log: Vec::new(),
                 compacted_below: 0,
+                compactions: 0,
                 crds_installed: true,
                 watch_cap: None,
                 requests: Vec::new(),
@@ -667,7 +672,10 @@ impl FakeApiServer {
     pub fn compact(&self) {
         let mut st = self.state();
         st.compacted_below = st.rv + 1;
+        st.compactions += 1;
         st.log.clear();
+        drop(st);
+        self.shared.tick.send_modify(|t| *t += 1);
     }
 
     /// Every request received so far.
@@ -1058,13 +1066,14 @@ fn watch(shared: Arc<Shared>, target: &Target, q: &HashMap<String, String>) -> R
         .and_then(|t| t.parse().ok())
         .map(Duration::from_secs);
     let (tx, rx) = mpsc::channel::<Bytes>(64);
-    let (cap, gone, start) = {
+    let (cap, gone, start, epoch) = {
         let st = shared.state.lock().expect("fake API state lock");
         let start = if since == 0 { st.rv } else { since };
         (
             st.watch_cap,
             since != 0 && since < st.compacted_below,
             start,
+            st.compactions,
         )
     };
     let limit = match (requested, cap) {
@@ -1074,12 +1083,13 @@ fn watch(shared: Arc<Shared>, target: &Target, q: &HashMap<String, String>) -> R
     let kind = RESOURCES[target.res].kind;
     let api_version = RESOURCES[target.res].api_version();
     tokio::spawn(async move {
-        if gone {
+        let expired = |rv: u64| {
             let status =
-                Failure::new(410, "Expired", format!("too old resource version: {since}")).status();
-            let _ = tx
-                .send(line(&json!({"type": "ERROR", "object": status})))
-                .await;
+                Failure::new(410, "Expired", format!("too old resource version: {rv}")).status();
+            line(&json!({"type": "ERROR", "object": status}))
+        };
+        if gone {
+            let _ = tx.send(expired(since)).await;
             return;
         }
         let mut tick = shared.tick.subscribe();
@@ -1087,8 +1097,9 @@ fn watch(shared: Arc<Shared>, target: &Target, q: &HashMap<String, String>) -> R
         let mut cursor = start;
         loop {
             tick.borrow_and_update();
-            let (events, now_rv) = {
+            let current = {
                 let st = shared.state.lock().expect("fake API state lock");
+                let fresh = st.compactions == epoch;
                 // The log is in resourceVersion order: start after the cursor.
                 let from = st.log.partition_point(|c| c.rv <= cursor);
                 let events: Vec<Value> = st.log[from..]
@@ -1096,7 +1107,11 @@ fn watch(shared: Arc<Shared>, target: &Target, q: &HashMap<String, String>) -> R
                     .filter(|c| c.res == filter.res)
                     .filter_map(|c| event_for(c, &filter))
                     .collect();
-                (events, st.rv)
+                fresh.then_some((events, st.rv))
+            };
+            let Some((events, now_rv)) = current else {
+                let _ = tx.send(expired(cursor)).await;
+                return;
             };
             let sent = !events.is_empty();
             for e in events {
