@@ -309,6 +309,7 @@ impl KubeApiServer {
             "crd/consumers.gatehouse.dev",
             "crd/oauth2clients.gatehouse.dev",
             "crd/protectedroutes.gatehouse.dev",
+            "crd/oauth2policies.gatehouse.dev",
         ])?;
         Ok(())
     }

@@ -68,6 +68,17 @@ spec:
                 service,
             ),
         ),
+        (
+            "targetRefs may name gateway.networking.k8s.io HTTPRoute or Gateway, or networking.k8s.io Ingress",
+            "apiVersion: gatehouse.dev/v1alpha1
+kind: OAuth2Policy
+metadata: {name: bad-policy}
+spec:
+  targetRefs: [{group: apps, kind: Deployment, name: api}]
+  oauth2: {clientCredentials: true}
+"
+            .to_owned(),
+        ),
     ]
 }
 
