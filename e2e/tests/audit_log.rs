@@ -34,19 +34,30 @@ fn snapshot() -> gatehouse_proxy::config::Snapshot {
 }
 
 /// The audit lines written so far, parsed (waits for the writer thread).
-async fn lines(path: &std::path::Path, at_least: usize) -> Vec<serde_json::Value> {
-    for _ in 0..100 {
+/// The audit file's lines once it holds at least `at_least` of them and every event
+/// named in `events` (the writer is asynchronous; a deadline, not a measurement).
+async fn lines(path: &std::path::Path, at_least: usize, events: &[&str]) -> Vec<serde_json::Value> {
+    for _ in 0..500 {
         let text = std::fs::read_to_string(path).unwrap_or_default();
+        // Only complete lines: the writer may be in the middle of one.
         let parsed: Vec<serde_json::Value> = text
             .lines()
-            .map(|l| serde_json::from_str(l).expect("every audit line is JSON"))
+            .filter_map(|l| serde_json::from_str(l).ok())
             .collect();
-        if parsed.len() >= at_least {
+        let has = |e: &&str| parsed.iter().any(|p| p["event"] == **e);
+        if parsed.len() >= at_least && events.iter().all(has) {
+            // Every line that is there is JSON.
+            for l in text.lines().take(parsed.len()) {
+                serde_json::from_str::<serde_json::Value>(l).expect("every audit line is JSON");
+            }
             return parsed;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    panic!("fewer than {at_least} audit lines in {}", path.display());
+    panic!(
+        "fewer than {at_least} audit lines or not all of {events:?} in {}",
+        path.display()
+    );
 }
 
 #[tokio::test]
@@ -142,19 +153,20 @@ async fn security_events_are_audited_one_json_line_each_without_secrets() {
     .await;
     assert_eq!(r.status, 200, "{r:?}");
 
-    let events = lines(&path, 10).await;
-    let names: Vec<&str> = events
-        .iter()
-        .map(|e| e["event"].as_str().unwrap())
-        .collect();
-    for want in [
+    let wanted = [
         "client_auth_failed",
         "token_issued",
         "refresh_reuse",
         "token_refused",
         "code_replay",
         "token_revoked",
-    ] {
+    ];
+    let events = lines(&path, 10, &wanted).await;
+    let names: Vec<&str> = events
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    for want in wanted {
         assert!(names.contains(&want), "no {want} in {names:?}");
     }
     for e in &events {
