@@ -252,9 +252,17 @@ async fn the_access_log_has_a_line_per_request_and_never_a_secret() {
     })
     .await;
 
-    // A token request with the client secret in the body and in the query.
-    let token = post_form(
+    // A token request with the client secret in the query is refused (issue 17) but
+    // still logged, redacted; then one with the secret in the body only.
+    let refused = post_form(
         &proxy.url("/stepon/oauth2/token?client_secret=secret"),
+        "grant_type=client_credentials&client_id=shoe-fly-shoe&client_secret=secret",
+        &[("x-forwarded-proto", "https")],
+    )
+    .await;
+    assert_eq!(refused.status, 400, "{refused:?}");
+    let token = post_form(
+        &proxy.url("/stepon/oauth2/token"),
         "grant_type=client_credentials&client_id=shoe-fly-shoe&client_secret=secret",
         &[("x-forwarded-proto", "https")],
     )
@@ -286,7 +294,7 @@ async fn the_access_log_has_a_line_per_request_and_never_a_secret() {
     .await;
     assert_eq!(denied.status, 401);
 
-    let lines = wait_for_lines(&log_path, 5).await;
+    let lines = wait_for_lines(&log_path, 6).await;
     let text = lines.join("\n");
     for secret in [
         "secret",
@@ -311,6 +319,10 @@ async fn the_access_log_has_a_line_per_request_and_never_a_secret() {
         "no query string for /oauth2/*"
     );
     assert_eq!(oauth_line["outcome"], "oauth2");
+    assert_eq!(oauth_line["status"], 400);
+    // The refused token request is line 0; the rest shift by one.
+    let entries = &entries[1..];
+    assert_eq!(entries[0]["status"], 200);
     assert_eq!(entries[1]["route"], "default/stepon");
     assert_eq!(entries[1]["status"], 200);
     assert_eq!(entries[1]["query"], "page=2");
@@ -320,7 +332,7 @@ async fn the_access_log_has_a_line_per_request_and_never_a_secret() {
     assert_eq!(entries[2]["query"], "access_token=[redacted]&page=3");
     assert_eq!(entries[4]["outcome"], "token_invalid");
     assert_eq!(entries[4]["status"], 401);
-    for entry in &entries {
+    for entry in entries {
         assert_eq!(entry["request_id"].as_str().unwrap().len(), 32);
         assert!(entry["duration_ms"].as_f64().unwrap() >= 0.0);
     }
