@@ -326,6 +326,65 @@ pub struct RouteOAuth2 {
     /// predate it keep accepting snapshots of routes without it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub login: Option<Login>,
+    /// OAuth 2.1 rules for every client of the route: PKCE S256 always, no implicit or
+    /// password grant, tokens only in the `Authorization` header, loopback redirect
+    /// URIs with any port (RFC 8252 §7.3). Clients of `client_registration` always
+    /// follow them.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub oauth21: bool,
+    /// Clients nobody registered by hand (MCP): client ID metadata documents and
+    /// dynamic registration. Off unless set.
+    #[serde(default, skip_serializing_if = "ClientRegistration::is_off")]
+    pub client_registration: ClientRegistration,
+}
+
+/// How clients that are not in the configuration may appear on a route.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub struct ClientRegistration {
+    /// A `client_id` that is an `https` URL names a client ID metadata document,
+    /// fetched and used as a public client.
+    #[serde(default)]
+    pub metadata_documents: bool,
+    /// Hosts metadata documents may come from (`host` or `*.suffix`); empty: any
+    /// host with a public address. A listed host is trusted even on a private address.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub metadata_hosts: Vec<String>,
+    /// RFC 7591 registration at `<prefix>/oauth2/register` (RFC 7592 read/delete).
+    #[serde(default)]
+    pub dynamic: bool,
+    /// How long a dynamically registered client lives, in seconds.
+    #[serde(default = "default_registered_client_ttl")]
+    pub registered_client_ttl: u64,
+    /// Registrations allowed per source address (`COUNT/UNIT[:BURST]`, or `off`).
+    #[serde(default = "default_registration_rate")]
+    pub registration_rate: String,
+}
+
+impl Default for ClientRegistration {
+    fn default() -> Self {
+        ClientRegistration {
+            metadata_documents: false,
+            metadata_hosts: Vec::new(),
+            dynamic: false,
+            registered_client_ttl: default_registered_client_ttl(),
+            registration_rate: default_registration_rate(),
+        }
+    }
+}
+
+impl ClientRegistration {
+    /// Neither kind of unregistered client is accepted.
+    pub fn is_off(&self) -> bool {
+        !self.metadata_documents && !self.dynamic
+    }
+}
+
+fn default_registered_client_ttl() -> u64 {
+    30 * 24 * 3600
+}
+fn default_registration_rate() -> String {
+    "10/h:5".to_owned()
 }
 
 /// Built-in sign-in settings of a route (`oauth2.login`).
@@ -435,6 +494,49 @@ fn default_auth_header() -> String {
 }
 fn default_realm() -> String {
     "service".to_owned()
+}
+
+/// Longest life of a public client's refresh token under OAuth 2.1 rules: it is not
+/// bound to the sender, so it must not live long (each rotation starts a new one).
+pub const PUBLIC_REFRESH_TTL: u64 = 24 * 3600;
+
+impl RouteOAuth2 {
+    /// The implicit grant is on (never under OAuth 2.1).
+    pub fn implicit_enabled(&self) -> bool {
+        self.enable_implicit_grant && !self.oauth21
+    }
+
+    /// The password grant is on (never under OAuth 2.1).
+    pub fn password_enabled(&self) -> bool {
+        self.enable_password_grant && !self.oauth21
+    }
+
+    /// OAuth 2.1 rules apply to a client: on `oauth21` routes, and to every client
+    /// nobody registered by hand.
+    pub fn oauth21_for(&self, unvetted: bool) -> bool {
+        self.oauth21 || unvetted
+    }
+
+    /// The PKCE mode in force for a client: S256 from everyone under OAuth 2.1.
+    pub fn pkce_for(&self, unvetted: bool) -> PkceMode {
+        if self.oauth21_for(unvetted) {
+            PkceMode::Strict
+        } else {
+            self.pkce
+        }
+    }
+
+    /// Refresh token lifetime for a client (0 = never expires): capped at
+    /// [`PUBLIC_REFRESH_TTL`] for public clients where OAuth 2.1 rules or open
+    /// registration apply.
+    pub fn refresh_ttl_for(&self, public: bool) -> u64 {
+        let short = public && (self.oauth21 || !self.client_registration.is_off());
+        match (short, self.refresh_token_ttl) {
+            (true, 0) => PUBLIC_REFRESH_TTL,
+            (true, ttl) => ttl.min(PUBLIC_REFRESH_TTL),
+            (false, ttl) => ttl,
+        }
+    }
 }
 
 impl Default for RouteOAuth2 {

@@ -240,6 +240,49 @@ pub struct OAuth2Spec {
     /// Built-in browser sign-in at an OIDC provider, consent page and sessions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub login: Option<LoginSpec>,
+    /// OAuth 2.1 for every client: PKCE S256 required, no implicit or password grant,
+    /// bearer tokens in the `Authorization` header only, loopback redirect URIs match
+    /// any port (RFC 8252).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub oauth21: bool,
+    /// Clients nobody registered by hand (MCP clients): client ID metadata documents
+    /// and RFC 7591 dynamic registration. Such clients are public and follow OAuth 2.1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_registration: Option<ClientRegistrationSpec>,
+}
+
+/// Clients that are not `OAuth2Client` objects.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientRegistrationSpec {
+    /// Accept a `client_id` that is an `https` URL of a client ID metadata document.
+    #[serde(default)]
+    pub metadata_documents: bool,
+    /// Hosts such documents may come from (`mcp.example.com`, `*.example.com`). Empty:
+    /// any host with a public address. A listed host is trusted even on a private one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(
+        length(max = 64),
+        inner(
+            regex(
+                pattern = r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*(:[0-9]{1,5})?$"
+            ),
+            length(max = 253)
+        )
+    )]
+    pub allowed_hosts: Vec<String>,
+    /// RFC 7591 dynamic registration at `<path>/oauth2/register`.
+    #[serde(default)]
+    pub dynamic: bool,
+    /// Lifetime of a dynamically registered client in seconds (default 30 days).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 60, max = 31_536_000))]
+    pub client_lifetime_seconds: Option<i64>,
+    /// Registrations per source address, `COUNT/UNIT[:BURST]` or `off` (default
+    /// `10/h:5`), shared across replicas.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^(off|[1-9][0-9]{0,6}/(s|min|h)(:[1-9][0-9]{0,6})?)$"))]
+    pub registration_rate: Option<String>,
 }
 
 fn is_zero(v: &u32) -> bool {

@@ -62,6 +62,7 @@ fn main() -> anyhow::Result<()> {
                         issued_at: now,
                         expires_at: Some(now + 7200),
                         family: "bench".into(),
+                        audience: Vec::new(),
                     },
                     refresh: None,
                 },

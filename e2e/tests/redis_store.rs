@@ -54,6 +54,7 @@ fn mk_pair(family: &str, access_ttl: u64) -> IssuedPair {
         issued_at: t,
         expires_at: Some(t + access_ttl),
         family: family.into(),
+        audience: Vec::new(),
     };
     IssuedPair {
         access_digest,
@@ -91,6 +92,7 @@ fn mk_code(family: &str) -> AuthorizationCode {
         code_challenge: None,
         expires_at: now() + 60,
         family: family.into(),
+        resources: Vec::new(),
     }
 }
 

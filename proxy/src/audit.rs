@@ -75,6 +75,11 @@ pub enum Event<'a> {
         endpoint: &'a str,
         retry_after_secs: u64,
     },
+    /// A client registered itself (RFC 7591).
+    ClientRegistered {
+        client_id: &'a str,
+        redirect_uris: &'a [String],
+    },
 }
 
 impl Event<'_> {
@@ -89,6 +94,7 @@ impl Event<'_> {
             Event::TokenRevoked { .. } => "token_revoked",
             Event::ClientAuthFailed { .. } => "client_auth_failed",
             Event::RateLimited { .. } => "rate_limited",
+            Event::ClientRegistered { .. } => "client_registered",
         }
     }
 }

@@ -14,7 +14,7 @@ pub struct Catalog {
 }
 
 /// A client plus its pre-parsed secret digest.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct ClientEntry {
     pub client: OAuth2Client,
     /// `None` for public clients (or a malformed digest, which then never matches).

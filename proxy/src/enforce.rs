@@ -21,6 +21,7 @@ use crate::config::{Consumer, Route, RouteOAuth2, ScopeRule};
 use crate::error::Rejection;
 use crate::headers::*;
 use crate::methods::{effective_methods, rule_applies};
+use crate::oauth2::clients::unvetted_client_alive;
 use crate::server::limits::BodyLimit;
 use crate::store::{AccessToken, Digest, TokenStore, UnixTime};
 
@@ -60,10 +61,13 @@ pub async fn check(
     body: ProxyBody,
 ) -> Result<ProxyBody, Rejection> {
     let header_name = ctx.oauth.auth_header_name.as_str();
-    let mut found = find_token(&parts.headers, header_name, parts.uri.query());
+    // OAuth 2.1 (§5.2): bearer tokens in the header only, never in a URL or a form.
+    let header_only = ctx.oauth.oauth21;
+    let query = if header_only { None } else { parts.uri.query() };
+    let mut found = find_token(&parts.headers, header_name, query);
     let mut form: Option<Bytes> = None;
     let mut body = body;
-    if found.is_none() && is_form(&parts.headers) {
+    if found.is_none() && !header_only && is_form(&parts.headers) {
         let bytes = read_limited(&parts.headers, body, ctx.body_limit).await?;
         found = form_param(&bytes, "access_token").map(|t| (t, TokenSource::Body));
         // The stream is consumed: the upstream gets the bytes we read.
@@ -76,6 +80,7 @@ pub async fn check(
     }
 
     let required = rule_scopes(ctx, parts);
+    let realm = ctx.oauth.realm.as_str();
     let Some((token, _source)) = found else {
         let anonymous = ctx.oauth.anonymous_consumer.as_deref();
         return match anonymous {
@@ -88,42 +93,41 @@ pub async fn check(
                 );
                 Ok(body)
             }
-            _ => Err(Rejection::TokenMissing {
-                realm: ctx.oauth.realm.clone(),
-            }),
+            _ => Err(Rejection::token_missing(realm)),
         };
     };
 
+    let store_failed = |error: crate::store::StoreError| {
+        tracing::warn!(route.id = %ctx.route.id, %error, "Token store lookup failed");
+        Rejection::StoreUnavailable
+    };
     let record = ctx
         .store
         .access_token(Digest::of(token.as_bytes()))
         .await
-        .map_err(|error| {
-            tracing::warn!(route.id = %ctx.route.id, %error, "Token store lookup failed");
-            Rejection::StoreUnavailable
-        })?;
-    let record = check_token(record, ctx.route, ctx.oauth, ctx.now).ok_or_else(|| {
-        Rejection::TokenInvalid {
-            realm: ctx.oauth.realm.clone(),
+        .map_err(store_failed)?;
+    let record = check_token(record, ctx.route, ctx.oauth, ctx.now)
+        .ok_or_else(|| Rejection::token_invalid(realm))?;
+    // A token whose client or consumer was deleted from the configuration is dead;
+    // so is one of a client nobody registered once the route stops accepting it or
+    // its registration ends.
+    let consumer = match ctx.catalog.client(&record.client_id) {
+        Some(_) => Some(
+            ctx.catalog
+                .consumer(&record.consumer_id)
+                .ok_or_else(|| Rejection::token_invalid(realm))?,
+        ),
+        None if record.consumer_id.is_empty()
+            && unvetted_client_alive(ctx.store, &record.route_id, ctx.oauth, &record.client_id)
+                .await
+                .map_err(store_failed)? =>
+        {
+            None
         }
-    })?;
-    // A token whose client or consumer was deleted from the configuration is dead.
-    let consumer = match (
-        ctx.catalog.client(&record.client_id),
-        ctx.catalog.consumer(&record.consumer_id),
-    ) {
-        (Some(_), Some(consumer)) => consumer,
-        _ => {
-            return Err(Rejection::TokenInvalid {
-                realm: ctx.oauth.realm.clone(),
-            })
-        }
+        None => return Err(Rejection::token_invalid(realm)),
     };
     if !required.iter().all(|s| record.scopes.contains(s)) {
-        return Err(Rejection::InsufficientScope {
-            realm: ctx.oauth.realm.clone(),
-            scope: required.join(" "),
-        });
+        return Err(Rejection::insufficient_scope(realm, required.join(" ")));
     }
     set_identity_headers(&mut parts.headers, consumer, &record);
     Ok(body)
@@ -198,7 +202,14 @@ pub fn check_token(
     if record.expires_at.is_some_and(|exp| exp <= now) {
         return None;
     }
-    valid_on_route(&record.route_id, record.global, route, oauth).then_some(record)
+    valid_on_route(
+        &record.route_id,
+        record.global,
+        !record.audience.is_empty(),
+        route,
+        oauth,
+    )
+    .then_some(record)
 }
 
 /// A scope rule with its path prefix normalized once, when the snapshot is compiled.
@@ -283,8 +294,15 @@ pub fn required_scopes<'r>(rules: &'r [Rule], suffix: &str, method: &str) -> Opt
 }
 
 /// Identity headers for a request carrying a valid token.
-pub fn set_identity_headers(headers: &mut HeaderMap, consumer: &Consumer, token: &AccessToken) {
-    set_consumer_headers(headers, consumer);
+pub fn set_identity_headers(
+    headers: &mut HeaderMap,
+    consumer: Option<&Consumer>,
+    token: &AccessToken,
+) {
+    // Clients nobody registered by hand belong to no consumer.
+    if let Some(consumer) = consumer {
+        set_consumer_headers(headers, consumer);
+    }
     insert_text(headers, X_CREDENTIAL_IDENTIFIER, &token.client_id);
     if !token.scopes.is_empty() {
         insert_text(headers, X_AUTHENTICATED_SCOPE, &token.scopes.join(" "));
@@ -424,6 +442,7 @@ mod tests {
                 issued_at: 0,
                 expires_at,
                 family: "f".into(),
+                audience: Vec::new(),
             },
             refresh: None,
         }
@@ -552,7 +571,7 @@ mod tests {
             custom_id: Some("sfs".into()),
         };
         let mut h = HeaderMap::new();
-        set_identity_headers(&mut h, &consumer, &mk_token("r", false, None));
+        set_identity_headers(&mut h, Some(&consumer), &mk_token("r", false, None));
         assert_eq!(h[X_CONSUMER_ID], "k");
         assert_eq!(h[X_CONSUMER_USERNAME], "shoeflyshoe");
         assert_eq!(h[X_CONSUMER_CUSTOM_ID], "sfs");

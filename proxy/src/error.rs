@@ -21,13 +21,24 @@ pub enum Rejection {
     NoRoute,
     /// Protected route, no token presented (and no anonymous consumer).
     #[error("access token missing")]
-    TokenMissing { realm: String },
+    TokenMissing {
+        realm: String,
+        /// RFC 9728 metadata URL named in the challenge (see [`Rejection::with_resource_metadata`]).
+        resource_metadata: Option<String>,
+    },
     /// Unknown, expired, revoked token, or one issued for another route.
     #[error("access token invalid")]
-    TokenInvalid { realm: String },
+    TokenInvalid {
+        realm: String,
+        resource_metadata: Option<String>,
+    },
     /// The token lacks a scope a gateway rule requires.
     #[error("insufficient scope")]
-    InsufficientScope { realm: String, scope: String },
+    InsufficientScope {
+        realm: String,
+        scope: String,
+        resource_metadata: Option<String>,
+    },
     /// The token store failed: fail closed.
     #[error("token store unavailable")]
     StoreUnavailable,
@@ -67,6 +78,50 @@ impl From<crate::router::Unrouted> for Rejection {
 }
 
 impl Rejection {
+    /// A missing token on a route with `realm`.
+    pub fn token_missing(realm: &str) -> Self {
+        Rejection::TokenMissing {
+            realm: realm.to_owned(),
+            resource_metadata: None,
+        }
+    }
+
+    /// An unusable token on a route with `realm`.
+    pub fn token_invalid(realm: &str) -> Self {
+        Rejection::TokenInvalid {
+            realm: realm.to_owned(),
+            resource_metadata: None,
+        }
+    }
+
+    /// A token without the `scope` a rule requires.
+    pub fn insufficient_scope(realm: &str, scope: String) -> Self {
+        Rejection::InsufficientScope {
+            realm: realm.to_owned(),
+            scope,
+            resource_metadata: None,
+        }
+    }
+
+    /// Name the route's protected resource metadata in a token challenge (RFC 9728
+    /// §5.1), so a client can discover how to get a token. `url` is only computed
+    /// for token rejections: refusals are rare, successes must not pay for it.
+    pub fn with_resource_metadata(mut self, url: impl FnOnce() -> Option<String>) -> Self {
+        if let Rejection::TokenMissing {
+            resource_metadata, ..
+        }
+        | Rejection::TokenInvalid {
+            resource_metadata, ..
+        }
+        | Rejection::InsufficientScope {
+            resource_metadata, ..
+        } = &mut self
+        {
+            *resource_metadata = url();
+        }
+        self
+    }
+
     /// Bounded label for metrics and logs.
     pub fn reason(&self) -> &'static str {
         match self {
@@ -102,26 +157,39 @@ impl Rejection {
             Rejection::NoRoute => {
                 Reply::message(StatusCode::NOT_FOUND, "no Route matched with those values")
             }
-            Rejection::TokenMissing { realm } => Reply::bearer_challenge(
+            Rejection::TokenMissing {
+                realm,
+                resource_metadata,
+            } => Reply::bearer_challenge(
                 StatusCode::UNAUTHORIZED,
                 &realm,
                 "invalid_request",
                 "The access token is missing",
                 None,
+                resource_metadata.as_deref(),
             ),
-            Rejection::TokenInvalid { realm } => Reply::bearer_challenge(
+            Rejection::TokenInvalid {
+                realm,
+                resource_metadata,
+            } => Reply::bearer_challenge(
                 StatusCode::UNAUTHORIZED,
                 &realm,
                 "invalid_token",
                 "The access token is invalid or has expired",
                 None,
+                resource_metadata.as_deref(),
             ),
-            Rejection::InsufficientScope { realm, scope } => Reply::bearer_challenge(
+            Rejection::InsufficientScope {
+                realm,
+                scope,
+                resource_metadata,
+            } => Reply::bearer_challenge(
                 StatusCode::FORBIDDEN,
                 &realm,
                 "insufficient_scope",
                 "The access token does not grant the scope this request requires",
                 Some(&scope),
+                resource_metadata.as_deref(),
             ),
             Rejection::StoreUnavailable => Reply::store_unavailable(),
             Rejection::BodyTooLarge => {
@@ -167,10 +235,7 @@ mod tests {
 
     #[tokio::test]
     async fn missing_token_is_a_401_with_a_bearer_challenge() {
-        let resp = Rejection::TokenMissing {
-            realm: "service".into(),
-        }
-        .into_response();
+        let resp = Rejection::token_missing("service").into_response();
         assert_eq!(resp.status(), 401);
         assert_eq!(
             resp.headers()[WWW_AUTHENTICATE],
@@ -183,18 +248,22 @@ mod tests {
 
     #[tokio::test]
     async fn insufficient_scope_names_the_scope_in_the_challenge() {
-        let resp = Rejection::InsufficientScope {
-            realm: "r".into(),
-            scope: "a b".into(),
-        }
-        .into_response();
+        let resp = Rejection::insufficient_scope("r", "a b".into())
+            .with_resource_metadata(|| {
+                Some("https://gw.example/.well-known/oauth-protected-resource/mcp".into())
+            })
+            .into_response();
         assert_eq!(resp.status(), 403);
         let challenge = resp.headers()[WWW_AUTHENTICATE]
             .to_str()
             .unwrap()
             .to_owned();
         assert!(challenge.starts_with("Bearer realm=\"r\", error=\"insufficient_scope\""));
-        assert!(challenge.ends_with("scope=\"a b\""));
+        assert!(challenge.contains(", scope=\"a b\""), "{challenge}");
+        assert!(
+            challenge.ends_with(", resource_metadata=\"https://gw.example/.well-known/oauth-protected-resource/mcp\""),
+            "{challenge}"
+        );
         assert_eq!(body_json(resp).await["error"], "insufficient_scope");
     }
 

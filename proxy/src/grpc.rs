@@ -95,13 +95,10 @@ mod tests {
     #[test]
     fn refusals_map_to_the_grpc_codes_clients_expect() {
         let realm = || "r".to_owned();
-        assert_eq!(code(&Rejection::TokenMissing { realm: realm() }) as u8, 16);
-        assert_eq!(code(&Rejection::TokenInvalid { realm: realm() }) as u8, 16);
+        assert_eq!(code(&Rejection::token_missing(&realm())) as u8, 16);
+        assert_eq!(code(&Rejection::token_invalid(&realm())) as u8, 16);
         assert_eq!(
-            code(&Rejection::InsufficientScope {
-                realm: realm(),
-                scope: "s".into()
-            }) as u8,
+            code(&Rejection::insufficient_scope(&realm(), "s".into())) as u8,
             7
         );
         assert_eq!(code(&Rejection::NoEndpoints) as u8, 14);
@@ -111,7 +108,7 @@ mod tests {
 
     #[test]
     fn the_response_is_trailers_only_with_status_and_message() {
-        let resp = response(&Rejection::TokenMissing { realm: "r".into() });
+        let resp = response(&Rejection::token_missing("r"));
         assert_eq!(resp.status(), 200);
         assert_eq!(resp.headers()["content-type"], "application/grpc");
         assert_eq!(resp.headers()["grpc-status"], "16");

@@ -64,13 +64,15 @@ impl Reply {
     }
 
     /// A token denial (RFC 6750 §3): the error body plus a `WWW-Authenticate: Bearer`
-    /// challenge naming the realm, the error and, for `insufficient_scope`, the scope.
+    /// challenge naming the realm, the error, for `insufficient_scope` the scope, and
+    /// where the protected resource metadata is (RFC 9728 §5.1).
     pub fn bearer_challenge(
         status: StatusCode,
         realm: &str,
         error: &str,
         description: &str,
         scope: Option<&str>,
+        resource_metadata: Option<&str>,
     ) -> Self {
         let mut challenge = format!(
             "Bearer realm=\"{}\", error=\"{error}\", error_description=\"{description}\"",
@@ -78,6 +80,9 @@ impl Reply {
         );
         if let Some(scope) = scope {
             challenge.push_str(&format!(", scope=\"{}\"", quoted(scope)));
+        }
+        if let Some(url) = resource_metadata {
+            challenge.push_str(&format!(", resource_metadata=\"{}\"", quoted(url)));
         }
         let mut reply = Self::error(status, error, description);
         if let Ok(value) = HeaderValue::from_str(&challenge) {

@@ -393,5 +393,28 @@ pub fn oauth2_config(
             })
             .collect(),
         login: None,
+        oauth21: o.oauth21,
+        client_registration: o
+            .client_registration
+            .as_ref()
+            .map(|r| config::ClientRegistration {
+                metadata_documents: r.metadata_documents,
+                metadata_hosts: r
+                    .allowed_hosts
+                    .iter()
+                    .map(|h| h.to_ascii_lowercase())
+                    .collect(),
+                dynamic: r.dynamic,
+                // The schema bounds it to at least 60.
+                registered_client_ttl: r
+                    .client_lifetime_seconds
+                    .map(|s| s.max(60) as u64)
+                    .unwrap_or(defaults.client_registration.registered_client_ttl),
+                registration_rate: r
+                    .registration_rate
+                    .clone()
+                    .unwrap_or(defaults.client_registration.registration_rate.clone()),
+            })
+            .unwrap_or_default(),
     }
 }

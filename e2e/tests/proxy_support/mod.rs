@@ -94,6 +94,7 @@ pub fn mk_token(route_id: &str, scopes: &[&str], expires_at: Option<UnixTime>) -
             issued_at: now(),
             expires_at,
             family: format!("fam-{route_id}"),
+            audience: Vec::new(),
         },
         refresh: None,
     }

@@ -51,6 +51,7 @@ fn mk_token(scopes: &[&str]) -> AccessToken {
             issued_at: NOW,
             expires_at: Some(NOW + 3600),
             family: format!("fam-{}", scopes.len()),
+            audience: Vec::new(),
         },
         refresh: None,
     }
@@ -139,9 +140,7 @@ async fn denials_are_the_inline_rejections() {
     let missing = run(auth_request("GET", "http://h/stepon/x", &[])).await;
     assert_eq!(
         missing.unwrap_err(),
-        Refusal::Denied(Rejection::TokenMissing {
-            realm: "stepon".into()
-        })
+        Refusal::Denied(Rejection::token_missing("stepon"))
     );
     let unknown = run(auth_request(
         "GET",
@@ -151,9 +150,7 @@ async fn denials_are_the_inline_rejections() {
     .await;
     assert_eq!(
         unknown.unwrap_err(),
-        Refusal::Denied(Rejection::TokenInvalid {
-            realm: "stepon".into()
-        })
+        Refusal::Denied(Rejection::token_invalid("stepon"))
     );
     let narrow = run(auth_request(
         "GET",
@@ -163,10 +160,7 @@ async fn denials_are_the_inline_rejections() {
     .await;
     assert_eq!(
         narrow.unwrap_err(),
-        Refusal::Denied(Rejection::InsufficientScope {
-            realm: "stepon".into(),
-            scope: "admin".into()
-        })
+        Refusal::Denied(Rejection::insufficient_scope("stepon", "admin".into()))
     );
 }
 

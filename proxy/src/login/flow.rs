@@ -13,10 +13,10 @@ use super::cookie::{self, Jar};
 use super::state::{self, After, AuthzRequest, Pending, Session, Ticket};
 use super::{oidc, pages, path_of, policy, Ctx, Endpoint, LoginError, LoginRequest};
 use crate::config::{ConsentMode, GrantType};
-use crate::oauth2::authorize::{store_code, with_params};
+use crate::oauth2::authorize::{store_code, with_params, CodeGrant};
 use crate::oauth2::error::OAuthError;
 use crate::oauth2::params::Params;
-use crate::oauth2::{client_allows, pkce, scope, OAuthResponse};
+use crate::oauth2::{client_allows, pkce, redirect, resource, scope, OAuthResponse};
 use crate::secret::random_token;
 use crate::store::{Digest, LoginKind};
 
@@ -75,11 +75,9 @@ async fn authorize(ctx: &Ctx<'_>, req: &LoginRequest<'_>) -> Result<OAuthRespons
         .get("client_id")
         .map_err(|e| bad(&e.description))?
         .ok_or_else(|| bad("The request names no client_id."))?;
-    let entry = ctx
-        .catalog
-        .client(client_id)
-        .ok_or_else(|| bad("The application asking for access is not registered here."))?;
-    let client = &entry.client;
+    let found = ctx.client(client_id).await?;
+    let client = &found.entry.client;
+    let loopback_any_port = ctx.oauth.oauth21_for(found.is_unvetted());
     let requested_uri = params
         .get("redirect_uri")
         .map_err(|e| bad(&e.description))?;
@@ -87,13 +85,13 @@ async fn authorize(ctx: &Ctx<'_>, req: &LoginRequest<'_>) -> Result<OAuthRespons
         None => client
             .redirect_uris
             .first()
+            .map(String::as_str)
             .ok_or_else(|| bad("The application has no registered redirect_uri."))?,
-        Some(u) => client
-            .redirect_uris
-            .iter()
-            .find(|r| *r == u)
+        Some(u) => redirect::find(&client.redirect_uris, u, loopback_any_port)
+            .map(|_| u)
             .ok_or_else(|| bad("The redirect_uri is not registered for this application."))?,
     };
+    let redirect_uri = &redirect_uri.to_owned();
     let state = params.get("state").ok().flatten().map(str::to_owned);
 
     // From here on the redirect URI is verified: errors go back to the client.
@@ -123,8 +121,13 @@ async fn authorize(ctx: &Ctx<'_>, req: &LoginRequest<'_>) -> Result<OAuthRespons
         Ok(s) => s,
         Err(e) => return back(e),
     };
-    let code_challenge = match pkce::challenge(&params, ctx.oauth.pkce, client.client_type) {
+    let pkce_mode = ctx.oauth.pkce_for(found.is_unvetted());
+    let code_challenge = match pkce::challenge(&params, pkce_mode, client.client_type) {
         Ok(c) => c,
+        Err(e) => return back(e),
+    };
+    let resources = match resource::requested(&params, Some(req.base), ctx.route) {
+        Ok(r) => r,
         Err(e) => return back(e),
     };
     let request = AuthzRequest {
@@ -134,6 +137,7 @@ async fn authorize(ctx: &Ctx<'_>, req: &LoginRequest<'_>) -> Result<OAuthRespons
         scopes,
         state,
         code_challenge,
+        resources,
     };
     match current_session(ctx, req).await? {
         None => {
@@ -205,15 +209,14 @@ async fn ask_consent(
             ctx.now + state::TICKET_TTL,
         )
         .await?;
-    let entry = ctx
-        .catalog
-        .client(&request.client_id)
-        .ok_or_else(|| bad("The application is no longer registered."))?;
+    let found = ctx.client(&request.client_id).await?;
+    let entry = &found.entry;
     let name = if entry.client.name.is_empty() {
         entry.client.client_id.as_str()
     } else {
         entry.client.name.as_str()
     };
+    let unvetted_host = found.host();
     let owner = ctx
         .catalog
         .consumer(&entry.client.consumer_id)
@@ -229,6 +232,7 @@ async fn ask_consent(
         &pages::Consent {
             client: name,
             owner,
+            unvetted_host: unvetted_host.as_deref(),
             user: who,
             scopes: &request.scopes,
             action: &action,
@@ -245,20 +249,20 @@ async fn issue_code(
     session: &Session,
     request: &AuthzRequest,
 ) -> Result<OAuthResponse> {
-    let entry = ctx
-        .catalog
-        .client(&request.client_id)
-        .ok_or_else(|| bad("The application is no longer registered."))?;
+    let found = ctx.client(&request.client_id).await?;
     let code = store_code(
         ctx.store,
         ctx.route,
         ctx.oauth,
-        &entry.client,
-        &session.user,
-        request.scopes.clone(),
-        &request.redirect_uri,
-        request.redirect_uri_sent,
-        request.code_challenge.clone(),
+        &found.entry.client,
+        CodeGrant {
+            user: &session.user,
+            scopes: request.scopes.clone(),
+            redirect_uri: &request.redirect_uri,
+            redirect_uri_sent: request.redirect_uri_sent,
+            code_challenge: request.code_challenge.clone(),
+            resources: request.resources.clone(),
+        },
         ctx.now,
     )
     .await
@@ -314,11 +318,18 @@ async fn consent(ctx: &Ctx<'_>, req: &LoginRequest<'_>) -> Result<OAuthResponse>
         return Err(bad("This consent page belongs to another session."));
     }
     let request = record.request;
-    let entry = ctx
-        .catalog
-        .client(&request.client_id)
-        .filter(|e| e.client.redirect_uris.contains(&request.redirect_uri))
-        .ok_or_else(|| bad("The application is no longer registered."))?;
+    let found = ctx.client(&request.client_id).await?;
+    let loopback_any_port = ctx.oauth.oauth21_for(found.is_unvetted());
+    if redirect::find(
+        &found.entry.client.redirect_uris,
+        &request.redirect_uri,
+        loopback_any_port,
+    )
+    .is_none()
+    {
+        return Err(bad("The application is no longer registered."));
+    }
+    let entry = &found.entry;
     if !approve {
         tracing::info!(route.id = %ctx.route.id, client.id = %entry.client.client_id, "Consent denied");
         return client_error(

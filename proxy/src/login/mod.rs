@@ -35,6 +35,8 @@ use http::{HeaderMap, Method, StatusCode};
 
 use crate::catalog::Catalog;
 use crate::config::{Login, Route, RouteOAuth2};
+use crate::oauth2::client_metadata::MetadataDocuments;
+use crate::oauth2::clients::{Client, Directory, LookupError};
 use crate::oauth2::OAuthResponse;
 use crate::seal::{KeyError, LoginKey};
 use crate::store::{StoreError, TokenStore, UnixTime};
@@ -52,9 +54,28 @@ pub struct LoginArgs {
     /// A key handed in by the embedding program (standalone generates one).
     #[arg(skip)]
     pub key: Option<LoginKey>,
+
+    /// PEM file of extra certificate authorities trusted when fetching client ID
+    /// metadata documents (`clientRegistration.metadataDocuments`), beside the
+    /// system's roots: for documents served inside the organisation.
+    #[arg(long, value_name = "PATH", env = "GATEHOUSE_CLIENT_METADATA_CA")]
+    pub client_metadata_ca: Option<PathBuf>,
 }
 
 impl LoginArgs {
+    /// The client metadata document fetcher, trusting `--client-metadata-ca` too.
+    pub fn documents(&self) -> anyhow::Result<MetadataDocuments> {
+        let mut roots = Vec::new();
+        if let Some(path) = &self.client_metadata_ca {
+            let pem = std::fs::read(path)
+                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+            roots = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+                anyhow::anyhow!("{} holds no usable certificate: {e}", path.display())
+            })?;
+        }
+        Ok(MetadataDocuments::new(roots))
+    }
+
     /// The configured key, if any.
     pub fn load(&self) -> Result<Option<LoginKey>, KeyError> {
         if let Some(key) = &self.key {
@@ -71,13 +92,21 @@ impl LoginArgs {
 pub struct Signin {
     key: Option<LoginKey>,
     pub providers: oidc::Providers,
+    /// Client ID metadata documents (fetcher and cache), for sign-in and the
+    /// OAuth2 endpoints alike.
+    pub documents: MetadataDocuments,
 }
 
 impl Signin {
     pub fn new(key: Option<LoginKey>) -> Self {
+        Self::with_documents(key, MetadataDocuments::default())
+    }
+
+    pub fn with_documents(key: Option<LoginKey>, documents: MetadataDocuments) -> Self {
         Signin {
             key,
             providers: oidc::Providers::new(),
+            documents,
         }
     }
 }
@@ -215,6 +244,33 @@ pub struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
+    /// Where this route's clients are looked up.
+    pub fn clients(&self) -> Directory<'_> {
+        Directory {
+            catalog: self.catalog,
+            store: self.store,
+            route: self.route,
+            oauth: self.oauth,
+            documents: &self.signin.documents,
+            now: self.now,
+        }
+    }
+
+    /// The client `client_id` names; an unknown one or an unusable metadata
+    /// document is `BadRequest` (a page, never a redirect).
+    pub async fn client(&self, client_id: &str) -> Result<Client<'_>, LoginError> {
+        match self.clients().find(client_id).await {
+            Ok(Some(c)) => Ok(c),
+            Ok(None) => Err(LoginError::BadRequest(
+                "The application asking for access is not registered here.".into(),
+            )),
+            Err(LookupError::Store(e)) => Err(LoginError::Store(e)),
+            Err(LookupError::Document(why)) => Err(LoginError::BadRequest(format!(
+                "The application's description could not be used: {why}."
+            ))),
+        }
+    }
+
     /// The login key, or the error every sign-in step reports without one.
     pub fn key(&self) -> Result<&LoginKey, LoginError> {
         self.signin

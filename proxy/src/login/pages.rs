@@ -48,6 +48,7 @@ const CONSENT: &str = r#"{% extends "base.html" %}
 <h1>Allow <strong>{{ client }}</strong> to access your account?</h1>
 <p class="who">Signed in to {{ site }} as <strong>{{ user }}</strong>.</p>
 {% if owner %}<p class="who">Application registered by: {{ owner }}</p>{% endif %}
+{% if unvetted_host %}<p class="warning" id="unvetted">This application is not registered with {{ site }}: it describes itself, and nobody here has checked it. It is run from <strong>{{ unvetted_host }}</strong>. Allow access only if you trust that site.</p>{% endif %}
 {% if scopes %}
 <p id="scopes-label">{{ client }} is asking to:</p>
 <ul aria-labelledby="scopes-label">
@@ -118,6 +119,8 @@ pub struct Branding<'a> {
 pub struct Consent<'a> {
     pub client: &'a str,
     pub owner: Option<&'a str>,
+    /// For a client nobody registered by hand: the host it runs from.
+    pub unvetted_host: Option<&'a str>,
     pub user: &'a str,
     pub scopes: &'a [String],
     pub action: &'a str,
@@ -133,6 +136,7 @@ pub fn consent(brand: Branding<'_>, page: &Consent<'_>) -> OAuthResponse {
         context! {
             site => brand.title, logo => brand.logo, style => style(),
             client => page.client, owner => page.owner, user => page.user,
+            unvetted_host => page.unvetted_host,
             scopes => scopes, action => page.action, ticket => page.ticket,
         },
     )
@@ -253,6 +257,7 @@ mod tests {
             &Consent {
                 client: "<script>alert(1)</script>",
                 owner: Some("Shoe Fly Shoe"),
+                unvetted_host: Some("<i>app.example</i>"),
                 user: "clark\"><img src=x>",
                 scopes: &scopes,
                 action: "/stepon/oauth2/consent",
@@ -267,6 +272,9 @@ mod tests {
         assert!(body.contains("&lt;b&gt;steps&lt;&#x2f;b&gt;"));
         assert!(body.contains(r#"name="ticket" value="t1""#));
         assert!(body.contains(r#"value="approve""#) && body.contains(r#"value="deny""#));
+        // A self-described client is flagged, with its host escaped.
+        assert!(body.contains("not registered with"));
+        assert!(body.contains("&lt;i&gt;app.example&lt;&#x2f;i&gt;"));
         assert_eq!(r.status, StatusCode::OK);
     }
 

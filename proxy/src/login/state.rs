@@ -72,6 +72,9 @@ pub struct AuthzRequest {
     pub state: Option<String>,
     #[serde(default)]
     pub code_challenge: Option<String>,
+    /// RFC 8707 resources, checked against the route.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resources: Vec<String>,
 }
 
 /// Where to go once the provider has signed the user in.

@@ -12,6 +12,7 @@
 
 use serde_json::json;
 
+use super::clients::{Client, LookupError};
 use super::error::{json_response, ErrorCode, OAuthError, Result};
 use super::token::{mint, RefreshPlan};
 use super::{check_provision_key, client_allows, pkce, scope, Ctx, OAuthResponse};
@@ -81,11 +82,22 @@ pub(crate) async fn respond(ctx: &Ctx<'_>) -> Result<OAuthResponse> {
     let state = ctx.state();
     check_provision_key(params, ctx.oauth)?;
     let user = params.authenticated_userid()?;
-    let client_id = params.get("client_id")?;
-    let Some(entry) = client_id.and_then(|id| ctx.catalog.client(id)) else {
+    let found = match params.get("client_id")? {
+        Some(id) => ctx.clients().find(id).await.map_err(|e| match e {
+            LookupError::Store(e) => e.into(),
+            LookupError::Document(why) => {
+                let mut e = OAuthError::invalid_client(false);
+                e.description = why.into();
+                e
+            }
+        })?,
+        None => None,
+    };
+    let Some(found) = found else {
         return Err(OAuthError::invalid_client(false));
     };
-    let client = &entry.client;
+    let client = &found.entry.client;
+    let loopback_any_port = ctx.oauth.oauth21_for(found.is_unvetted());
     let Some(first_uri) = client.redirect_uris.first() else {
         return Err(OAuthError::invalid_request(
             "The client has no registered redirect_uri",
@@ -96,7 +108,9 @@ pub(crate) async fn respond(ctx: &Ctx<'_>) -> Result<OAuthResponse> {
     let requested_uri = params.get("redirect_uri")?;
     let redirect_uri = match requested_uri {
         None => first_uri.as_str(),
-        Some(u) if client.redirect_uris.iter().any(|r| r == u) => u,
+        Some(u) if super::redirect::find(&client.redirect_uris, u, loopback_any_port).is_some() => {
+            u
+        }
         Some(_) => {
             let e = OAuthError::invalid_request(
                 "Invalid redirect_uri that does not match with any redirect_uri created with the application",
@@ -104,7 +118,7 @@ pub(crate) async fn respond(ctx: &Ctx<'_>) -> Result<OAuthResponse> {
             return Ok(denied(ctx, first_uri, &e, state));
         }
     };
-    let outcome = decide(ctx, entry, redirect_uri, requested_uri.is_some(), user).await;
+    let outcome = decide(ctx, &found, redirect_uri, requested_uri.is_some(), user).await;
     match outcome {
         Ok(resp) => Ok(resp),
         // The store failing is our problem, not the client's: plain 503.
@@ -126,19 +140,22 @@ fn denied(ctx: &Ctx<'_>, redirect_uri: &str, e: &OAuthError, state: Option<&str>
 /// Everything after the redirect URI is settled; errors go into the redirect.
 async fn decide(
     ctx: &Ctx<'_>,
-    entry: &crate::catalog::ClientEntry,
+    found: &Client<'_>,
     redirect_uri: &str,
     redirect_uri_sent: bool,
     user: &str,
 ) -> Result<OAuthResponse> {
     let params = &ctx.params;
-    let client = &entry.client;
+    let client = &found.entry.client;
     let state = ctx.state();
     // Kong reports a scope problem in preference to a response_type problem.
     let scopes = scope::resolve(params, ctx.oauth, client)?;
+    let resources = super::resource::requested(params, ctx.req.issuer.as_deref(), ctx.route)?;
     let grant = match params.get("response_type")? {
         Some("code") if ctx.oauth.enable_authorization_code => GrantType::AuthorizationCode,
-        Some("token") if ctx.oauth.enable_implicit_grant => GrantType::Implicit,
+        Some("token") if ctx.oauth.implicit_enabled() && !found.is_unvetted() => {
+            GrantType::Implicit
+        }
         _ => {
             return Err(OAuthError::new(
                 ErrorCode::UnsupportedResponseType,
@@ -160,7 +177,8 @@ async fn decide(
             scopes,
             random_token(),
             RefreshPlan::None,
-        );
+        )
+        .for_resources(resources);
         ctx.store.issue(minted.pair.clone()).await?;
         let expires_in = minted.expires_in.map(|e| e.to_string());
         // Kong's fragment, in Kong's (alphabetical) order.
@@ -178,18 +196,25 @@ async fn decide(
         ));
     }
 
-    let challenge = pkce::challenge(params, ctx.oauth.pkce, client.client_type)?;
+    let challenge = pkce::challenge(
+        params,
+        ctx.oauth.pkce_for(found.is_unvetted()),
+        client.client_type,
+    )?;
     let issued_scopes = scopes.clone();
     let code = store_code(
         ctx.store,
         ctx.route,
         ctx.oauth,
         client,
-        user,
-        scopes,
-        redirect_uri,
-        redirect_uri_sent,
-        challenge,
+        CodeGrant {
+            user,
+            scopes,
+            redirect_uri,
+            redirect_uri_sent,
+            code_challenge: challenge,
+            resources,
+        },
         ctx.now,
     )
     .await?;
@@ -209,20 +234,27 @@ async fn decide(
     ))
 }
 
+/// What an authorization code grants, as decided at the authorization endpoint.
+pub(crate) struct CodeGrant<'a> {
+    pub user: &'a str,
+    pub scopes: Vec<String>,
+    pub redirect_uri: &'a str,
+    /// The request named `redirect_uri` itself (the token request must repeat it).
+    pub redirect_uri_sent: bool,
+    pub code_challenge: Option<String>,
+    /// RFC 8707 resources, already checked against the route.
+    pub resources: Vec<String>,
+}
+
 /// Create and store a single-use authorization code (stored under its digest only)
 /// and return the raw code. The one place codes are minted: the provision-key contract
 /// and built-in sign-in (`crate::login`) both call it.
-#[allow(clippy::too_many_arguments)]
 pub(crate) async fn store_code(
     store: &dyn TokenStore,
     route: &Route,
     oauth: &RouteOAuth2,
     client: &OAuth2Client,
-    user: &str,
-    scopes: Vec<String>,
-    redirect_uri: &str,
-    redirect_uri_sent: bool,
-    code_challenge: Option<String>,
+    grant: CodeGrant<'_>,
     now: UnixTime,
 ) -> Result<String> {
     let code = random_token();
@@ -231,13 +263,14 @@ pub(crate) async fn store_code(
         global: oauth.global_credentials,
         client_id: client.client_id.clone(),
         consumer_id: client.consumer_id.clone(),
-        authenticated_userid: user.to_owned(),
-        scopes,
-        redirect_uri: redirect_uri.to_owned(),
-        redirect_uri_sent,
-        code_challenge,
+        authenticated_userid: grant.user.to_owned(),
+        scopes: grant.scopes,
+        redirect_uri: grant.redirect_uri.to_owned(),
+        redirect_uri_sent: grant.redirect_uri_sent,
+        code_challenge: grant.code_challenge,
         expires_at: now.saturating_add(oauth.code_ttl),
         family: random_token(),
+        resources: grant.resources,
     };
     store.put_code(Digest::of(code.as_bytes()), record).await?;
     Ok(code)

@@ -11,9 +11,14 @@ use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use base64::engine::{DecodePaddingMode, Engine as _};
 use percent_encoding::percent_decode_str;
 
+use std::borrow::Cow;
+
+use super::clients::{Client, Directory, LookupError, Origin};
 use super::error::{OAuthError, Result};
 use super::params::Params;
-use crate::catalog::{Catalog, ClientEntry};
+#[cfg(test)]
+use crate::catalog::Catalog;
+use crate::catalog::ClientEntry;
 use crate::config::ClientType;
 use crate::store::Digest;
 
@@ -24,9 +29,11 @@ const BASIC_B64: GeneralPurpose = GeneralPurpose::new(
 );
 
 /// A client that proved who it is.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct AuthenticatedClient<'a> {
-    pub entry: &'a ClientEntry,
+    pub entry: Cow<'a, ClientEntry>,
+    /// Where the client is defined (configuration, metadata document, registration).
+    pub origin: Origin,
     /// Credentials came from HTTP Basic (errors then get a 401 + challenge).
     pub via_basic: bool,
 }
@@ -38,6 +45,11 @@ impl AuthenticatedClient<'_> {
 
     pub fn is_public(&self) -> bool {
         self.entry.client.client_type == ClientType::Public
+    }
+
+    /// Not registered by an administrator (OAuth 2.1 rules apply).
+    pub fn is_unvetted(&self) -> bool {
+        self.origin != Origin::Configured
     }
 }
 
@@ -121,11 +133,43 @@ fn presented(params: &Params, authorization: Option<&str>) -> Result<Option<Pres
     }))
 }
 
-/// Authenticate the calling client.
+/// Authenticate the calling client, looking it up in `clients`.
 ///
-/// Errors: `invalid_client` (unknown client, wrong or missing secret; 401 after
-/// Basic), `invalid_request` when a public client sends a secret (Kong).
-pub fn authenticate<'a>(
+/// Errors: `invalid_client` (unknown client, wrong or missing secret, unusable
+/// metadata document; 401 after Basic), `invalid_request` when a public client sends
+/// a secret (Kong), `temporarily_unavailable` when the store cannot say.
+pub async fn authenticate<'a>(
+    params: &Params,
+    authorization: Option<&str>,
+    clients: &Directory<'a>,
+) -> Result<AuthenticatedClient<'a>> {
+    let Some(p) = presented(params, authorization)? else {
+        return Err(OAuthError::invalid_client(
+            basic_payload(authorization).is_some(),
+        ));
+    };
+    let mut found = None;
+    for (id, _) in &p.candidates {
+        match clients.find(id).await {
+            Ok(Some(client)) => {
+                found = Some((id.clone(), client));
+                break;
+            }
+            Ok(None) => {}
+            Err(LookupError::Store(e)) => return Err(e.into()),
+            Err(LookupError::Document(why)) => {
+                let mut e = OAuthError::invalid_client(p.via_basic);
+                e.description = why.into();
+                return Err(e);
+            }
+        }
+    }
+    verify(&p, found)
+}
+
+/// Authenticate against the configuration's clients alone (the unit tests' view).
+#[cfg(test)]
+pub fn authenticate_configured<'a>(
     params: &Params,
     authorization: Option<&str>,
     catalog: &'a Catalog,
@@ -135,12 +179,27 @@ pub fn authenticate<'a>(
             basic_payload(authorization).is_some(),
         ));
     };
+    let found = p.candidates.iter().find_map(|(id, _)| {
+        catalog.client(id).map(|e| {
+            (
+                id.clone(),
+                Client {
+                    entry: Cow::Borrowed(e),
+                    origin: Origin::Configured,
+                },
+            )
+        })
+    });
+    verify(&p, found)
+}
+
+/// Check the presented credentials against the client they name.
+fn verify<'a>(
+    p: &Presented,
+    found: Option<(String, Client<'a>)>,
+) -> Result<AuthenticatedClient<'a>> {
     let via_basic = p.via_basic;
-    let found = p
-        .candidates
-        .iter()
-        .find_map(|(id, _)| catalog.client(id).map(|e| (id.clone(), e)));
-    let Some((found_id, entry)) = found else {
+    let Some((found_id, client)) = found else {
         return Err(OAuthError::invalid_client(via_basic));
     };
     let secrets: Vec<&str> = p
@@ -149,12 +208,17 @@ pub fn authenticate<'a>(
         .filter(|(id, _)| *id == found_id)
         .filter_map(|(_, s)| s.as_deref())
         .collect();
-    match entry.client.client_type {
+    let authenticated = AuthenticatedClient {
+        entry: client.entry,
+        origin: client.origin,
+        via_basic,
+    };
+    match authenticated.entry.client.client_type {
         ClientType::Public => {
             // A public client has no secret; an empty or blank one is tolerated
             // (`Basic base64("id:")`), anything else is a client mix-up.
             if secrets.iter().all(|s| s.trim().is_empty()) {
-                Ok(AuthenticatedClient { entry, via_basic })
+                Ok(authenticated)
             } else {
                 Err(OAuthError::invalid_request(
                     "client_secret is disallowed for public clients",
@@ -162,7 +226,7 @@ pub fn authenticate<'a>(
             }
         }
         ClientType::Confidential => {
-            let Some(expected) = entry.secret else {
+            let Some(expected) = authenticated.entry.secret else {
                 return Err(OAuthError::invalid_client(via_basic));
             };
             // Check every candidate reading so the time taken does not reveal
@@ -171,7 +235,7 @@ pub fn authenticate<'a>(
                 Digest::of(s.as_bytes()).ct_eq(&expected) | ok
             });
             if matched {
-                Ok(AuthenticatedClient { entry, via_basic })
+                Ok(authenticated)
             } else {
                 Err(OAuthError::invalid_client(via_basic))
             }
@@ -227,7 +291,7 @@ mod tests {
     #[test]
     fn body_credentials_authenticate_a_confidential_client() {
         let cat = mk_catalog();
-        let c = authenticate(
+        let c = authenticate_configured(
             &form("client_id=shoe-fly-shoe&client_secret=s3cret%2B%2F%3D"),
             None,
             &cat,
@@ -241,20 +305,25 @@ mod tests {
     fn basic_credentials_are_accepted_raw_and_form_encoded() {
         let cat = mk_catalog();
         let raw = basic("shoe-fly-shoe:s3cret+/=");
-        assert!(authenticate(&form(""), Some(&raw), &cat).unwrap().via_basic);
+        assert!(
+            authenticate_configured(&form(""), Some(&raw), &cat)
+                .unwrap()
+                .via_basic
+        );
         let encoded = basic("shoe-fly-shoe:s3cret%2B%2F%3D");
-        assert!(authenticate(&form(""), Some(&encoded), &cat).is_ok());
+        assert!(authenticate_configured(&form(""), Some(&encoded), &cat).is_ok());
         let lower = format!("basic {}", STANDARD.encode("shoe-fly-shoe:s3cret+/="));
-        assert!(authenticate(&form(""), Some(&lower), &cat).is_ok());
+        assert!(authenticate_configured(&form(""), Some(&lower), &cat).is_ok());
     }
 
     #[test]
     fn a_wrong_secret_over_basic_is_a_401_and_in_the_body_a_400() {
         let cat = mk_catalog();
-        let e = authenticate(&form(""), Some(&basic("shoe-fly-shoe:nope")), &cat).unwrap_err();
+        let e = authenticate_configured(&form(""), Some(&basic("shoe-fly-shoe:nope")), &cat)
+            .unwrap_err();
         assert_eq!(e.code, ErrorCode::InvalidClient);
         assert_eq!(e.status, http::StatusCode::UNAUTHORIZED);
-        let e = authenticate(
+        let e = authenticate_configured(
             &form("client_id=shoe-fly-shoe&client_secret=nope"),
             None,
             &cat,
@@ -267,7 +336,7 @@ mod tests {
     #[test]
     fn two_authentication_methods_in_one_request_are_refused() {
         let cat = mk_catalog();
-        let e = authenticate(
+        let e = authenticate_configured(
             &form("client_id=shoe-fly-shoe&client_secret=s3cret%2B%2F%3D"),
             Some(&basic("shoe-fly-shoe:s3cret+/=")),
             &cat,
@@ -276,7 +345,7 @@ mod tests {
         assert_eq!(e.code, ErrorCode::InvalidRequest);
         assert_eq!(e.status, http::StatusCode::BAD_REQUEST);
         // A client_id in the body next to Basic is one method, not two.
-        assert!(authenticate(
+        assert!(authenticate_configured(
             &form("client_id=shoe-fly-shoe"),
             Some(&basic("shoe-fly-shoe:s3cret+/=")),
             &cat
@@ -287,7 +356,7 @@ mod tests {
     #[test]
     fn a_confidential_client_without_secret_is_refused() {
         let cat = mk_catalog();
-        let e = authenticate(&form("client_id=shoe-fly-shoe"), None, &cat).unwrap_err();
+        let e = authenticate_configured(&form("client_id=shoe-fly-shoe"), None, &cat).unwrap_err();
         assert_eq!(e.code, ErrorCode::InvalidClient);
     }
 
@@ -295,34 +364,37 @@ mod tests {
     fn unknown_or_missing_clients_are_invalid_clients() {
         let cat = mk_catalog();
         for p in ["client_id=ghost&client_secret=x", "client_id=ghost", ""] {
-            let e = authenticate(&form(p), None, &cat).unwrap_err();
+            let e = authenticate_configured(&form(p), None, &cat).unwrap_err();
             assert_eq!(e.code, ErrorCode::InvalidClient, "{p}");
         }
-        let e = authenticate(&form(""), Some("Basic !!!not-base64"), &cat).unwrap_err();
+        let e = authenticate_configured(&form(""), Some("Basic !!!not-base64"), &cat).unwrap_err();
         assert_eq!(e.status, http::StatusCode::UNAUTHORIZED);
     }
 
     #[test]
     fn a_public_client_authenticates_with_its_id_and_no_secret() {
         let cat = mk_catalog();
-        assert!(authenticate(&form("client_id=mobile"), None, &cat)
-            .unwrap()
-            .is_public());
-        assert!(authenticate(&form(""), Some(&basic("mobile:")), &cat).is_ok());
-        assert!(authenticate(&form(""), Some(&basic("mobile:   ")), &cat).is_ok());
-        assert!(authenticate(&form(""), Some(&basic("mobile")), &cat).is_ok());
+        assert!(
+            authenticate_configured(&form("client_id=mobile"), None, &cat)
+                .unwrap()
+                .is_public()
+        );
+        assert!(authenticate_configured(&form(""), Some(&basic("mobile:")), &cat).is_ok());
+        assert!(authenticate_configured(&form(""), Some(&basic("mobile:   ")), &cat).is_ok());
+        assert!(authenticate_configured(&form(""), Some(&basic("mobile")), &cat).is_ok());
     }
 
     #[test]
     fn a_public_client_sending_a_secret_is_refused_as_kong_does() {
         let cat = mk_catalog();
-        let e = authenticate(&form("client_id=mobile&client_secret=x"), None, &cat).unwrap_err();
+        let e = authenticate_configured(&form("client_id=mobile&client_secret=x"), None, &cat)
+            .unwrap_err();
         assert_eq!(e.code, ErrorCode::InvalidRequest);
         assert_eq!(
             e.description,
             "client_secret is disallowed for public clients"
         );
-        let e = authenticate(&form(""), Some(&basic("mobile:x")), &cat).unwrap_err();
+        let e = authenticate_configured(&form(""), Some(&basic("mobile:x")), &cat).unwrap_err();
         assert_eq!(
             e.description,
             "client_secret is disallowed for public clients"

@@ -29,6 +29,12 @@ pub enum ErrorCode {
     InvalidAuthenticatedUserid,
     InvalidMethod,
     TemporarilyUnavailable,
+    /// RFC 8707 §2: a `resource` this server does not issue tokens for.
+    InvalidTarget,
+    /// RFC 7591 §3.2.2.
+    InvalidRedirectUri,
+    /// RFC 7591 §3.2.2.
+    InvalidClientMetadata,
 }
 
 impl ErrorCode {
@@ -47,6 +53,9 @@ impl ErrorCode {
             ErrorCode::InvalidAuthenticatedUserid => "invalid_authenticated_userid",
             ErrorCode::InvalidMethod => "invalid_method",
             ErrorCode::TemporarilyUnavailable => "temporarily_unavailable",
+            ErrorCode::InvalidTarget => "invalid_target",
+            ErrorCode::InvalidRedirectUri => "invalid_redirect_uri",
+            ErrorCode::InvalidClientMetadata => "invalid_client_metadata",
         }
     }
 
@@ -92,6 +101,10 @@ impl OAuthError {
 
     pub fn invalid_request(description: impl Into<Cow<'static, str>>) -> Self {
         Self::new(ErrorCode::InvalidRequest, description)
+    }
+
+    pub fn invalid_target(description: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(ErrorCode::InvalidTarget, description)
     }
 
     pub fn invalid_grant(description: impl Into<Cow<'static, str>>) -> Self {

@@ -14,16 +14,22 @@ use super::{valid_on_route, Ctx, OAuthResponse};
 use http::StatusCode;
 
 pub(crate) async fn respond(ctx: &Ctx<'_>) -> Result<OAuthResponse> {
-    let client =
-        client_auth::authenticate(&ctx.params, ctx.req.authorization.as_deref(), ctx.catalog)?;
+    let client = client_auth::authenticate(
+        &ctx.params,
+        ctx.req.authorization.as_deref(),
+        &ctx.clients(),
+    )
+    .await?;
     let found = find(&ctx.params, ctx.store).await?;
     let visible = found.filter(|f| {
-        let (route_id, global) = match f {
-            Found::Access(_, t) => (&t.route_id, t.global),
-            Found::Refresh(_, t) => (&t.route_id, t.global),
-        };
-        valid_on_route(route_id, global, ctx.route, ctx.oauth)
-            && (client.entry.client.resource_server || f.client_id() == client.client_id())
+        let grant = f.grant();
+        valid_on_route(
+            &grant.route_id,
+            grant.global,
+            !grant.audience.is_empty(),
+            ctx.route,
+            ctx.oauth,
+        ) && (client.entry.client.resource_server || f.client_id() == client.client_id())
     });
     let Some(found) = visible else {
         return Ok(json_response(StatusCode::OK, &json!({ "active": false })));
@@ -63,5 +69,15 @@ pub(crate) async fn respond(ctx: &Ctx<'_>) -> Result<OAuthResponse> {
         body.insert("exp".into(), e.into());
     }
     body.insert("iat".into(), iat.into());
+    // RFC 7662 §2.2: `aud` is a string or an array of strings.
+    match found.grant().audience.as_slice() {
+        [] => {}
+        [one] => {
+            body.insert("aud".into(), one.clone().into());
+        }
+        many => {
+            body.insert("aud".into(), many.to_vec().into());
+        }
+    }
     Ok(json_response(StatusCode::OK, &Value::Object(body)))
 }

@@ -90,6 +90,38 @@ pub(crate) async fn check(ctx: &Ctx<'_>, endpoint: Endpoint) -> Option<OAuthResp
     None
 }
 
+/// Count a dynamic registration against the route's per-address registration
+/// budget; the answer to send instead when it is exhausted.
+pub(crate) async fn registration(ctx: &Ctx<'_>) -> Option<OAuthResponse> {
+    let rate = &ctx.oauth.client_registration.registration_rate;
+    let quota = match parse_optional_quota(rate) {
+        Ok(None) => return None,
+        Ok(Some(q)) => q,
+        Err(error) => {
+            // The schema refuses bad values; one that slipped through fails closed.
+            tracing::warn!(%error, "Invalid registration rate in the configuration");
+            return Some(Reply::store_unavailable());
+        }
+    };
+    let peer = ctx.req.peer?;
+    let key = format!("register:{}", address_key(peer));
+    match hit(ctx.store, &key, &quota).await {
+        Ok(Decision::Allowed) => None,
+        Ok(decision) => {
+            let secs = decision.retry_after_secs().unwrap_or(1);
+            ctx.req.counters.rate_limited("registration");
+            ctx.audit(Event::RateLimited {
+                limit: "registration",
+                client_id: None,
+                endpoint: Endpoint::Register.name(),
+                retry_after_secs: secs,
+            });
+            Some(too_many(secs))
+        }
+        Err(()) => Some(Reply::store_unavailable()),
+    }
+}
+
 async fn hit(store: &dyn TokenStore, key: &str, quota: &Quota) -> Result<Decision, ()> {
     store.rate_hit(key, quota).await.map_err(|error| {
         tracing::warn!(%error, "Rate limit check failed");

@@ -4,7 +4,7 @@
 
 use super::error::{OAuthError, Result};
 use super::params::Params;
-use crate::store::{AccessToken, Digest, RefreshToken, TokenStore};
+use crate::store::{AccessToken, Digest, Grant, RefreshToken, TokenStore};
 
 /// A live token found by its raw value.
 #[derive(Debug, Clone)]
@@ -15,9 +15,14 @@ pub(crate) enum Found {
 
 impl Found {
     pub fn client_id(&self) -> &str {
+        &self.grant().client_id
+    }
+
+    /// What the token carries, whichever kind it is.
+    pub fn grant(&self) -> &Grant {
         match self {
-            Found::Access(_, t) => &t.client_id,
-            Found::Refresh(_, t) => &t.client_id,
+            Found::Access(_, t) => &t.grant,
+            Found::Refresh(_, t) => &t.grant,
         }
     }
 

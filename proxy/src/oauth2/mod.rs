@@ -7,13 +7,18 @@
 //! parameter parsing, every OAuth2 decision and the exact response (status, headers,
 //! JSON body).
 //!
-//! Layout: [`params`] reads the request, [`client_auth`] authenticates clients,
-//! [`scope`] and [`pkce`] hold the shared rules, one module per endpoint decides,
-//! and [`error`] is the single place a failure becomes an answer (built, like every
-//! answer, by [`crate::respond`]).
+//! Layout: [`params`] reads the request, [`clients`] finds the client a request names
+//! (configured, [`client_metadata`] documents or [`register`]ed ones),
+//! [`client_auth`] authenticates it, [`scope`], [`pkce`], [`redirect`] and
+//! [`resource`] hold the shared rules, one module per endpoint decides, and [`error`]
+//! is the single place a failure becomes an answer (built, like every answer, by
+//! [`crate::respond`]). [`well_known`] serves the discovery documents at the
+//! locations RFC 8414 and RFC 9728 insert before the route's path.
 
 pub mod authorize;
 pub mod client_auth;
+pub mod client_metadata;
+pub mod clients;
 pub mod error;
 mod grace;
 pub mod introspect;
@@ -22,9 +27,13 @@ mod lookup;
 pub mod metadata;
 pub mod params;
 pub mod pkce;
+pub mod redirect;
+pub mod register;
+pub mod resource;
 pub mod revoke;
 pub mod scope;
 pub mod token;
+pub mod well_known;
 
 use bytes::Bytes;
 use http::header::{AUTHORIZATION, CONTENT_TYPE};
@@ -40,6 +49,8 @@ use crate::forwarded::{ConnInfo, X_FORWARDED_HOST};
 use crate::router::Routed;
 use crate::server::limits::BodyLimit;
 use crate::store::{Digest, TokenStore, UnixTime};
+use client_metadata::MetadataDocuments;
+use clients::Directory;
 use error::OAuthError;
 use params::Params;
 
@@ -51,6 +62,8 @@ pub enum Endpoint {
     Introspect,
     Revoke,
     Metadata,
+    /// RFC 7591 registration and RFC 7592 client configuration (`/oauth2/register[/id]`).
+    Register,
 }
 
 impl Endpoint {
@@ -67,9 +80,19 @@ impl Endpoint {
             "/oauth2/token" => Some(Endpoint::Token),
             "/oauth2/introspect" => Some(Endpoint::Introspect),
             "/oauth2/revoke" => Some(Endpoint::Revoke),
-            "/.well-known/oauth-authorization-server" => Some(Endpoint::Metadata),
+            "/.well-known/oauth-authorization-server" | "/.well-known/openid-configuration" => {
+                Some(Endpoint::Metadata)
+            }
+            "/oauth2/register" => Some(Endpoint::Register),
+            s if s.starts_with("/oauth2/register/") => Some(Endpoint::Register),
             _ => None,
         }
+    }
+
+    /// Whether a route with `oauth` serves this endpoint (registration only when
+    /// `client_registration.dynamic` is on; otherwise the path is the upstream's).
+    pub fn served_by(self, oauth: &RouteOAuth2) -> bool {
+        self != Endpoint::Register || oauth.client_registration.dynamic
     }
 
     /// Name used in messages ("… is invalid for the token endpoint").
@@ -80,6 +103,7 @@ impl Endpoint {
             Endpoint::Introspect => "introspection",
             Endpoint::Revoke => "revocation",
             Endpoint::Metadata => "metadata",
+            Endpoint::Register => "registration",
         }
     }
 }
@@ -112,6 +136,8 @@ pub struct OAuthRequest {
     pub audit: AuditLog,
     /// Rate-limit and client-authentication failure counters.
     pub counters: crate::metrics::OAuthCounters,
+    /// The request path after the route prefix (`/oauth2/register/<id>`).
+    pub suffix: String,
 }
 
 use crate::audit::{AuditLog, Event};
@@ -125,11 +151,24 @@ pub(crate) struct Ctx<'a> {
     pub oauth: &'a RouteOAuth2,
     pub catalog: &'a Catalog,
     pub store: &'a dyn TokenStore,
+    pub documents: &'a MetadataDocuments,
     pub now: UnixTime,
     pub params: Params,
 }
 
 impl Ctx<'_> {
+    /// Where this request's clients are looked up.
+    pub fn clients(&self) -> Directory<'_> {
+        Directory {
+            catalog: self.catalog,
+            store: self.store,
+            route: self.route,
+            oauth: self.oauth,
+            documents: self.documents,
+            now: self.now,
+        }
+    }
+
     /// Record a security event of this request in the audit log.
     pub fn audit(&self, event: Event<'_>) {
         self.req.audit.record(&self.route.id, self.req.peer, event);
@@ -154,6 +193,8 @@ pub struct Site<'a> {
     pub oauth: &'a RouteOAuth2,
     pub catalog: &'a Catalog,
     pub store: &'a dyn TokenStore,
+    /// Client ID metadata documents (fetcher and cache).
+    pub documents: &'a MetadataDocuments,
     pub now: UnixTime,
 }
 
@@ -182,16 +223,9 @@ pub async fn serve(
         peer: Some(conn.peer.ip()),
         audit: site.audit.clone(),
         counters: site.counters.clone(),
+        suffix: routed.suffix().to_owned(),
     };
-    let out = handle(
-        request,
-        site.route,
-        site.oauth,
-        site.catalog,
-        site.store,
-        site.now,
-    )
-    .await;
+    let out = handle(request, site).await;
     Ok(out.into_response())
 }
 
@@ -241,15 +275,9 @@ fn header_string(headers: &HeaderMap, name: HeaderName) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// Serve one OAuth2 endpoint request for `route`.
-pub async fn handle(
-    req: OAuthRequest,
-    route: &Route,
-    oauth: &RouteOAuth2,
-    catalog: &Catalog,
-    store: &dyn TokenStore,
-    now: UnixTime,
-) -> OAuthResponse {
+/// Serve one OAuth2 endpoint request on `site`'s route.
+pub async fn handle(req: OAuthRequest, site: &Site<'_>) -> OAuthResponse {
+    let (route, oauth) = (site.route, site.oauth);
     let endpoint = req.endpoint;
     if endpoint == Endpoint::Metadata {
         if req.method != Method::GET {
@@ -261,14 +289,19 @@ pub async fn handle(
         }
         return metadata::respond(&req, oauth);
     }
-    if req.method != Method::POST {
+    if req.method != Method::POST && endpoint != Endpoint::Register {
         return deny(
             route,
             endpoint,
             OAuthError::invalid_method(&req.method, endpoint.name(), "POST"),
         );
     }
-    let parsed = Params::parse(req.query.as_deref(), req.content_type.as_deref(), &req.body);
+    let parsed = if endpoint == Endpoint::Register {
+        // A JSON client metadata document, read by the registration endpoint itself.
+        Ok(Params::default())
+    } else {
+        Params::parse(req.query.as_deref(), req.content_type.as_deref(), &req.body)
+    };
     // Kong's HTTPS rule: real TLS, or a trusted proxy that terminated TLS when the
     // route accepts that. Checked before anything else is looked at.
     let https = req.tls || (req.forwarded_https && oauth.accept_http_if_already_terminated);
@@ -292,9 +325,10 @@ pub async fn handle(
         req: &req,
         route,
         oauth,
-        catalog,
-        store,
-        now,
+        catalog: site.catalog,
+        store: site.store,
+        documents: site.documents,
+        now: site.now,
         params,
     };
     if limit::limited(endpoint) {
@@ -307,6 +341,14 @@ pub async fn handle(
         Endpoint::Token => token::respond(&ctx).await,
         Endpoint::Introspect => introspect::respond(&ctx).await,
         Endpoint::Revoke => revoke::respond(&ctx).await,
+        Endpoint::Register => {
+            let id = req
+                .suffix
+                .trim_end_matches('/')
+                .strip_prefix("/oauth2/register/")
+                .filter(|id| !id.is_empty());
+            Ok(register::respond(&ctx, id).await)
+        }
         // Answered above; kept total so a new endpoint cannot be forgotten here.
         Endpoint::Metadata => Ok(metadata::respond(&req, oauth)),
     };

@@ -16,6 +16,8 @@ use super::error::{OAuthError, Result};
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Value {
     Str(String),
+    /// Several values of a [`REPEATABLE`] parameter.
+    Many(Vec<String>),
     /// A JSON number, boolean, array or object.
     NotString,
 }
@@ -28,6 +30,9 @@ pub struct Params {
 
 /// Secrets accepted only from the body (or, for client secrets, HTTP Basic).
 const BODY_ONLY: [&str; 2] = ["client_secret", "provision_key"];
+
+/// Parameters that may be sent more than once (RFC 8707 §2: several `resource`s).
+const REPEATABLE: [&str; 1] = ["resource"];
 
 /// Media types we read bodies as.
 enum BodyKind {
@@ -99,6 +104,26 @@ impl Params {
             Some(Value::NotString) => Err(OAuthError::invalid_request(format!(
                 "{name} must be a string"
             ))),
+            Some(Value::Many(_)) => Err(OAuthError::invalid_request(format!(
+                "{name} must not be repeated"
+            ))),
+        }
+    }
+
+    /// Every value of a [`REPEATABLE`] parameter, empty ones left out.
+    pub fn all(&self, name: &str) -> Result<Vec<&str>> {
+        match self.values.get(name) {
+            None => Ok(Vec::new()),
+            Some(Value::Str(s)) if s.trim().is_empty() => Ok(Vec::new()),
+            Some(Value::Str(s)) => Ok(vec![s.as_str()]),
+            Some(Value::Many(v)) => Ok(v
+                .iter()
+                .map(String::as_str)
+                .filter(|s| !s.trim().is_empty())
+                .collect()),
+            Some(Value::NotString) => Err(OAuthError::invalid_request(format!(
+                "{name} must be a string or an array of strings"
+            ))),
         }
     }
 
@@ -138,6 +163,23 @@ fn parse_form(bytes: &[u8]) -> Result<HashMap<String, Value>> {
         if k.is_empty() {
             continue;
         }
+        if REPEATABLE.contains(&&*k) {
+            match out.entry(k.to_string()) {
+                std::collections::hash_map::Entry::Occupied(mut e) => {
+                    if let Value::Str(first) = e.get() {
+                        let first = first.clone();
+                        e.insert(Value::Many(vec![first]));
+                    }
+                    if let Value::Many(all) = e.get_mut() {
+                        all.push(v.into_owned());
+                    }
+                }
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(Value::Str(v.into_owned()));
+                }
+            }
+            continue;
+        }
         if out
             .insert(k.to_string(), Value::Str(v.into_owned()))
             .is_some()
@@ -164,6 +206,16 @@ fn parse_json(bytes: &[u8]) -> Result<HashMap<String, Value>> {
             // `null` is the JSON way of not sending a parameter.
             serde_json::Value::Null => None,
             serde_json::Value::String(s) => Some((k, Value::Str(s))),
+            serde_json::Value::Array(items) if REPEATABLE.contains(&k.as_str()) => {
+                let strings: Option<Vec<String>> = items
+                    .into_iter()
+                    .map(|i| match i {
+                        serde_json::Value::String(s) => Some(s),
+                        _ => None,
+                    })
+                    .collect();
+                Some((k, strings.map(Value::Many).unwrap_or(Value::NotString)))
+            }
             _ => Some((k, Value::NotString)),
         })
         .collect())
@@ -175,6 +227,28 @@ mod tests {
 
     const FORM: Option<&str> = Some("application/x-www-form-urlencoded");
     const JSON: Option<&str> = Some("application/json; charset=utf-8");
+
+    #[test]
+    fn resource_may_repeat_in_a_form_and_be_an_array_in_json() {
+        let p = Params::parse(
+            Some("resource=https%3A%2F%2Fa.example%2Fmcp"),
+            FORM,
+            b"resource=https%3A%2F%2Fa.example%2Fx&resource=https%3A%2F%2Fa.example%2Fy",
+        )
+        .unwrap();
+        // The body wins over the query, as for every parameter.
+        assert_eq!(
+            p.all("resource").unwrap(),
+            ["https://a.example/x", "https://a.example/y"]
+        );
+        assert!(p.get("resource").is_err());
+        let p = Params::parse(None, JSON, br#"{"resource":["a","b"]}"#).unwrap();
+        assert_eq!(p.all("resource").unwrap(), ["a", "b"]);
+        let p = Params::parse(None, JSON, br#"{"resource":[1]}"#).unwrap();
+        assert!(p.all("resource").is_err());
+        let p = Params::parse(None, FORM, b"state=1&state=2");
+        assert!(p.is_err(), "other parameters still must not repeat");
+    }
 
     #[test]
     fn query_and_form_body_are_merged_and_the_body_wins() {

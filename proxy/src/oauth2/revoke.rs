@@ -14,8 +14,12 @@ use super::{Ctx, OAuthResponse};
 use http::StatusCode;
 
 pub(crate) async fn respond(ctx: &Ctx<'_>) -> Result<OAuthResponse> {
-    let client =
-        client_auth::authenticate(&ctx.params, ctx.req.authorization.as_deref(), ctx.catalog)?;
+    let client = client_auth::authenticate(
+        &ctx.params,
+        ctx.req.authorization.as_deref(),
+        &ctx.clients(),
+    )
+    .await?;
     if let Some(found) = find(&ctx.params, ctx.store).await? {
         if found.client_id() == client.client_id() {
             if ctx.store.revoke(found.digest()).await? {

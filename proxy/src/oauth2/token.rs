@@ -15,7 +15,7 @@ use super::client_auth::{self, AuthenticatedClient};
 use super::error::{json_response, OAuthError, Result};
 use super::{check_provision_key, client_allows, pkce, scope, valid_on_route, Ctx, OAuthResponse};
 use crate::audit::Event;
-use crate::config::{GrantType, OAuth2Client};
+use crate::config::{ClientType, GrantType, OAuth2Client};
 use crate::secret::random_token;
 use crate::store::{
     AccessToken, CodeRedemption, Digest, Grant, IssuedPair, RefreshToken, Rotation,
@@ -62,8 +62,10 @@ pub(crate) fn mint(
     let expires_at = (ttl > 0).then(|| now.saturating_add(ttl));
     let access = random_token();
     let access_digest = Digest::of(access.as_bytes());
-    let refresh_expires_at =
-        (ctx.oauth.refresh_token_ttl > 0).then(|| now.saturating_add(ctx.oauth.refresh_token_ttl));
+    let refresh_ttl = ctx
+        .oauth
+        .refresh_ttl_for(client.client_type == ClientType::Public);
+    let refresh_expires_at = (refresh_ttl > 0).then(|| now.saturating_add(refresh_ttl));
     let (refresh_raw, refresh) = match plan {
         RefreshPlan::None => (None, None),
         RefreshPlan::New { scopes } => {
@@ -91,6 +93,7 @@ pub(crate) fn mint(
                     issued_at: now,
                     expires_at: refresh_expires_at,
                     family: family.clone(),
+                    audience: Vec::new(),
                 },
                 access: access_digest,
             },
@@ -107,6 +110,7 @@ pub(crate) fn mint(
             issued_at: now,
             expires_at,
             family,
+            audience: Vec::new(),
         },
         refresh: refresh.as_ref().map(|(d, _)| *d),
     };
@@ -121,6 +125,22 @@ pub(crate) fn mint(
             refresh,
         },
     }
+}
+
+impl Minted {
+    /// Bind the pair to RFC 8707 resources (its audience).
+    pub(crate) fn for_resources(mut self, audience: Vec<String>) -> Self {
+        if let Some((_, refresh)) = &mut self.pair.refresh {
+            refresh.grant.audience = audience.clone();
+        }
+        self.pair.access.grant.audience = audience;
+        self
+    }
+}
+
+/// The `resource` values of this token request, checked against the route.
+fn requested_resources(ctx: &Ctx<'_>) -> Result<Vec<String>> {
+    super::resource::requested(&ctx.params, ctx.req.issuer.as_deref(), ctx.route)
 }
 
 /// RFC 6749 §5.1 success body: `access_token`, `token_type`, `expires_in` (omitted
@@ -167,8 +187,12 @@ fn parse_grant(s: Option<&str>) -> Option<GrantType> {
 
 /// Answer a token request.
 pub(crate) async fn respond(ctx: &Ctx<'_>) -> Result<OAuthResponse> {
-    let client =
-        client_auth::authenticate(&ctx.params, ctx.req.authorization.as_deref(), ctx.catalog)?;
+    let client = client_auth::authenticate(
+        &ctx.params,
+        ctx.req.authorization.as_deref(),
+        &ctx.clients(),
+    )
+    .await?;
     let o = ctx.oauth;
     let grant = parse_grant(ctx.params.get("grant_type")?).filter(|g| match g {
         GrantType::AuthorizationCode => o.enable_authorization_code,
@@ -176,7 +200,7 @@ pub(crate) async fn respond(ctx: &Ctx<'_>) -> Result<OAuthResponse> {
         // always on there, as in Kong.
         GrantType::RefreshToken => true,
         GrantType::ClientCredentials => o.enable_client_credentials,
-        GrantType::Password => o.enable_password_grant,
+        GrantType::Password => o.password_enabled(),
         GrantType::Implicit => false,
     });
     let Some(grant) = grant else {
@@ -196,7 +220,8 @@ pub(crate) async fn respond(ctx: &Ctx<'_>) -> Result<OAuthResponse> {
     }
     if grant != GrantType::ClientCredentials {
         if let Some(uri) = ctx.params.get("redirect_uri")? {
-            if !c.redirect_uris.iter().any(|r| r == uri) {
+            let loopback_any_port = o.oauth21_for(client.is_unvetted());
+            if super::redirect::find(&c.redirect_uris, uri, loopback_any_port).is_none() {
                 return Err(OAuthError::invalid_request(
                     "Invalid redirect_uri that does not match with any redirect_uri created with the application",
                 ));
@@ -204,10 +229,10 @@ pub(crate) async fn respond(ctx: &Ctx<'_>) -> Result<OAuthResponse> {
         }
     }
     let minted = match grant {
-        GrantType::AuthorizationCode => authorization_code(ctx, client).await?,
-        GrantType::RefreshToken => refresh_token(ctx, client).await?,
-        GrantType::ClientCredentials => client_credentials(ctx, client).await?,
-        GrantType::Password => password(ctx, client).await?,
+        GrantType::AuthorizationCode => authorization_code(ctx, &client).await?,
+        GrantType::RefreshToken => refresh_token(ctx, &client).await?,
+        GrantType::ClientCredentials => client_credentials(ctx, &client).await?,
+        GrantType::Password => password(ctx, &client).await?,
         GrantType::Implicit => return Err(OAuthError::unsupported_grant_type()),
     };
     tracing::debug!(
@@ -225,13 +250,13 @@ pub(crate) async fn respond(ctx: &Ctx<'_>) -> Result<OAuthResponse> {
     Ok(success(&minted, ctx.state()))
 }
 
-async fn authorization_code(ctx: &Ctx<'_>, client: AuthenticatedClient<'_>) -> Result<Minted> {
+async fn authorization_code(ctx: &Ctx<'_>, client: &AuthenticatedClient<'_>) -> Result<Minted> {
     let code = ctx
         .params
         .get("code")?
         .ok_or_else(|| OAuthError::invalid_request("Invalid code"))?;
     let rec = match ctx.store.take_code(Digest::of(code.as_bytes())).await? {
-        CodeRedemption::Redeemed(rec) => rec,
+        CodeRedemption::Redeemed(rec) => *rec,
         CodeRedemption::Replayed { family } => {
             // RFC 6749 §4.1.2: the store has revoked everything issued from it.
             ctx.audit(Event::CodeReplay {
@@ -248,7 +273,13 @@ async fn authorization_code(ctx: &Ctx<'_>, client: AuthenticatedClient<'_>) -> R
         CodeRedemption::Unknown => return Err(OAuthError::invalid_grant("Invalid code")),
     };
     if rec.client_id != client.client_id()
-        || !valid_on_route(&rec.route_id, rec.global, ctx.route, ctx.oauth)
+        || !valid_on_route(
+            &rec.route_id,
+            rec.global,
+            !rec.resources.is_empty(),
+            ctx.route,
+            ctx.oauth,
+        )
     {
         return Err(OAuthError::invalid_grant("Invalid code"));
     }
@@ -272,7 +303,7 @@ async fn authorization_code(ctx: &Ctx<'_>, client: AuthenticatedClient<'_>) -> R
         Some(challenge) => pkce::verify(&ctx.params, challenge)?,
         None => {
             let client_type = client.entry.client.client_type;
-            if pkce::required(ctx.oauth.pkce, client_type) {
+            if pkce::required(ctx.oauth.pkce_for(client.is_unvetted()), client_type) {
                 return Err(OAuthError::invalid_request(
                     "code_verifier is required for PKCE authorization requests",
                 ));
@@ -286,6 +317,7 @@ async fn authorization_code(ctx: &Ctx<'_>, client: AuthenticatedClient<'_>) -> R
             }
         }
     }
+    let audience = super::resource::narrow(requested_resources(ctx)?, &rec.resources)?;
     let minted = mint(
         ctx,
         &client.entry.client,
@@ -293,7 +325,8 @@ async fn authorization_code(ctx: &Ctx<'_>, client: AuthenticatedClient<'_>) -> R
         rec.scopes.clone(),
         rec.family,
         RefreshPlan::New { scopes: rec.scopes },
-    );
+    )
+    .for_resources(audience);
     ctx.store.issue(minted.pair.clone()).await?;
     Ok(minted)
 }
@@ -316,7 +349,7 @@ fn decoy(ctx: &Ctx<'_>, client: &OAuth2Client) -> IssuedPair {
     m.pair
 }
 
-async fn refresh_token(ctx: &Ctx<'_>, client: AuthenticatedClient<'_>) -> Result<Minted> {
+async fn refresh_token(ctx: &Ctx<'_>, client: &AuthenticatedClient<'_>) -> Result<Minted> {
     let invalid = || OAuthError::invalid_grant("Invalid refresh_token");
     let raw = ctx
         .params
@@ -357,7 +390,13 @@ async fn refresh_token(ctx: &Ctx<'_>, client: AuthenticatedClient<'_>) -> Result
     };
     // RFC 6749 §6: bound to the client it was issued to.
     if rec.client_id != client.client_id()
-        || !valid_on_route(&rec.route_id, rec.global, ctx.route, ctx.oauth)
+        || !valid_on_route(
+            &rec.route_id,
+            rec.global,
+            !rec.audience.is_empty(),
+            ctx.route,
+            ctx.oauth,
+        )
     {
         return Err(invalid());
     }
@@ -373,6 +412,7 @@ async fn refresh_token(ctx: &Ctx<'_>, client: AuthenticatedClient<'_>) -> Result
             scopes: rec.scopes.clone(),
         }
     };
+    let audience = super::resource::narrow(requested_resources(ctx)?, &rec.grant.audience)?;
     let minted = mint(
         ctx,
         &client.entry.client,
@@ -380,7 +420,8 @@ async fn refresh_token(ctx: &Ctx<'_>, client: AuthenticatedClient<'_>) -> Result
         scopes,
         rec.grant.family,
         plan,
-    );
+    )
+    .for_resources(audience);
     match ctx.store.rotate(digest, minted.pair.clone()).await? {
         Rotation::Rotated => {
             if grace {
@@ -404,7 +445,7 @@ async fn refresh_token(ctx: &Ctx<'_>, client: AuthenticatedClient<'_>) -> Result
     }
 }
 
-async fn client_credentials(ctx: &Ctx<'_>, client: AuthenticatedClient<'_>) -> Result<Minted> {
+async fn client_credentials(ctx: &Ctx<'_>, client: &AuthenticatedClient<'_>) -> Result<Minted> {
     // Kong: an `authenticated_userid` may ride along, but only with the provision key.
     let user = ctx.params.get("authenticated_userid")?.map(str::to_owned);
     if user.is_some() {
@@ -412,6 +453,7 @@ async fn client_credentials(ctx: &Ctx<'_>, client: AuthenticatedClient<'_>) -> R
     }
     let scopes = scope::resolve(&ctx.params, ctx.oauth, &client.entry.client)?;
     // RFC 6749 §4.4.3: no refresh token for client credentials.
+    let audience = requested_resources(ctx)?;
     let minted = mint(
         ctx,
         &client.entry.client,
@@ -419,16 +461,18 @@ async fn client_credentials(ctx: &Ctx<'_>, client: AuthenticatedClient<'_>) -> R
         scopes,
         random_token(),
         RefreshPlan::None,
-    );
+    )
+    .for_resources(audience);
     ctx.store.issue(minted.pair.clone()).await?;
     Ok(minted)
 }
 
-async fn password(ctx: &Ctx<'_>, client: AuthenticatedClient<'_>) -> Result<Minted> {
+async fn password(ctx: &Ctx<'_>, client: &AuthenticatedClient<'_>) -> Result<Minted> {
     // The login app checked the password; the provision key proves it is the caller.
     check_provision_key(&ctx.params, ctx.oauth)?;
     let user = ctx.params.authenticated_userid()?.to_owned();
     let scopes = scope::resolve(&ctx.params, ctx.oauth, &client.entry.client)?;
+    let audience = requested_resources(ctx)?;
     let minted = mint(
         ctx,
         &client.entry.client,
@@ -436,7 +480,8 @@ async fn password(ctx: &Ctx<'_>, client: AuthenticatedClient<'_>) -> Result<Mint
         scopes.clone(),
         random_token(),
         RefreshPlan::New { scopes },
-    );
+    )
+    .for_resources(audience);
     ctx.store.issue(minted.pair.clone()).await?;
     Ok(minted)
 }

@@ -243,8 +243,9 @@ pub fn spawn(
     .context("cannot open the access log")?;
     let audit = AuditLog::open(&args.audit_log).context("cannot open the audit log")?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let signin = Arc::new(crate::login::Signin::new(
+    let signin = Arc::new(crate::login::Signin::with_documents(
         args.login.load().context("--login-key-file")?,
+        args.login.documents().context("--client-metadata-ca")?,
     ));
     let limits = Limits {
         body: args.limits.body(args.max_oauth_body_bytes),

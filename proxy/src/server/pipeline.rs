@@ -104,6 +104,15 @@ async fn serve(
         )
         .await);
     }
+    // Discovery documents whose location sits outside the route's path (RFC 8414,
+    // RFC 9728); a path naming no OAuth2 route goes on to normal routing.
+    if let Some((document, target)) = oauth2::well_known::split(parts.uri.path()) {
+        if let Some(reply) = oauth2::well_known::serve(&compiled, document, target, conn, &parts) {
+            record.outcome = "oauth2";
+            shared.metrics.oauth2();
+            return Ok(reply.into_response());
+        }
+    }
     let uri = parts.uri.clone();
     let routed = router::route(&compiled.router, &parts.method, &uri, &parts.headers)?;
     let route = &compiled.snapshot.routes[routed.index];
@@ -171,7 +180,9 @@ async fn serve(
                 Err(_) => return Err(Rejection::BadRequest),
             }
         }
-        if let Some(endpoint) = oauth2::Endpoint::from_suffix(routed.suffix()) {
+        let endpoint =
+            oauth2::Endpoint::from_suffix(routed.suffix()).filter(|e| e.served_by(oauth));
+        if let Some(endpoint) = endpoint {
             record.outcome = "oauth2";
             record.log_query = false;
             let site = oauth2::Site {
@@ -181,6 +192,7 @@ async fn serve(
                 oauth,
                 catalog: &compiled.catalog,
                 store: shared.store.as_ref(),
+                documents: &shared.signin.documents,
                 now,
             };
             let resp =
@@ -205,9 +217,17 @@ async fn serve(
             body_limit,
         };
         if !signed_in {
-            body = enforce::check(&ctx, &mut parts, body).await.inspect_err(|rejection| {
-                tracing::info!(route.id = %route.id, peer = %conn.peer, reason = rejection.reason(), "Request denied");
-            })?;
+            body = match enforce::check(&ctx, &mut parts, body).await {
+                Ok(body) => body,
+                Err(rejection) => {
+                    tracing::info!(route.id = %route.id, peer = %conn.peer, reason = rejection.reason(), "Request denied");
+                    return Err(rejection.with_resource_metadata(|| {
+                        oauth2::well_known::resource_metadata_for(
+                            route, oauth, &routed, conn, &parts,
+                        )
+                    }));
+                }
+            };
         }
         if record.logging() {
             record.consumer = header_string(&parts.headers, X_CONSUMER_ID);

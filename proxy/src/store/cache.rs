@@ -322,6 +322,7 @@ mod tests {
                 issued_at: 1_000,
                 expires_at,
                 family: "fam".into(),
+                audience: Vec::new(),
             },
             refresh: None,
         }

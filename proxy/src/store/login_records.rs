@@ -25,6 +25,9 @@ pub enum LoginKind {
     /// A refresh rotation's answer, sealed under the old refresh token (key: its
     /// digest; see `oauth2::grace`).
     RefreshGrace,
+    /// A client registered at `/oauth2/register` (RFC 7591; key: digest of its
+    /// `client_id`; see `oauth2::register`).
+    RegisteredClient,
 }
 
 impl LoginKind {
@@ -37,6 +40,7 @@ impl LoginKind {
             LoginKind::Consent => "consent",
             LoginKind::Revoked => "revoked",
             LoginKind::RefreshGrace => "refresh-grace",
+            LoginKind::RegisteredClient => "registered-client",
         }
     }
 }

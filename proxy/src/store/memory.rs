@@ -415,7 +415,7 @@ impl TokenStore for MemoryStore {
             let fam = inner.family_mut(&rec.family);
             fam.code = Some(code);
             fam.code_pending = true;
-            return Ok(CodeRedemption::Redeemed(rec));
+            return Ok(CodeRedemption::Redeemed(Box::new(rec)));
         }
         if let Some(used) = inner.used_codes.get(&code) {
             let family = used.family.clone();
@@ -591,6 +591,7 @@ mod tests {
             code_challenge: None,
             expires_at,
             family: family.into(),
+            resources: Vec::new(),
         }
     }
 
@@ -607,6 +608,7 @@ mod tests {
             issued_at: T0,
             expires_at: ttl.map(|t| T0 + t),
             family: family.into(),
+            audience: Vec::new(),
         };
         let refresh = r.map(|r| {
             let grant = Grant {

@@ -99,6 +99,11 @@ pub struct Grant {
     pub expires_at: Option<UnixTime>,
     /// Lineage id (see module docs).
     pub family: String,
+    /// The resources (RFC 8707 `resource`) the token is for; empty: none named. A
+    /// token naming resources is valid only on the route that issued it (see
+    /// [`crate::binding`]). Omitted when empty so records keep their earlier shape.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub audience: Vec<String>,
 }
 
 /// Everything known about a granted access token.
@@ -155,6 +160,9 @@ pub struct AuthorizationCode {
     pub expires_at: UnixTime,
     /// Family every token issued from this code will belong to.
     pub family: String,
+    /// RFC 8707 resources the authorization request named.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resources: Vec<String>,
 }
 
 /// A freshly issued access token, optionally with its refresh token.
@@ -169,7 +177,7 @@ pub struct IssuedPair {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CodeRedemption {
     /// First redemption: the code is gone now.
-    Redeemed(AuthorizationCode),
+    Redeemed(Box<AuthorizationCode>),
     /// The code was already redeemed; the store has revoked every token of `family`.
     Replayed { family: String },
     /// Never existed or expired.

@@ -219,7 +219,9 @@ async fn a_failing_store_makes_endpoints_answer_503_temporarily_unavailable() {
         let mut inner = h.req(ep).form(&body).inner;
         inner.authorization = None;
         async {
-            let r = handle(inner, &h.route, &h.oauth, &h.catalog, &Down, T0).await;
+            let mut site = h.site(&Down);
+            site.now = T0;
+            let r = handle(inner, &site).await;
             (r.status, serde_json::from_slice::<Value>(&r.body).unwrap())
         }
     };

@@ -127,6 +127,9 @@ struct Harness {
     catalog: Catalog,
     store: std::sync::Arc<MemoryStore>,
     clock: Clock,
+    audit: crate::audit::AuditLog,
+    counters: crate::metrics::OAuthCounters,
+    documents: super::client_metadata::MetadataDocuments,
 }
 
 /// A response, decoded.
@@ -226,15 +229,7 @@ impl Req<'_> {
 
     async fn send(self) -> Resp {
         let h = self.h;
-        let r = handle(
-            self.inner,
-            &h.route,
-            &h.oauth,
-            &h.catalog,
-            &*h.store,
-            h.clock.now(),
-        )
-        .await;
+        let r = handle(self.inner, &h.site(&*h.store)).await;
         let headers = r
             .headers
             .iter()
@@ -264,6 +259,9 @@ impl Harness {
             catalog: mk_catalog(),
             store: std::sync::Arc::new(MemoryStore::with_clock(10_000, clock.clone())),
             clock,
+            audit: crate::audit::AuditLog::off(),
+            counters: Default::default(),
+            documents: Default::default(),
         }
     }
 
@@ -277,6 +275,23 @@ impl Harness {
             catalog: mk_catalog(),
             store: self.store.clone(),
             clock: self.clock.clone(),
+            audit: crate::audit::AuditLog::off(),
+            counters: Default::default(),
+            documents: Default::default(),
+        }
+    }
+
+    /// The route as the pipeline hands it to [`handle`], over `store`.
+    fn site<'s>(&'s self, store: &'s dyn crate::store::TokenStore) -> Site<'s> {
+        Site {
+            audit: &self.audit,
+            counters: &self.counters,
+            route: &self.route,
+            oauth: &self.oauth,
+            catalog: &self.catalog,
+            store,
+            documents: &self.documents,
+            now: self.clock.now(),
         }
     }
 
@@ -296,6 +311,7 @@ impl Harness {
                 peer: None,
                 audit: crate::audit::AuditLog::off(),
                 counters: Default::default(),
+                suffix: String::new(),
             },
         }
     }

@@ -126,7 +126,7 @@ impl TokenStore for RedisStore {
                     // Redis TTL and our clock disagree by a fraction of a second.
                     return Ok(CodeRedemption::Unknown);
                 }
-                Ok(CodeRedemption::Redeemed(record))
+                Ok(CodeRedemption::Redeemed(Box::new(record)))
             }
             Some("replayed") => {
                 self.forget(&reply, 2);
