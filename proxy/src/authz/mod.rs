@@ -206,9 +206,18 @@ pub async fn decide(
         // Decisions never read a body (the copied body headers are dropped).
         body_limit: crate::server::limits::BodyLimit::size_only(0),
     };
-    enforce::check(&ctx, &mut original_parts, empty())
-        .await
-        .map_err(Refusal::Denied)?;
+    if let Err(rejection) = enforce::check(&ctx, &mut original_parts, empty()).await {
+        // The same challenge as inline traffic, naming the route's resource metadata.
+        return Err(Refusal::Denied(rejection.with_resource_metadata(|| {
+            crate::oauth2::well_known::resource_metadata_for(
+                route,
+                oauth,
+                &routed,
+                conn,
+                &original_parts,
+            )
+        })));
+    }
     Ok(identity_of(&original_parts))
 }
 

@@ -17,6 +17,7 @@ use crate::store::StoreError;
 mod authorize;
 mod common_rules;
 mod introspection;
+mod mcp;
 mod metadata;
 mod pkce;
 mod revocation;
