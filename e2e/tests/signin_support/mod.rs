@@ -34,6 +34,16 @@ pub struct Proxy {
 
 impl Proxy {
     pub fn start(dir: &std::path::Path, key: &LoginKey, store: Arc<dyn TokenStore>) -> Proxy {
+        Self::start_with(dir, key, store, ServerArgs::default())
+    }
+
+    /// Like [`Proxy::start`], with other server flags from `args`.
+    pub fn start_with(
+        dir: &std::path::Path,
+        key: &LoginKey,
+        store: Arc<dyn TokenStore>,
+        args: ServerArgs,
+    ) -> Proxy {
         let cert_path = dir.join("cert.pem");
         let key_path = dir.join("key.pem");
         if !cert_path.exists() {
@@ -48,7 +58,7 @@ impl Proxy {
             tls_cert: Some(cert_path),
             tls_key: Some(key_path),
             workers: Some(1),
-            ..ServerArgs::default()
+            ..args
         };
         args.login.key = Some(key.clone());
         let server = server::spawn(&args, rx, store).expect("proxy starts");

@@ -106,7 +106,10 @@ async fn an_audience_bound_token_leaves_global_credential_sharing() {
     };
     assert!(valid(&shared, &other), "Kong's sharing still holds");
     assert!(valid(&bound, &h));
-    assert!(!valid(&bound, &other), "a token for a resource is for it alone");
+    assert!(
+        !valid(&bound, &other),
+        "a token for a resource is for it alone"
+    );
 }
 
 #[tokio::test]
@@ -184,8 +187,14 @@ async fn registration_creates_a_public_client_readable_and_deletable_with_its_to
         }
     };
     let r = authorize("").await;
-    r.assert_redirect_error("invalid_request", "code_challenge is required for all clients");
-    let r = authorize("&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256").await;
+    r.assert_redirect_error(
+        "invalid_request",
+        "code_challenge is required for all clients",
+    );
+    let r = authorize(
+        "&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256",
+    )
+    .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.json);
     let code = r.redirect_params()["code"].clone();
     let t = h
@@ -200,7 +209,10 @@ async fn registration_creates_a_public_client_readable_and_deletable_with_its_to
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(record.consumer_id, "", "registered clients belong to no consumer");
+    assert_eq!(
+        record.consumer_id, "",
+        "registered clients belong to no consumer"
+    );
     let refresh = h
         .store
         .refresh_token(Digest::of(t.s("refresh_token").as_bytes()))
@@ -229,8 +241,14 @@ async fn registration_refuses_bad_metadata_and_floods() {
     let h = Harness::new(open);
     for (body, error) in [
         (json!({"redirect_uris": []}), "invalid_redirect_uri"),
-        (json!({"redirect_uris": ["http://app.example/cb"]}), "invalid_redirect_uri"),
-        (json!({"redirect_uris": ["javascript:alert(1)"]}), "invalid_redirect_uri"),
+        (
+            json!({"redirect_uris": ["http://app.example/cb"]}),
+            "invalid_redirect_uri",
+        ),
+        (
+            json!({"redirect_uris": ["javascript:alert(1)"]}),
+            "invalid_redirect_uri",
+        ),
         (
             json!({"redirect_uris": [LOOPBACK_CB], "grant_types": ["client_credentials"]}),
             "invalid_client_metadata",
@@ -250,7 +268,9 @@ async fn registration_refuses_bad_metadata_and_floods() {
     let h = Harness::new(open);
     let mut statuses = Vec::new();
     for _ in 0..4 {
-        let mut req = h.req(Endpoint::Register).json(json!({"redirect_uris": [LOOPBACK_CB]}));
+        let mut req = h
+            .req(Endpoint::Register)
+            .json(json!({"redirect_uris": [LOOPBACK_CB]}));
         req.inner.suffix = "/oauth2/register".into();
         req.inner.peer = Some("192.0.2.7".parse().unwrap());
         let r = req.send().await;
@@ -266,11 +286,7 @@ async fn registration_refuses_bad_metadata_and_floods() {
 async fn registration_is_off_unless_the_route_turns_it_on() {
     let h = Harness::new(|_| {});
     assert!(!Endpoint::Register.served_by(&h.oauth));
-    let meta = h
-        .req(Endpoint::Metadata)
-        .method(Method::GET)
-        .send()
-        .await;
+    let meta = h.req(Endpoint::Metadata).method(Method::GET).send().await;
     assert!(meta.json.get("registration_endpoint").is_none());
     assert_eq!(meta.json["client_id_metadata_document_supported"], false);
     let h = Harness::new(|o| {
@@ -278,11 +294,7 @@ async fn registration_is_off_unless_the_route_turns_it_on() {
         o.client_registration.metadata_documents = true;
     });
     assert!(Endpoint::Register.served_by(&h.oauth));
-    let meta = h
-        .req(Endpoint::Metadata)
-        .method(Method::GET)
-        .send()
-        .await;
+    let meta = h.req(Endpoint::Metadata).method(Method::GET).send().await;
     assert_eq!(
         meta.json["registration_endpoint"],
         "https://api.stepon.example/stepon/oauth2/register"
@@ -314,13 +326,15 @@ async fn oauth21_routes_refuse_implicit_and_password_and_require_pkce_from_every
             "provision_key={PROVISION_KEY}&authenticated_userid=clark&client_id={SFS}&response_type=code&scope=step_counts"
         ))
         .await;
-    r.assert_redirect_error("invalid_request", "code_challenge is required for all clients");
-    let meta = h
-        .req(Endpoint::Metadata)
-        .method(Method::GET)
-        .send()
-        .await;
-    assert_eq!(meta.json["grant_types_supported"], json!(["authorization_code", "client_credentials", "refresh_token"]));
+    r.assert_redirect_error(
+        "invalid_request",
+        "code_challenge is required for all clients",
+    );
+    let meta = h.req(Endpoint::Metadata).method(Method::GET).send().await;
+    assert_eq!(
+        meta.json["grant_types_supported"],
+        json!(["authorization_code", "client_credentials", "refresh_token"])
+    );
     assert_eq!(meta.json["response_types_supported"], json!(["code"]));
 }
 
@@ -345,6 +359,11 @@ async fn loopback_redirect_ports_are_free_only_under_oauth21() {
                 "provision_key={PROVISION_KEY}&authenticated_userid=clark&client_id=native&response_type=code&redirect_uri={cb}&code_challenge={CHALLENGE}&code_challenge_method=S256"
             ))
             .await;
-        assert_eq!(r.status == StatusCode::OK, ok, "oauth21={oauth21}: {}", r.json);
+        assert_eq!(
+            r.status == StatusCode::OK,
+            ok,
+            "oauth21={oauth21}: {}",
+            r.json
+        );
     }
 }
