@@ -401,7 +401,10 @@ async fn refresh_token(ctx: &Ctx<'_>, client: &AuthenticatedClient<'_>) -> Resul
         return Err(invalid());
     }
     let scopes = scope::narrow(&ctx.params, &rec.scopes, ctx.oauth, &client.entry.client)?;
-    let plan = if ctx.oauth.reuse_refresh_token {
+    // OAuth 2.1 §4.3.1: a public client's refresh token is not sender-bound, so it
+    // rotates on every use even where the route keeps refresh tokens otherwise.
+    let must_rotate = client.is_public() && ctx.oauth.oauth21_for(client.is_unvetted());
+    let plan = if ctx.oauth.reuse_refresh_token && !must_rotate {
         RefreshPlan::Keep {
             digest,
             raw: raw.to_owned(),

@@ -367,3 +367,33 @@ async fn loopback_redirect_ports_are_free_only_under_oauth21() {
         );
     }
 }
+
+#[tokio::test]
+async fn public_clients_refresh_tokens_rotate_under_oauth21_even_with_reuse_on() {
+    for (oauth21, rotates) in [(false, false), (true, true)] {
+        let h = Harness::new(|o| {
+            o.oauth21 = oauth21;
+            o.reuse_refresh_token = true;
+        });
+        let r = h
+            .authorize(&format!(
+                "provision_key={PROVISION_KEY}&authenticated_userid=clark&client_id={MOBILE}&response_type=code&scope=step_counts&code_challenge={CHALLENGE}&code_challenge_method=S256"
+            ))
+            .await;
+        let code = r.redirect_params()["code"].clone();
+        let t = h
+            .token(&format!(
+                "grant_type=authorization_code&code={code}&client_id={MOBILE}&code_verifier={VERIFIER}"
+            ))
+            .await;
+        assert_eq!(t.status, StatusCode::OK, "{}", t.json);
+        let first = t.s("refresh_token").to_owned();
+        let r = h
+            .token(&format!(
+                "grant_type=refresh_token&refresh_token={first}&client_id={MOBILE}"
+            ))
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+        assert_eq!(r.s("refresh_token") != first, rotates, "oauth21={oauth21}");
+    }
+}
