@@ -343,13 +343,15 @@ async fn loopback_redirect_ports_are_free_only_under_oauth21() {
     let cb = "http%3A%2F%2F127.0.0.1%3A40000%2Fcb";
     for (oauth21, ok) in [(false, false), (true, true)] {
         let h = Harness::new(|o| o.oauth21 = oauth21);
-        let mut catalog_snapshot = Snapshot::default();
-        catalog_snapshot.clients = vec![mk_client("native", None, &["http://127.0.0.1/cb"])];
-        catalog_snapshot.consumers = vec![Consumer {
-            id: "default/native-owner".into(),
-            username: None,
-            custom_id: None,
-        }];
+        let catalog_snapshot = Snapshot {
+            clients: vec![mk_client("native", None, &["http://127.0.0.1/cb"])],
+            consumers: vec![Consumer {
+                id: "default/native-owner".into(),
+                username: None,
+                custom_id: None,
+            }],
+            ..Snapshot::default()
+        };
         let h = Harness {
             catalog: Catalog::new(&catalog_snapshot),
             ..h
