@@ -135,6 +135,16 @@ async fn security_events_are_audited_one_json_line_each_without_secrets() {
     let r = post_form(&token_url, &code_form, &FWD).await;
     assert_eq!(r.status, 400, "{r:?}");
 
+    // 4b. An authorization refused inside the redirect URI (an unknown scope).
+    let r = post_form(
+        &proxy.url("/stepon/oauth2/authorize"),
+        &format!("response_type=code&client_id=shoe-fly-shoe&provision_key={PROVISION_KEY}&authenticated_userid=lois&scope=nope"),
+        &FWD,
+    )
+    .await;
+    assert_eq!(r.status, 400, "{r:?}");
+    assert!(r.json()["redirect_uri"].as_str().unwrap().contains("error=invalid_scope"));
+
     // 5. A client-credentials token, revoked.
     let r = post_form(
         &token_url,
@@ -179,6 +189,12 @@ async fn security_events_are_audited_one_json_line_each_without_secrets() {
         .filter(|e| e["event"] == "token_issued")
         .map(|e| e["grant"].as_str().unwrap())
         .collect();
+    assert!(
+        events.iter().any(|e| e["event"] == "token_refused"
+            && e["grant"] == "code"
+            && e["error"] == "invalid_scope"),
+        "the refusal sent inside the redirect is audited: {events:?}"
+    );
     for grant in [
         "password",
         "refresh_token",

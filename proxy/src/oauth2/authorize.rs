@@ -134,6 +134,8 @@ fn denied(ctx: &Ctx<'_>, redirect_uri: &str, e: &OAuthError, state: Option<&str>
         error = e.code.as_str(),
         "OAuth2 request denied"
     );
+    // Refusals answered inside the redirect are security events like any other.
+    super::audit_refusal(ctx, super::Endpoint::Authorize, e);
     redirect_error(redirect_uri, e, state)
 }
 

@@ -363,7 +363,7 @@ pub async fn handle(req: OAuthRequest, site: &Site<'_>) -> OAuthResponse {
 
 /// Audit a refused token, authorization or client authentication (introspection and
 /// revocation refusals other than client authentication are not security events).
-fn audit_refusal(ctx: &Ctx<'_>, endpoint: Endpoint, e: &OAuthError) {
+pub(crate) fn audit_refusal(ctx: &Ctx<'_>, endpoint: Endpoint, e: &OAuthError) {
     let client_id = ctx.client_id_param();
     if e.code == error::ErrorCode::InvalidClient {
         ctx.req.counters.client_auth_failed();
