@@ -6,6 +6,7 @@ pub mod fake_apiserver;
 pub mod grpc;
 pub mod idp;
 pub mod kube_apiserver;
+pub mod manifests;
 pub mod netns;
 pub mod nginx;
 pub mod pki;

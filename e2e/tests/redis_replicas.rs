@@ -2,15 +2,14 @@
 //! behave as one: tokens, codes, revocations and config are shared; Redis outages
 //! give 503 and heal without restarting the proxies.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use gatehouse_config::follow::spawn_follow;
 use gatehouse_config::publish::Publisher;
 use gatehouse_e2e::redis_server::RedisServer;
+use gatehouse_e2e::upstream::{full, TestUpstream};
 use gatehouse_proxy::config::{
     ClientType, Consumer, OAuth2Client, Route, RouteOAuth2, Snapshot, Upstream, FORMAT_VERSION,
 };
@@ -18,8 +17,6 @@ use gatehouse_proxy::server::{self, ServerArgs, ServerHandle};
 use gatehouse_proxy::source::{channel, ConfigTx};
 use gatehouse_proxy::store::args::StoreArgs;
 use gatehouse_proxy::store::{Digest, TokenStore};
-use http_body_util::Full;
-use hyper_util::rt::TokioIo;
 use serde_json::Value;
 
 const PROVISION_KEY: &str = "provision-key-123";
@@ -28,33 +25,17 @@ const SECRET: &str = "sfs-secret";
 const CALLBACK: &str = "https://shoeflyshoe.example/callback";
 
 /// A tiny upstream that greets the authenticated user.
-async fn start_upstream() -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                return;
-            };
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(|req: hyper::Request<_>| async move {
-                    let user = req
-                        .headers()
-                        .get("x-authenticated-userid")
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or("nobody")
-                        .to_owned();
-                    Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from(format!(
-                        "steps for {user}"
-                    )))))
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
-            });
-        }
-    });
-    addr
+async fn start_upstream() -> TestUpstream {
+    TestUpstream::start(|req| async move {
+        let user = req
+            .headers()
+            .get("x-authenticated-userid")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("nobody")
+            .to_owned();
+        http::Response::new(full(format!("steps for {user}")))
+    })
+    .await
 }
 
 fn mk_snapshot(upstream: SocketAddr, revision: &str, path: &str) -> Snapshot {
@@ -276,7 +257,8 @@ where
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_issued_by_one_replica_works_on_the_other() {
     let redis = RedisServer::start().unwrap();
-    let up = start_upstream().await;
+    let upstream = start_upstream().await;
+    let up = upstream.addr;
     let args = store_args(&redis, Duration::from_secs(1));
     let a = Replica::start(&args, mk_snapshot(up, "r1", "/stepon")).await;
     let b = Replica::start(&args, mk_snapshot(up, "r1", "/stepon")).await;
@@ -292,7 +274,8 @@ async fn a_token_issued_by_one_replica_works_on_the_other() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_revoked_on_one_replica_is_rejected_by_the_other_without_waiting_for_its_cache() {
     let redis = RedisServer::start().unwrap();
-    let up = start_upstream().await;
+    let upstream = start_upstream().await;
+    let up = upstream.addr;
     // A cache TTL far longer than the test: only the invalidation message can make
     // replica A reject the token in time.
     let args = store_args(&redis, Duration::from_secs(600));
@@ -322,7 +305,8 @@ async fn a_token_revoked_on_one_replica_is_rejected_by_the_other_without_waiting
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn racing_redemptions_of_one_code_on_two_replicas_give_exactly_one_token() {
     let redis = RedisServer::start().unwrap();
-    let up = start_upstream().await;
+    let upstream = start_upstream().await;
+    let up = upstream.addr;
     let args = store_args(&redis, Duration::from_secs(1));
     let a = Replica::start(&args, mk_snapshot(up, "r1", "/stepon")).await;
     let b = Replica::start(&args, mk_snapshot(up, "r1", "/stepon")).await;
@@ -358,7 +342,8 @@ async fn racing_redemptions_of_one_code_on_two_replicas_give_exactly_one_token()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reusing_a_rotated_refresh_token_on_another_replica_revokes_the_family() {
     let redis = RedisServer::start().unwrap();
-    let up = start_upstream().await;
+    let upstream = start_upstream().await;
+    let up = upstream.addr;
     let args = store_args(&redis, Duration::from_secs(600));
     let a = Replica::start(&args, mk_snapshot(up, "r1", "/stepon")).await;
     let b = Replica::start(&args, mk_snapshot(up, "r1", "/stepon")).await;
@@ -397,7 +382,8 @@ async fn reusing_a_rotated_refresh_token_on_another_replica_revokes_the_family()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restarting_a_proxy_keeps_every_issued_token() {
     let redis = RedisServer::start().unwrap();
-    let up = start_upstream().await;
+    let upstream = start_upstream().await;
+    let up = upstream.addr;
     let args = store_args(&redis, Duration::from_secs(1));
     let a = Replica::start(&args, mk_snapshot(up, "r1", "/stepon")).await;
     let (access, refresh_token) = tokens(&a.base).await;
@@ -412,7 +398,8 @@ async fn restarting_a_proxy_keeps_every_issued_token() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_outage_gives_503_and_the_proxy_recovers_without_restart() {
     let mut redis = RedisServer::start().unwrap();
-    let up = start_upstream().await;
+    let upstream = start_upstream().await;
+    let up = upstream.addr;
     // No local cache: every check needs Redis, so the outage shows at once.
     let args = store_args(&redis, Duration::ZERO);
     let a = Replica::start(&args, mk_snapshot(up, "r1", "/stepon")).await;
@@ -462,7 +449,8 @@ async fn a_redis_outage_gives_503_and_the_proxy_recovers_without_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_config_published_by_the_writer_reaches_a_running_proxy() {
     let redis = RedisServer::start().unwrap();
-    let up = start_upstream().await;
+    let upstream = start_upstream().await;
+    let up = upstream.addr;
     let args = store_args(&redis, Duration::from_secs(1));
     let target = args.redis_conn.target_for(&redis.url()).unwrap();
     let (tx, rx) = channel();
