@@ -241,6 +241,17 @@ async fn ready(admin: &str) -> u16 {
         .as_u16()
 }
 
+/// A Redis, the upstream, and replicas A and B serving route `/stepon` from them, each
+/// with a token cache of `cache_ttl`.
+async fn two_replicas(cache_ttl: Duration) -> (RedisServer, TestUpstream, Replica, Replica) {
+    let redis = RedisServer::start().unwrap();
+    let upstream = start_upstream().await;
+    let args = store_args(&redis, cache_ttl);
+    let a = Replica::start(&args, mk_snapshot(upstream.addr, "r1", "/stepon")).await;
+    let b = Replica::start(&args, mk_snapshot(upstream.addr, "r1", "/stepon")).await;
+    (redis, upstream, a, b)
+}
+
 /// Poll `f` until it returns true, at most `limit`.
 async fn eventually<F, Fut>(limit: Duration, what: &str, mut f: F)
 where
@@ -256,12 +267,7 @@ where
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_issued_by_one_replica_works_on_the_other() {
-    let redis = RedisServer::start().unwrap();
-    let upstream = start_upstream().await;
-    let up = upstream.addr;
-    let args = store_args(&redis, Duration::from_secs(1));
-    let a = Replica::start(&args, mk_snapshot(up, "r1", "/stepon")).await;
-    let b = Replica::start(&args, mk_snapshot(up, "r1", "/stepon")).await;
+    let (_redis, _upstream, a, b) = two_replicas(Duration::from_secs(1)).await;
 
     let (access, _) = tokens(&a.base).await;
     assert_eq!(api(&b.base, &access).await, (200, "steps for clark".into()));
@@ -273,14 +279,9 @@ async fn a_token_issued_by_one_replica_works_on_the_other() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_revoked_on_one_replica_is_rejected_by_the_other_without_waiting_for_its_cache() {
-    let redis = RedisServer::start().unwrap();
-    let upstream = start_upstream().await;
-    let up = upstream.addr;
     // A cache TTL far longer than the test: only the invalidation message can make
     // replica A reject the token in time.
-    let args = store_args(&redis, Duration::from_secs(600));
-    let a = Replica::start(&args, mk_snapshot(up, "r1", "/stepon")).await;
-    let b = Replica::start(&args, mk_snapshot(up, "r1", "/stepon")).await;
+    let (_redis, _upstream, a, b) = two_replicas(Duration::from_secs(600)).await;
     let (access, _) = tokens(&a.base).await;
     assert_eq!(api(&a.base, &access).await.0, 200, "A has it cached now");
 
@@ -304,12 +305,7 @@ async fn a_token_revoked_on_one_replica_is_rejected_by_the_other_without_waiting
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn racing_redemptions_of_one_code_on_two_replicas_give_exactly_one_token() {
-    let redis = RedisServer::start().unwrap();
-    let upstream = start_upstream().await;
-    let up = upstream.addr;
-    let args = store_args(&redis, Duration::from_secs(1));
-    let a = Replica::start(&args, mk_snapshot(up, "r1", "/stepon")).await;
-    let b = Replica::start(&args, mk_snapshot(up, "r1", "/stepon")).await;
+    let (_redis, _upstream, a, b) = two_replicas(Duration::from_secs(1)).await;
     for _ in 0..5 {
         let code = authorize(&a.base).await;
         let mut racers = Vec::new();
@@ -341,12 +337,7 @@ async fn racing_redemptions_of_one_code_on_two_replicas_give_exactly_one_token()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reusing_a_rotated_refresh_token_on_another_replica_revokes_the_family() {
-    let redis = RedisServer::start().unwrap();
-    let upstream = start_upstream().await;
-    let up = upstream.addr;
-    let args = store_args(&redis, Duration::from_secs(600));
-    let a = Replica::start(&args, mk_snapshot(up, "r1", "/stepon")).await;
-    let b = Replica::start(&args, mk_snapshot(up, "r1", "/stepon")).await;
+    let (_redis, _upstream, a, b) = two_replicas(Duration::from_secs(600)).await;
     let (access1, refresh1) = tokens(&a.base).await;
 
     let (status, body) = refresh(&a.base, &refresh1).await;
