@@ -20,7 +20,7 @@ use gatehouse_e2e::binary::{free_addr, Gatehouse};
 use gatehouse_e2e::fake_apiserver::FakeApiServer;
 use gatehouse_e2e::redis_server::RedisServer;
 use gatehouse_e2e::upstream::TestUpstream;
-use kube_support::{proxy, ready};
+use kube_support::{proxy, ready, spawn_controller};
 use serde_json::{json, Value};
 
 /// Upper bound for anything asynchronous to happen. Only a deadline for failing,
@@ -104,21 +104,16 @@ async fn applying_editing_and_deleting_resources_changes_what_the_proxy_serves()
     let upstream = TestUpstream::echo().await;
     let upstream_port = upstream.addr.port();
 
-    let admin = free_addr();
-    let mut controller = Gatehouse::spawn([
-        "controller".to_owned(),
-        format!("--kubeconfig={}", api.kubeconfig().display()),
-        format!("--redis={}", redis.url()),
-        format!("--admin-listen={admin}"),
-        "--lease-namespace=gatehouse-system".to_owned(),
-        "--lease-identity=controller-0".to_owned(),
-        "--debounce=50ms".to_owned(),
-    ])
-    .expect("controller starts");
-    controller
-        .wait_for_port(admin, DEADLINE)
-        .await
-        .expect("controller admin listens");
+    let (mut controller, admin) = spawn_controller(
+        api.kubeconfig(),
+        &redis,
+        [
+            "--lease-namespace=gatehouse-system".to_owned(),
+            "--lease-identity=controller-0".to_owned(),
+            "--debounce=50ms".to_owned(),
+        ],
+    )
+    .await;
 
     let (proxy_process, proxy) = proxy(&redis).await;
 
@@ -413,24 +408,19 @@ async fn controller_replica(
     redis: &RedisServer,
     identity: &str,
 ) -> (Gatehouse, std::net::SocketAddr) {
-    let admin = free_addr();
-    let mut c = Gatehouse::spawn([
-        "controller".to_owned(),
-        format!("--kubeconfig={}", api.kubeconfig().display()),
-        format!("--redis={}", redis.url()),
-        format!("--admin-listen={admin}"),
-        "--lease-namespace=gatehouse-system".to_owned(),
-        format!("--lease-identity={identity}"),
-        "--lease-duration=2s".to_owned(),
-        "--lease-renew-deadline=1s".to_owned(),
-        "--lease-retry-period=100ms".to_owned(),
-        "--debounce=50ms".to_owned(),
-    ])
-    .expect("controller starts");
-    c.wait_for_port(admin, DEADLINE)
-        .await
-        .expect("controller admin listens");
-    (c, admin)
+    spawn_controller(
+        api.kubeconfig(),
+        redis,
+        [
+            "--lease-namespace=gatehouse-system".to_owned(),
+            format!("--lease-identity={identity}"),
+            "--lease-duration=2s".to_owned(),
+            "--lease-renew-deadline=1s".to_owned(),
+            "--lease-retry-period=100ms".to_owned(),
+            "--debounce=50ms".to_owned(),
+        ],
+    )
+    .await
 }
 
 async fn metric(admin: std::net::SocketAddr, name: &str) -> Option<f64> {

@@ -8,9 +8,8 @@ mod kube_support;
 
 use std::path::PathBuf;
 
-use gatehouse_e2e::binary::{free_addr, Gatehouse};
 use gatehouse_e2e::manifests::{machine_client, oauth2_policy, GATEWAY_CLASS};
-use kube_support::{api, proxy, wait_for, wait_ready_true, Scene, DEADLINE};
+use kube_support::{api, proxy, spawn_controller, wait_for, wait_ready_true, Scene, DEADLINE};
 use serde_json::Value;
 
 /// The Gateway API release whose standard-channel CRDs the test installs.
@@ -98,18 +97,16 @@ async fn gateway_httproute_and_oauth2_policy_from_the_gateway_api_crds() {
     }
     let scene = Scene::create(NS, "gatehouse-gw", "gw-controller", "api", "gatehouse-test");
     // Every namespace: GatewayClass is cluster-scoped.
-    let admin = free_addr();
-    let mut controller = Gatehouse::spawn([
-        "controller".to_owned(),
-        format!("--kubeconfig={}", scene.kubeconfig.display()),
-        format!("--redis={}", scene.redis.url()),
-        format!("--admin-listen={admin}"),
-        "--lease-namespace=gatehouse-gw".to_owned(),
-        "--lease-name=gw".to_owned(),
-        "--debounce=50ms".to_owned(),
-    ])
-    .expect("controller starts");
-    controller.wait_for_port(admin, DEADLINE).await.unwrap();
+    let (controller, _) = spawn_controller(
+        &scene.kubeconfig,
+        &scene.redis,
+        [
+            "--lease-namespace=gatehouse-gw".to_owned(),
+            "--lease-name=gw".to_owned(),
+            "--debounce=50ms".to_owned(),
+        ],
+    )
+    .await;
     let (_proxy_process, proxy) = proxy(&scene.redis).await;
     api.apply_yaml(&objects(), NS, "kubectl")
         .expect("objects accepted");

@@ -162,6 +162,28 @@ endpoints: [{{addresses: [\"{ip}\"], conditions: {{ready: true}}}}]
     }
 }
 
+/// `gatehouse controller` against `kubeconfig`, publishing to `redis`, with `flags`
+/// besides; returns it once its admin port (also returned) listens.
+pub async fn spawn_controller(
+    kubeconfig: &Path,
+    redis: &RedisServer,
+    flags: impl IntoIterator<Item = String>,
+) -> (Gatehouse, SocketAddr) {
+    let admin = free_addr();
+    let mut args = vec![
+        "controller".to_owned(),
+        format!("--kubeconfig={}", kubeconfig.display()),
+        format!("--redis={}", redis.url()),
+        format!("--admin-listen={admin}"),
+    ];
+    args.extend(flags);
+    let mut c = Gatehouse::spawn(args).expect("controller starts");
+    c.wait_for_port(admin, DEADLINE)
+        .await
+        .expect("controller admin listens");
+    (c, admin)
+}
+
 /// `gatehouse controller` against `kubeconfig`, watching `ns` only, Lease `lease` in
 /// `lease_ns`, with fast Lease timing (lease duration 4 s).
 pub async fn controller(
@@ -172,26 +194,21 @@ pub async fn controller(
     lease: &str,
     identity: &str,
 ) -> (Gatehouse, SocketAddr) {
-    let admin = free_addr();
-    let mut c = Gatehouse::spawn([
-        "controller".to_owned(),
-        format!("--kubeconfig={}", kubeconfig.display()),
-        format!("--redis={}", redis.url()),
-        format!("--admin-listen={admin}"),
-        format!("--namespace={ns}"),
-        format!("--lease-namespace={lease_ns}"),
-        format!("--lease-name={lease}"),
-        format!("--lease-identity={identity}"),
-        "--lease-duration=4s".to_owned(),
-        "--lease-renew-deadline=3s".to_owned(),
-        "--lease-retry-period=500ms".to_owned(),
-        "--debounce=50ms".to_owned(),
-    ])
-    .expect("controller starts");
-    c.wait_for_port(admin, DEADLINE)
-        .await
-        .expect("controller admin listens");
-    (c, admin)
+    spawn_controller(
+        kubeconfig,
+        redis,
+        [
+            format!("--namespace={ns}"),
+            format!("--lease-namespace={lease_ns}"),
+            format!("--lease-name={lease}"),
+            format!("--lease-identity={identity}"),
+            "--lease-duration=4s".to_owned(),
+            "--lease-renew-deadline=3s".to_owned(),
+            "--lease-retry-period=500ms".to_owned(),
+            "--debounce=50ms".to_owned(),
+        ],
+    )
+    .await
 }
 
 /// `gatehouse proxy --config-redis` on a free loopback port.
