@@ -8,8 +8,9 @@ mod kube_support;
 
 use std::path::PathBuf;
 
-use gatehouse_e2e::manifests::{machine_client, oauth2_policy, GATEWAY_CLASS};
-use kube_support::{api, proxy, spawn_controller, wait_for, wait_ready_true, Scene, DEADLINE};
+use gatehouse_e2e::binary::{free_addr, Gatehouse};
+use gatehouse_e2e::redis_server::RedisServer;
+use kube_support::{admin_service_account, api, proxy, ready, wait_for, Backend, DEADLINE};
 use serde_json::Value;
 
 /// The Gateway API release whose standard-channel CRDs the test installs.
@@ -35,12 +36,13 @@ fn gateway_api_dir() -> PathBuf {
     )
 }
 
-const CLIENT_SECRET: &str = "app-client-secret-0123456789abcdef01";
-
-/// Gateway `gw` (class `gatehouse`), HTTPRoute `api` to Service `api`, the route's
-/// OAuth2Policy, and a machine client.
-fn objects() -> String {
-    let gateway = "apiVersion: gateway.networking.k8s.io/v1
+const OBJECTS: &str = r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: gatehouse}
+spec: {controllerName: gatehouse.dev/gateway-controller}
+---
+apiVersion: gateway.networking.k8s.io/v1
 kind: Gateway
 metadata: {name: gw, namespace: gw}
 spec:
@@ -55,20 +57,35 @@ spec:
   rules:
   - matches: [{path: {type: PathPrefix, value: /api}}]
     backendRefs: [{name: api, port: 8080}]
-";
-    [
-        GATEWAY_CLASS.to_owned(),
-        gateway.to_owned(),
-        oauth2_policy(
-            NS,
-            "api-oauth2",
-            ("gateway.networking.k8s.io", "HTTPRoute", "api"),
-            "{clientCredentials: true, acceptHttpIfAlreadyTerminated: true}",
-        ),
-        machine_client(NS, "app", "app", CLIENT_SECRET),
-    ]
-    .join("---\n")
-}
+---
+apiVersion: gatehouse.dev/v1alpha1
+kind: OAuth2Policy
+metadata: {name: api-oauth2, namespace: gw}
+spec:
+  targetRefs: [{group: gateway.networking.k8s.io, kind: HTTPRoute, name: api}]
+  oauth2: {clientCredentials: true, acceptHttpIfAlreadyTerminated: true}
+---
+apiVersion: gatehouse.dev/v1alpha1
+kind: Consumer
+metadata: {name: app, namespace: gw}
+spec: {username: app}
+---
+apiVersion: gatehouse.dev/v1alpha1
+kind: OAuth2Client
+metadata: {name: app, namespace: gw}
+spec:
+  consumerRef: {name: app}
+  name: App
+  clientType: confidential
+  redirectUris: [https://app.example.test/callback]
+  grantTypes: [client_credentials]
+  credentialsSecretRef: {name: app-credentials}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: app-credentials, namespace: gw}
+stringData: {client_id: app, client_secret: app-client-secret-0123456789abcdef01}
+"#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gateway_httproute_and_oauth2_policy_from_the_gateway_api_crds() {
@@ -95,20 +112,28 @@ async fn gateway_httproute_and_oauth2_policy_from_the_gateway_api_crds() {
         )
         .expect("CRD established");
     }
-    let scene = Scene::create(NS, "gatehouse-gw", "gw-controller", "api", "gatehouse-test");
+    api.create_namespace(NS).unwrap();
+    api.create_namespace("gatehouse-gw").unwrap();
+    let kubeconfig = admin_service_account(api, "gatehouse-gw", "gw-controller");
+    let redis = RedisServer::start().expect("redis-server starts");
+    let backend = Backend::start();
+    api.apply_yaml(&backend.service_yaml("api"), NS, "gatehouse-test")
+        .expect("Service and EndpointSlice accepted");
     // Every namespace: GatewayClass is cluster-scoped.
-    let (controller, _) = spawn_controller(
-        &scene.kubeconfig,
-        &scene.redis,
-        [
-            "--lease-namespace=gatehouse-gw".to_owned(),
-            "--lease-name=gw".to_owned(),
-            "--debounce=50ms".to_owned(),
-        ],
-    )
-    .await;
-    let (_proxy_process, proxy) = proxy(&scene.redis).await;
-    api.apply_yaml(&objects(), NS, "kubectl")
+    let admin = free_addr();
+    let mut controller = Gatehouse::spawn([
+        "controller".to_owned(),
+        format!("--kubeconfig={}", kubeconfig.display()),
+        format!("--redis={}", redis.url()),
+        format!("--admin-listen={admin}"),
+        "--lease-namespace=gatehouse-gw".to_owned(),
+        "--lease-name=gw".to_owned(),
+        "--debounce=50ms".to_owned(),
+    ])
+    .expect("controller starts");
+    controller.wait_for_port(admin, DEADLINE).await.unwrap();
+    let (_proxy_process, proxy) = proxy(&redis).await;
+    api.apply_yaml(OBJECTS, NS, "kubectl")
         .expect("objects accepted");
 
     let route = wait_for("HTTPRoute Accepted by gatehouse", || {
@@ -130,14 +155,31 @@ async fn gateway_httproute_and_oauth2_policy_from_the_gateway_api_crds() {
         .unwrap()
         .iter()
         .any(|c| c["type"] == "ResolvedRefs" && c["status"] == "True"));
-    wait_ready_true(NS, "oauth2policy/api-oauth2").await;
+    wait_for("OAuth2Policy Ready=True", || {
+        let p = api.get_json(NS, "oauth2policy/api-oauth2").ok()??;
+        (ready(&p)?["status"] == "True").then_some(())
+    })
+    .await;
 
     // The client's credentials Secret is read by name, after the client is seen.
-    wait_ready_true(NS, "oauth2client/app").await;
+    wait_for("OAuth2Client Ready=True", || {
+        let c = api.get_json(NS, "oauth2client/app").ok()??;
+        (ready(&c)?["status"] == "True").then_some(())
+    })
+    .await;
     proxy.wait_status("/api/items", None, 401).await;
-    let token = proxy
-        .client_credentials_token("/api", "app", CLIENT_SECRET)
+    let (status, body) = proxy
+        .post_form(
+            "/api/oauth2/token",
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", "app"),
+                ("client_secret", "app-client-secret-0123456789abcdef01"),
+            ],
+        )
         .await;
+    assert_eq!(status, 200, "{body}");
+    let token = body["access_token"].as_str().unwrap().to_owned();
     proxy.wait_status("/api/items", Some(&token), 200).await;
     drop(controller);
 }

@@ -55,8 +55,9 @@ fn stepon_dir(upstream: SocketAddr) -> tempfile::TempDir {
 /// What the Step On stand-in saw: one entry per request (path, lowercase headers).
 type Seen = Arc<Mutex<Vec<(String, BTreeMap<String, String>)>>>;
 
-/// A loopback upstream that records requests and answers with Clark's step counts.
-async fn step_on_api() -> (TestUpstream, Seen) {
+/// A loopback upstream that records requests and answers with Clark's step counts:
+/// its address, what it saw, and the server (stops when dropped).
+async fn step_on_api() -> (SocketAddr, Seen, TestUpstream) {
     let seen: Seen = Arc::default();
     let record = seen.clone();
     let upstream = TestUpstream::start(move |req| {
@@ -72,7 +73,7 @@ async fn step_on_api() -> (TestUpstream, Seen) {
         async { Response::new(full(r#"{"clark":[{"date":"2021-03-08","steps":10432}]}"#)) }
     })
     .await;
-    (upstream, seen)
+    (upstream.addr, seen, upstream)
 }
 
 /// A running `gatehouse standalone`, killed on drop. Output lines are collected.
@@ -236,8 +237,8 @@ async fn exchange(gh: &Standalone, http: &reqwest::Client, code: &str) -> Value 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn step_on_flow_authorize_exchange_call_refresh_and_scope_rule() {
-    let (upstream, seen) = step_on_api().await;
-    let dir = stepon_dir(upstream.addr);
+    let (upstream, seen, _server) = step_on_api().await;
+    let dir = stepon_dir(upstream);
     let gh = Standalone::start(dir.path());
     let http = client();
 
@@ -349,8 +350,8 @@ spec:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hot_reload_adds_routes_generates_credentials_and_survives_a_broken_edit() {
-    let (upstream, _seen) = step_on_api().await;
-    let dir = stepon_dir(upstream.addr);
+    let (upstream, _seen, _server) = step_on_api().await;
+    let dir = stepon_dir(upstream);
     let mut gh = Standalone::start(dir.path());
     let http = client();
     assert_eq!(get_status(&http, &gh.url("/extra/x"), None).await, 404);
@@ -358,7 +359,7 @@ async fn hot_reload_adds_routes_generates_credentials_and_survives_a_broken_edit
     // A new file: a route and a client without a Secret.
     std::fs::write(
         dir.path().join("extra.yaml"),
-        EXTRA.replace("UPSTREAM", &upstream.addr.to_string()),
+        EXTRA.replace("UPSTREAM", &upstream.to_string()),
     )
     .unwrap();
     wait_for_status(&http, &gh.url("/extra/x"), 401).await;
