@@ -93,6 +93,21 @@ fn mk_snapshot(upstream: SocketAddr) -> Snapshot {
     }
 }
 
+/// The `oauth2` crate's client with every endpoint this test uses set (all but device
+/// authorization).
+type OAuthClient = oauth2::Client<
+    oauth2::basic::BasicErrorResponse,
+    oauth2::basic::BasicTokenResponse,
+    oauth2::basic::BasicTokenIntrospectionResponse,
+    StandardRevocableToken,
+    oauth2::basic::BasicRevocationErrorResponse,
+    oauth2::EndpointSet,
+    oauth2::EndpointNotSet,
+    oauth2::EndpointSet,
+    oauth2::EndpointSet,
+    oauth2::EndpointSet,
+>;
+
 /// A running proxy with its upstream and an HTTP client that trusts its certificate.
 struct Env {
     _server: ServerHandle,
@@ -156,23 +171,7 @@ impl Env {
     }
 
     /// The `oauth2` crate client for Shoe Fly Shoe (or the public mobile app).
-    fn oauth_client(
-        &self,
-        id: &str,
-        secret: Option<&str>,
-        callback: &str,
-    ) -> oauth2::Client<
-        oauth2::basic::BasicErrorResponse,
-        oauth2::basic::BasicTokenResponse,
-        oauth2::basic::BasicTokenIntrospectionResponse,
-        StandardRevocableToken,
-        oauth2::basic::BasicRevocationErrorResponse,
-        oauth2::EndpointSet,
-        oauth2::EndpointNotSet,
-        oauth2::EndpointSet,
-        oauth2::EndpointSet,
-        oauth2::EndpointSet,
-    > {
+    fn oauth_client(&self, id: &str, secret: Option<&str>, callback: &str) -> OAuthClient {
         let c = BasicClient::new(ClientId::new(id.into()));
         let c = match secret {
             Some(s) => c.set_client_secret(ClientSecret::new(s.into())),
@@ -218,18 +217,7 @@ impl Env {
 /// Run the authorization code + PKCE flow for clark; returns the code too.
 async fn code_flow(
     env: &Env,
-    client: &oauth2::Client<
-        oauth2::basic::BasicErrorResponse,
-        oauth2::basic::BasicTokenResponse,
-        oauth2::basic::BasicTokenIntrospectionResponse,
-        StandardRevocableToken,
-        oauth2::basic::BasicRevocationErrorResponse,
-        oauth2::EndpointSet,
-        oauth2::EndpointNotSet,
-        oauth2::EndpointSet,
-        oauth2::EndpointSet,
-        oauth2::EndpointSet,
-    >,
+    client: &OAuthClient,
     callback: &str,
 ) -> (String, oauth2::basic::BasicTokenResponse) {
     let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
