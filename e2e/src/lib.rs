@@ -13,5 +13,6 @@ pub mod pki;
 pub mod raw_http;
 pub mod real_upstreams;
 pub mod redis_server;
+pub mod snapshots;
 pub mod upstream;
 pub mod websocket;

@@ -8,10 +8,9 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use gatehouse_e2e::snapshots::stepon_route;
 use gatehouse_e2e::upstream::TestUpstream;
-use gatehouse_proxy::config::{
-    ClientType, Consumer, OAuth2Client, Route, RouteOAuth2, Snapshot, Upstream,
-};
+use gatehouse_proxy::config::{ClientType, Consumer, OAuth2Client, RouteOAuth2, Snapshot};
 use gatehouse_proxy::server::{self, ServerArgs, ServerHandle};
 use gatehouse_proxy::source;
 use gatehouse_proxy::store::memory::MemoryStore;
@@ -63,23 +62,7 @@ fn mk_snapshot(upstream: SocketAddr) -> Snapshot {
     };
     Snapshot {
         revision: "oauth-flows".into(),
-        routes: vec![Route {
-            id: "default/stepon".into(),
-            hosts: vec![],
-            paths: vec!["/stepon".into()],
-            strip_path: true,
-            preserve_host: false,
-            allow_encoded_slashes: false,
-            upstream: Upstream {
-                endpoints: vec![format!("http://{upstream}")],
-                connect_timeout_ms: 2_000,
-                response_timeout_ms: 5_000,
-                ..Default::default()
-            },
-            timeouts: Default::default(),
-            oauth2: Some(oauth),
-            ..Default::default()
-        }],
+        routes: vec![stepon_route("/stepon", format!("http://{upstream}"), oauth)],
         consumers: vec![Consumer {
             id: "default/shoeflyshoe".into(),
             username: Some("shoeflyshoe".into()),

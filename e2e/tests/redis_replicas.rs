@@ -9,9 +9,10 @@ use std::time::{Duration, Instant};
 use gatehouse_config::follow::spawn_follow;
 use gatehouse_config::publish::Publisher;
 use gatehouse_e2e::redis_server::RedisServer;
+use gatehouse_e2e::snapshots::stepon_route;
 use gatehouse_e2e::upstream::{full, TestUpstream};
 use gatehouse_proxy::config::{
-    ClientType, Consumer, OAuth2Client, Route, RouteOAuth2, Snapshot, Upstream, FORMAT_VERSION,
+    ClientType, Consumer, OAuth2Client, RouteOAuth2, Snapshot, FORMAT_VERSION,
 };
 use gatehouse_proxy::server::{self, ServerArgs, ServerHandle};
 use gatehouse_proxy::source::{channel, ConfigTx};
@@ -42,29 +43,16 @@ fn mk_snapshot(upstream: SocketAddr, revision: &str, path: &str) -> Snapshot {
     Snapshot {
         format: FORMAT_VERSION,
         revision: revision.into(),
-        routes: vec![Route {
-            auth_only: false,
-            id: "default/stepon".into(),
-            hosts: vec![],
-            paths: vec![path.into()],
-            strip_path: true,
-            preserve_host: false,
-            allow_encoded_slashes: false,
-            upstream: Upstream {
-                endpoints: vec![format!("http://{upstream}")],
-                connect_timeout_ms: 1000,
-                response_timeout_ms: 5000,
-                ..Default::default()
-            },
-            timeouts: Default::default(),
-            oauth2: Some(RouteOAuth2 {
+        routes: vec![stepon_route(
+            path,
+            format!("http://{upstream}"),
+            RouteOAuth2 {
                 scopes: vec!["step_counts".into()],
                 provision_key_sha256: Some(Digest::of(PROVISION_KEY.as_bytes()).to_hex()),
                 accept_http_if_already_terminated: true,
                 ..RouteOAuth2::default()
-            }),
-            ..Default::default()
-        }],
+            },
+        )],
         consumers: vec![Consumer {
             id: "default/shoe-fly-shoe".into(),
             username: Some("shoeflyshoe".into()),
