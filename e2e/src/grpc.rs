@@ -6,7 +6,6 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 
 use futures::Stream;
-use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_stream::StreamExt;
@@ -104,9 +103,7 @@ pub struct GrpcEcho {
 impl GrpcEcho {
     /// Listen on `127.0.0.1:<random port>`.
     pub async fn start() -> GrpcEcho {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind a loopback port");
+        let listener = crate::upstream::bind_loopback().await;
         let addr = listener.local_addr().expect("bound socket has an address");
         let (stop, stopped) = oneshot::channel::<()>();
         tokio::spawn(

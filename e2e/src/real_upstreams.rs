@@ -18,9 +18,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::upstream::{accept_until_dropped, bind_loopback};
 use anyhow::{bail, Context as _};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 /// A child process serving HTTP on the port it printed first; killed when dropped.
@@ -157,47 +157,33 @@ pub struct RawLogger {
 impl RawLogger {
     /// Listen on a loopback port.
     pub async fn start() -> RawLogger {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind a loopback port");
+        let listener = bind_loopback().await;
         let addr = listener.local_addr().expect("bound socket has an address");
         let heads = Arc::new(Mutex::new(Vec::new()));
-        let (stop, mut stopped) = watch::channel(false);
         let seen = heads.clone();
-        tokio::spawn(async move {
-            loop {
-                let mut stream = tokio::select! {
-                    accepted = listener.accept() => match accepted {
-                        Ok((stream, _)) => stream,
-                        Err(_) => continue,
-                    },
-                    _ = stopped.changed() => return,
-                };
-                let seen = seen.clone();
-                tokio::spawn(async move {
-                    let mut head = Vec::new();
-                    let mut buf = [0u8; 4096];
-                    let read = tokio::time::timeout(Duration::from_secs(5), async {
-                        while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 65536 {
-                            match stream.read(&mut buf).await {
-                                Ok(0) | Err(_) => break,
-                                Ok(n) => head.extend_from_slice(&buf[..n]),
-                            }
+        let stop = accept_until_dropped(listener, move |mut stream| {
+            let seen = seen.clone();
+            async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                let read = tokio::time::timeout(Duration::from_secs(5), async {
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 65536 {
+                        match stream.read(&mut buf).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
                         }
-                    })
-                    .await;
-                    if read.is_ok() {
-                        seen.lock()
-                            .expect("no panics while holding the log")
-                            .push(String::from_utf8_lossy(&head).into_owned());
                     }
-                    let _ = stream
-                        .write_all(
-                            b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
-                        )
-                        .await;
-                    let _ = stream.shutdown().await;
-                });
+                })
+                .await;
+                if read.is_ok() {
+                    seen.lock()
+                        .expect("no panics while holding the log")
+                        .push(String::from_utf8_lossy(&head).into_owned());
+                }
+                let _ = stream
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                    .await;
+                let _ = stream.shutdown().await;
             }
         });
         RawLogger { addr, heads, stop }

@@ -28,7 +28,7 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use sha2::{Digest, Sha256};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 /// Body type of test upstream responses (and handy for test requests too).
@@ -52,10 +52,7 @@ impl TestUpstream {
         F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Response<TestBody>> + Send + 'static,
     {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind a loopback port");
-        Self::serve(listener, handler, None)
+        Self::serve(bind_loopback().await, handler, None)
     }
 
     /// Like [`TestUpstream::start`] behind TLS with `config` (HTTP/2 when its ALPN
@@ -65,11 +62,8 @@ impl TestUpstream {
         F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Response<TestBody>> + Send + 'static,
     {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind a loopback port");
         Self::serve(
-            listener,
+            bind_loopback().await,
             handler,
             Some(tokio_rustls::TlsAcceptor::from(config)),
         )
@@ -103,45 +97,34 @@ impl TestUpstream {
     {
         let addr = listener.local_addr().expect("bound socket has an address");
         let requests = Arc::new(AtomicUsize::new(0));
-        let (stop, mut stopped) = watch::channel(false);
         let handler = Arc::new(handler);
         let counter = requests.clone();
-        tokio::spawn(async move {
-            loop {
-                let stream = tokio::select! {
-                    accepted = listener.accept() => match accepted {
-                        Ok((stream, _)) => stream,
-                        Err(_) => continue,
-                    },
-                    _ = stopped.changed() => return,
-                };
-                let handler = handler.clone();
-                let counter = counter.clone();
-                let tls = tls.clone();
-                tokio::spawn(async move {
-                    let service = service_fn(move |req| {
-                        counter.fetch_add(1, Ordering::SeqCst);
-                        let fut = handler(req);
-                        async move { Ok::<_, Infallible>(fut.await) }
-                    });
-                    let builder =
-                        hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-                    match tls {
-                        None => {
+        let stop = accept_until_dropped(listener, move |stream| {
+            let handler = handler.clone();
+            let counter = counter.clone();
+            let tls = tls.clone();
+            async move {
+                let service = service_fn(move |req| {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    let fut = handler(req);
+                    async move { Ok::<_, Infallible>(fut.await) }
+                });
+                let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                match tls {
+                    None => {
+                        let _ = builder
+                            .serve_connection(TokioIo::new(stream), service)
+                            .await;
+                    }
+                    Some(acceptor) => {
+                        // A refused handshake (the proxy distrusts us) just ends here.
+                        if let Ok(stream) = acceptor.accept(stream).await {
                             let _ = builder
                                 .serve_connection(TokioIo::new(stream), service)
                                 .await;
                         }
-                        Some(acceptor) => {
-                            // A refused handshake (the proxy distrusts us) just ends here.
-                            if let Ok(stream) = acceptor.accept(stream).await {
-                                let _ = builder
-                                    .serve_connection(TokioIo::new(stream), service)
-                                    .await;
-                            }
-                        }
                     }
-                });
+                }
             }
         });
         TestUpstream {
@@ -185,6 +168,37 @@ impl Drop for TestUpstream {
     fn drop(&mut self) {
         let _ = self.stop.send(true);
     }
+}
+
+/// `127.0.0.1:<random port>`, bound.
+pub async fn bind_loopback() -> TcpListener {
+    TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind a loopback port")
+}
+
+/// The accept loop of every loopback server here: each connection `listener` accepts
+/// goes to `serve` on a task of its own, until the returned sender is dropped (or
+/// sent to).
+pub fn accept_until_dropped<F, Fut>(listener: TcpListener, serve: F) -> watch::Sender<bool>
+where
+    F: Fn(TcpStream) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let (stop, mut stopped) = watch::channel(false);
+    tokio::spawn(async move {
+        loop {
+            let stream = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(_) => continue,
+                },
+                _ = stopped.changed() => return,
+            };
+            tokio::spawn(serve(stream));
+        }
+    });
+    stop
 }
 
 /// What [`TestUpstream::echo`] answers, as JSON:

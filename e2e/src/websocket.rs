@@ -7,11 +7,13 @@ use std::sync::{Arc, Mutex};
 
 use futures::{SinkExt, StreamExt};
 use http::HeaderMap;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use crate::upstream::{accept_until_dropped, bind_loopback};
 
 /// A running WebSocket echo server; stops when dropped.
 pub struct WsEcho {
@@ -24,51 +26,38 @@ pub struct WsEcho {
 impl WsEcho {
     /// Listen on `127.0.0.1:<random port>`.
     pub async fn start() -> WsEcho {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind a loopback port");
+        let listener = bind_loopback().await;
         let addr = listener.local_addr().expect("bound socket has an address");
         let handshakes = Arc::new(Mutex::new(Vec::new()));
-        let (stop, mut stopped) = watch::channel(false);
         let seen = handshakes.clone();
-        tokio::spawn(async move {
-            loop {
-                let stream = tokio::select! {
-                    accepted = listener.accept() => match accepted {
-                        Ok((stream, _)) => stream,
-                        Err(_) => continue,
-                    },
-                    _ = stopped.changed() => return,
+        let stop = accept_until_dropped(listener, move |stream| {
+            let seen = seen.clone();
+            async move {
+                // The callback's signature is tungstenite's (its error is large).
+                #[allow(clippy::result_large_err)]
+                let record = |req: &Request, resp: Response| {
+                    seen.lock()
+                        .expect("no test thread panics while holding the lock")
+                        .push((req.uri().to_string(), req.headers().clone()));
+                    Ok(resp)
                 };
-                let seen = seen.clone();
-                tokio::spawn(async move {
-                    // The callback's signature is tungstenite's (its error is large).
-                    #[allow(clippy::result_large_err)]
-                    let record = |req: &Request, resp: Response| {
-                        seen.lock()
-                            .expect("no test thread panics while holding the lock")
-                            .push((req.uri().to_string(), req.headers().clone()));
-                        Ok(resp)
-                    };
-                    let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(stream, record).await
-                    else {
-                        return;
-                    };
-                    while let Some(Ok(msg)) = ws.next().await {
-                        let echo = match &msg {
-                            Message::Text(t) if t.as_str() == "close" => {
-                                let _ = ws.close(None).await;
-                                return;
-                            }
-                            Message::Close(_) => return,
-                            Message::Text(_) | Message::Binary(_) => true,
-                            _ => false,
-                        };
-                        if echo && ws.send(msg).await.is_err() {
+                let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(stream, record).await else {
+                    return;
+                };
+                while let Some(Ok(msg)) = ws.next().await {
+                    let echo = match &msg {
+                        Message::Text(t) if t.as_str() == "close" => {
+                            let _ = ws.close(None).await;
                             return;
                         }
+                        Message::Close(_) => return,
+                        Message::Text(_) | Message::Binary(_) => true,
+                        _ => false,
+                    };
+                    if echo && ws.send(msg).await.is_err() {
+                        return;
                     }
-                });
+                }
             }
         });
         WsEcho {

@@ -11,6 +11,8 @@
 //! cannot be made to produce or show on demand; the same flow against a real
 //! kube-apiserver is in `kube_controller.rs`.
 
+mod kube_support;
+
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -18,6 +20,7 @@ use gatehouse_e2e::binary::{free_addr, Gatehouse};
 use gatehouse_e2e::fake_apiserver::FakeApiServer;
 use gatehouse_e2e::redis_server::RedisServer;
 use gatehouse_e2e::upstream::TestUpstream;
+use kube_support::{proxy, ready, spawn_controller};
 use serde_json::{json, Value};
 
 /// Upper bound for anything asynchronous to happen. Only a deadline for failing,
@@ -75,86 +78,12 @@ fn service_and_slice(upstream_port: u16) -> [Value; 2] {
     ]
 }
 
-fn ready(obj: &Value) -> Option<&Value> {
-    obj["status"]["conditions"]
-        .as_array()?
-        .iter()
-        .find(|c| c["type"] == "Ready")
-}
-
 /// The Ready reason of `kind/name` once its status describes `generation`.
 fn reason_at(api: &FakeApiServer, kind: &str, name: &str, generation: i64) -> Option<String> {
     let obj = api.get(kind, NS, name)?;
     let c = ready(&obj)?;
     (obj["status"]["observedGeneration"] == generation && c["observedGeneration"] == generation)
         .then(|| c["reason"].as_str().unwrap_or_default().to_owned())
-}
-
-struct Proxy {
-    base: String,
-    http: reqwest::Client,
-}
-
-impl Proxy {
-    async fn status(&self, path: &str, token: Option<&str>) -> u16 {
-        let mut req = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .header("x-forwarded-proto", "https");
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        match req.send().await {
-            Ok(r) => r.status().as_u16(),
-            Err(_) => 0,
-        }
-    }
-
-    /// Wait until `GET path` answers `want`.
-    async fn wait_status(&self, path: &str, token: Option<&str>, want: u16) {
-        let deadline = tokio::time::Instant::now() + DEADLINE;
-        loop {
-            let got = self.status(path, token).await;
-            if got == want {
-                return;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "GET {path} answered {got}, never {want}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    async fn token(&self, prefix: &str, id: &str, secret: &str) -> (u16, Value) {
-        let r = self
-            .http
-            .post(format!("{}{prefix}/oauth2/token", self.base))
-            .header("x-forwarded-proto", "https")
-            .form(&[
-                ("grant_type", "client_credentials"),
-                ("client_id", id),
-                ("client_secret", secret),
-            ])
-            .send()
-            .await
-            .expect("the proxy answers");
-        let status = r.status().as_u16();
-        (status, r.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn echo(&self, path: &str, token: &str) -> Value {
-        let r = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .header("x-forwarded-proto", "https")
-            .bearer_auth(token)
-            .send()
-            .await
-            .expect("the proxy answers");
-        assert_eq!(r.status(), 200, "GET {path}");
-        r.json().await.expect("the echo upstream answers JSON")
-    }
 }
 
 fn secret_value(secret: &Value, key: &str) -> String {
@@ -173,45 +102,20 @@ async fn applying_editing_and_deleting_resources_changes_what_the_proxy_serves()
     let api = FakeApiServer::start().await.expect("fake API starts");
     api.set_watch_cap(Duration::from_secs(2));
     let upstream = TestUpstream::echo().await;
-    let upstream_port: u16 = upstream
-        .url()
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.trim_end_matches('/').parse().ok())
-        .expect("upstream URL has a port");
+    let upstream_port = upstream.addr.port();
 
-    let admin = free_addr();
-    let mut controller = Gatehouse::spawn([
-        "controller".to_owned(),
-        format!("--kubeconfig={}", api.kubeconfig().display()),
-        format!("--redis={}", redis.url()),
-        format!("--admin-listen={admin}"),
-        "--lease-namespace=gatehouse-system".to_owned(),
-        "--lease-identity=controller-0".to_owned(),
-        "--debounce=50ms".to_owned(),
-    ])
-    .expect("controller starts");
-    controller
-        .wait_for_port(admin, DEADLINE)
-        .await
-        .expect("controller admin listens");
+    let (mut controller, admin) = spawn_controller(
+        api.kubeconfig(),
+        &redis,
+        [
+            "--lease-namespace=gatehouse-system".to_owned(),
+            "--lease-identity=controller-0".to_owned(),
+            "--debounce=50ms".to_owned(),
+        ],
+    )
+    .await;
 
-    let listen = free_addr();
-    let mut proxy_process = Gatehouse::spawn([
-        "proxy".to_owned(),
-        format!("--config-redis={}", redis.url()),
-        format!("--listen={listen}"),
-        "--workers=1".to_owned(),
-    ])
-    .expect("proxy starts");
-    proxy_process
-        .wait_for_port(listen, DEADLINE)
-        .await
-        .expect("proxy listens");
-    let proxy = Proxy {
-        base: format!("http://{listen}"),
-        http: reqwest::Client::new(),
-    };
+    let (proxy_process, proxy) = proxy(&redis).await;
 
     // The controller leads, is ready, and has published an (empty) snapshot.
     api.wait_for("the Lease to be held", DEADLINE, |api| {
@@ -308,7 +212,9 @@ async fn applying_editing_and_deleting_resources_changes_what_the_proxy_serves()
     proxy.wait_status("/orders/items", None, 401).await;
     let deadline = tokio::time::Instant::now() + DEADLINE;
     let token = loop {
-        let (code, body) = proxy.token("/orders", &client_id, &client_secret).await;
+        let (code, body) = proxy
+            .client_credentials("/orders", &client_id, &client_secret)
+            .await;
         if code == 200 {
             break body["access_token"].as_str().expect("a token").to_owned();
         }
@@ -436,7 +342,9 @@ async fn applying_editing_and_deleting_resources_changes_what_the_proxy_serves()
         .is_none());
     let deadline = tokio::time::Instant::now() + DEADLINE;
     loop {
-        let (code, body) = proxy.token("/v2/orders", &client_id, &client_secret).await;
+        let (code, body) = proxy
+            .client_credentials("/v2/orders", &client_id, &client_secret)
+            .await;
         if body["error"] == "invalid_client" {
             break;
         }
@@ -500,24 +408,19 @@ async fn controller_replica(
     redis: &RedisServer,
     identity: &str,
 ) -> (Gatehouse, std::net::SocketAddr) {
-    let admin = free_addr();
-    let mut c = Gatehouse::spawn([
-        "controller".to_owned(),
-        format!("--kubeconfig={}", api.kubeconfig().display()),
-        format!("--redis={}", redis.url()),
-        format!("--admin-listen={admin}"),
-        "--lease-namespace=gatehouse-system".to_owned(),
-        format!("--lease-identity={identity}"),
-        "--lease-duration=2s".to_owned(),
-        "--lease-renew-deadline=1s".to_owned(),
-        "--lease-retry-period=100ms".to_owned(),
-        "--debounce=50ms".to_owned(),
-    ])
-    .expect("controller starts");
-    c.wait_for_port(admin, DEADLINE)
-        .await
-        .expect("controller admin listens");
-    (c, admin)
+    spawn_controller(
+        api.kubeconfig(),
+        redis,
+        [
+            "--lease-namespace=gatehouse-system".to_owned(),
+            format!("--lease-identity={identity}"),
+            "--lease-duration=2s".to_owned(),
+            "--lease-renew-deadline=1s".to_owned(),
+            "--lease-retry-period=100ms".to_owned(),
+            "--debounce=50ms".to_owned(),
+        ],
+    )
+    .await
 }
 
 async fn metric(admin: std::net::SocketAddr, name: &str) -> Option<f64> {

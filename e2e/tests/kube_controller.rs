@@ -18,9 +18,9 @@ mod kube_support;
 
 use std::time::{Duration, Instant};
 
-use gatehouse_e2e::redis_server::RedisServer;
 use kube_support::{
-    admin_service_account, api, controller, proxy, ready, stepon_yaml, wait_for, Backend, DEADLINE,
+    api, controller, proxy, ready, stepon_yaml, wait_for, wait_ready, Scene, DEADLINE,
+    STEPON_OBJECTS,
 };
 use serde_json::Value;
 
@@ -49,13 +49,17 @@ fn ready_at(ns: &str, what: &str, generation: i64) -> Option<(String, String)> {
 async fn step_on_example_with_two_replicas_against_a_real_api_server() {
     const NS: &str = "stepon";
     let api = api();
-    api.create_namespace(NS).unwrap();
-    api.create_namespace("gatehouse-system").unwrap();
-    let kubeconfig = admin_service_account(api, "gatehouse-system", "stepon-controller");
-    let redis = RedisServer::start().expect("redis-server starts");
-    let backend = Backend::start();
-    api.apply_yaml(&backend.service_yaml("stepon-api"), NS, "gatehouse-test")
-        .expect("Service and EndpointSlice accepted");
+    let Scene {
+        kubeconfig,
+        redis,
+        backend,
+    } = Scene::create(
+        NS,
+        "gatehouse-system",
+        "stepon-controller",
+        "stepon-api",
+        "gatehouse-test",
+    );
 
     let lease = |_: ()| holder("gatehouse-system", "stepon");
     let (leader, _) = controller(
@@ -85,17 +89,7 @@ async fn step_on_example_with_two_replicas_against_a_real_api_server() {
     // --- apply the example; kubectl wait sees every object Ready.
     api.apply_yaml(&stepon_yaml(), NS, "kubectl")
         .expect("example accepted");
-    api.kubectl_ok(&[
-        "wait",
-        "-n",
-        NS,
-        "--for=condition=Ready",
-        "--timeout=90s",
-        "consumer/shoeflyshoe",
-        "oauth2client/shoe-fly-shoe",
-        "protectedroute/stepon",
-    ])
-    .unwrap_or_else(|e| panic!("{e:#}\ncontroller log:\n{}", leader.log()));
+    wait_ready(NS, &STEPON_OBJECTS, &leader);
 
     // --- the token flow through the proxy, to the upstream in the namespace.
     proxy.wait_status("/stepon/stepcounts", None, 401).await;
@@ -247,17 +241,17 @@ async fn gitops_apply_coexists_and_an_idle_controller_writes_nothing() {
     const NS: &str = "gitops";
     const IDLE: Duration = Duration::from_secs(30);
     let api = api();
-    api.create_namespace(NS).unwrap();
-    api.create_namespace("gatehouse-system").unwrap();
-    let kubeconfig = admin_service_account(api, "gatehouse-system", "gitops-controller");
+    let scene = Scene::create(
+        NS,
+        "gatehouse-system",
+        "gitops-controller",
+        "stepon-api",
+        "argocd-controller",
+    );
     let user = "system:serviceaccount:gatehouse-system:gitops-controller";
-    let redis = RedisServer::start().expect("redis-server starts");
-    let backend = Backend::start();
-    api.apply_yaml(&backend.service_yaml("stepon-api"), NS, "argocd-controller")
-        .unwrap();
     let (c, _) = controller(
-        &kubeconfig,
-        &redis,
+        &scene.kubeconfig,
+        &scene.redis,
         NS,
         "gatehouse-system",
         "gitops",
@@ -268,25 +262,11 @@ async fn gitops_apply_coexists_and_an_idle_controller_writes_nothing() {
     // An Argo CD-style apply: server-side, its own field manager.
     api.apply_yaml(&stepon_yaml(), NS, "argocd-controller")
         .unwrap();
-    api.kubectl_ok(&[
-        "wait",
-        "-n",
-        NS,
-        "--for=condition=Ready",
-        "--timeout=90s",
-        "consumer/shoeflyshoe",
-        "oauth2client/shoe-fly-shoe",
-        "protectedroute/stepon",
-    ])
-    .unwrap_or_else(|e| panic!("{e:#}\ncontroller log:\n{}", c.log()));
+    wait_ready(NS, &STEPON_OBJECTS, &c);
 
     // The controller's entries are on the status subresource only; the spec stays
     // with argocd-controller.
-    for what in [
-        "consumer/shoeflyshoe",
-        "oauth2client/shoe-fly-shoe",
-        "protectedroute/stepon",
-    ] {
+    for what in STEPON_OBJECTS {
         let obj: Value = serde_json::from_str(
             &api.kubectl_ok(&["get", "-n", NS, what, "-o", "json", "--show-managed-fields"])
                 .unwrap(),

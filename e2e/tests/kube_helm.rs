@@ -11,7 +11,9 @@ use gatehouse_e2e::binary::free_addr;
 use gatehouse_e2e::binary::Gatehouse;
 use gatehouse_e2e::kube_apiserver::KubeApiServer;
 use gatehouse_e2e::redis_server::RedisServer;
-use kube_support::{api, stepon_yaml, workspace_root, Backend, DEADLINE};
+use kube_support::{
+    api, stepon_yaml, wait_ready, workspace_root, Backend, DEADLINE, STEPON_OBJECTS,
+};
 use serde_json::Value;
 
 /// `helm install <release> charts/gatehouse -n <ns> --create-namespace <set...>`.
@@ -153,17 +155,7 @@ async fn controller_works_as_the_chart_account(
     api.apply_yaml(&stepon_yaml(), app_ns, "kubectl").unwrap();
 
     let c = Gatehouse::spawn(&args).expect("controller starts");
-    api.kubectl_ok(&[
-        "wait",
-        "-n",
-        app_ns,
-        "--for=condition=Ready",
-        "--timeout=90s",
-        "consumer/shoeflyshoe",
-        "oauth2client/shoe-fly-shoe",
-        "protectedroute/stepon",
-    ])
-    .unwrap_or_else(|e| panic!("{e:#}\ncontroller log:\n{}", c.log()));
+    wait_ready(app_ns, &STEPON_OBJECTS, &c);
     let lease: Value = api
         .get_json(release_ns, "lease/gh-gatehouse-controller")
         .unwrap()

@@ -9,41 +9,35 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use gatehouse_e2e::redis_server::RedisServer;
-use kube_support::{admin_service_account, api, controller, proxy, stepon_yaml, Backend};
+use kube_support::{api, controller, proxy, stepon_yaml, wait_ready, Scene};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_proxy_serves_through_an_api_server_restart_and_the_controller_resumes() {
     const NS: &str = "resilience";
     let api = api();
-    api.create_namespace(NS).unwrap();
-    api.create_namespace("gatehouse-system").unwrap();
-    let kubeconfig = admin_service_account(api, "gatehouse-system", "resilience-controller");
-    let redis = RedisServer::start().unwrap();
-    let backend = Backend::start();
-    api.apply_yaml(&backend.service_yaml("stepon-api"), NS, "kubectl")
-        .unwrap();
+    let scene = Scene::create(
+        NS,
+        "gatehouse-system",
+        "resilience-controller",
+        "stepon-api",
+        "kubectl",
+    );
     let (c, admin) = controller(
-        &kubeconfig,
-        &redis,
+        &scene.kubeconfig,
+        &scene.redis,
         NS,
         "gatehouse-system",
         "resilience",
         "r-0",
     )
     .await;
-    let (_proxy_process, proxy) = proxy(&redis).await;
+    let (_proxy_process, proxy) = proxy(&scene.redis).await;
     api.apply_yaml(&stepon_yaml(), NS, "kubectl").unwrap();
-    api.kubectl_ok(&[
-        "wait",
-        "-n",
+    wait_ready(
         NS,
-        "--for=condition=Ready",
-        "--timeout=90s",
-        "protectedroute/stepon",
-        "oauth2client/shoe-fly-shoe",
-    ])
-    .unwrap_or_else(|e| panic!("{e:#}\ncontroller log:\n{}", c.log()));
+        &["protectedroute/stepon", "oauth2client/shoe-fly-shoe"],
+        &c,
+    );
     proxy.wait_status("/stepon/stepcounts", None, 401).await;
     let token = proxy.stepon_token().await;
     proxy

@@ -5,21 +5,16 @@
 //! would make it.
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use gatehouse_proxy::config::{
-    ClientType, Consumer, OAuth2Client, Route, RouteOAuth2, Snapshot, Upstream,
-};
+use gatehouse_e2e::snapshots::stepon_route;
+use gatehouse_e2e::upstream::TestUpstream;
+use gatehouse_proxy::config::{ClientType, Consumer, OAuth2Client, RouteOAuth2, Snapshot};
 use gatehouse_proxy::server::{self, ServerArgs, ServerHandle};
 use gatehouse_proxy::source;
 use gatehouse_proxy::store::memory::MemoryStore;
 use gatehouse_proxy::store::Digest;
-use http_body_util::Full;
-use hyper::body::Bytes;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use oauth2::basic::{BasicClient, BasicErrorResponseType};
 use oauth2::{
     AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, IntrospectionUrl,
@@ -27,7 +22,6 @@ use oauth2::{
     StandardRevocableToken, TokenIntrospectionResponse, TokenResponse, TokenUrl,
 };
 use serde_json::Value;
-use tokio::net::TcpListener;
 
 const PROVISION_KEY: &str = "the-login-apps-provision-key";
 const SFS: &str = "shoe-fly-shoe";
@@ -36,39 +30,6 @@ const SFS_SECRET: &str = "sfs secret+/=:%";
 const SFS_CALLBACK: &str = "https://shoeflyshoe.example/callback";
 const MOBILE: &str = "stepon-mobile";
 const MOBILE_CALLBACK: &str = "https://mobile.stepon.example/cb";
-
-/// A loopback upstream that answers every request with the path and headers it saw.
-async fn echo_upstream() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                return;
-            };
-            tokio::spawn(async move {
-                let svc = service_fn(|req: hyper::Request<hyper::body::Incoming>| async move {
-                    let headers: HashMap<String, String> = req
-                        .headers()
-                        .iter()
-                        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_owned()))
-                        .collect();
-                    let body = serde_json::json!({
-                        "path": req.uri().path(),
-                        "headers": headers,
-                    });
-                    Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from(
-                        body.to_string(),
-                    ))))
-                });
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
-            });
-        }
-    });
-    addr
-}
 
 fn mk_snapshot(upstream: SocketAddr) -> Snapshot {
     let oauth = RouteOAuth2 {
@@ -101,23 +62,7 @@ fn mk_snapshot(upstream: SocketAddr) -> Snapshot {
     };
     Snapshot {
         revision: "oauth-flows".into(),
-        routes: vec![Route {
-            id: "default/stepon".into(),
-            hosts: vec![],
-            paths: vec!["/stepon".into()],
-            strip_path: true,
-            preserve_host: false,
-            allow_encoded_slashes: false,
-            upstream: Upstream {
-                endpoints: vec![format!("http://{upstream}")],
-                connect_timeout_ms: 2_000,
-                response_timeout_ms: 5_000,
-                ..Default::default()
-            },
-            timeouts: Default::default(),
-            oauth2: Some(oauth),
-            ..Default::default()
-        }],
+        routes: vec![stepon_route("/stepon", format!("http://{upstream}"), oauth)],
         consumers: vec![Consumer {
             id: "default/shoeflyshoe".into(),
             username: Some("shoeflyshoe".into()),
@@ -131,9 +76,26 @@ fn mk_snapshot(upstream: SocketAddr) -> Snapshot {
     }
 }
 
+/// The `oauth2` crate's client with every endpoint this test uses set (all but device
+/// authorization).
+type OAuthClient = oauth2::Client<
+    oauth2::basic::BasicErrorResponse,
+    oauth2::basic::BasicTokenResponse,
+    oauth2::basic::BasicTokenIntrospectionResponse,
+    StandardRevocableToken,
+    oauth2::basic::BasicRevocationErrorResponse,
+    oauth2::EndpointSet,
+    oauth2::EndpointNotSet,
+    oauth2::EndpointSet,
+    oauth2::EndpointSet,
+    oauth2::EndpointSet,
+>;
+
 /// A running proxy with its upstream and an HTTP client that trusts its certificate.
 struct Env {
     _server: ServerHandle,
+    /// Answers every request with what it saw ([`TestUpstream::echo`]).
+    _upstream: TestUpstream,
     /// Kept open for the proxy's lifetime.
     _config: source::ConfigTx,
     _dir: tempfile::TempDir,
@@ -146,7 +108,7 @@ struct Env {
 
 impl Env {
     async fn start() -> Env {
-        let upstream = echo_upstream().await;
+        let upstream = TestUpstream::echo().await;
         let dir = tempfile::tempdir().unwrap();
         let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
         let cert_pem = cert.cert.pem();
@@ -156,7 +118,7 @@ impl Env {
         std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
 
         let (tx, rx) = source::channel();
-        tx.send_replace(Some(Arc::new(mk_snapshot(upstream))));
+        tx.send_replace(Some(Arc::new(mk_snapshot(upstream.addr))));
         let args = ServerArgs {
             listen: "127.0.0.1:0".parse().unwrap(),
             listen_tls: Some("127.0.0.1:0".parse().unwrap()),
@@ -180,6 +142,7 @@ impl Env {
             https: format!("https://localhost:{}", tls_addr.port()),
             plain: format!("http://{}", server.http_addr),
             _server: server,
+            _upstream: upstream,
             _config: tx,
             _dir: dir,
             http,
@@ -191,23 +154,7 @@ impl Env {
     }
 
     /// The `oauth2` crate client for Shoe Fly Shoe (or the public mobile app).
-    fn oauth_client(
-        &self,
-        id: &str,
-        secret: Option<&str>,
-        callback: &str,
-    ) -> oauth2::Client<
-        oauth2::basic::BasicErrorResponse,
-        oauth2::basic::BasicTokenResponse,
-        oauth2::basic::BasicTokenIntrospectionResponse,
-        StandardRevocableToken,
-        oauth2::basic::BasicRevocationErrorResponse,
-        oauth2::EndpointSet,
-        oauth2::EndpointNotSet,
-        oauth2::EndpointSet,
-        oauth2::EndpointSet,
-        oauth2::EndpointSet,
-    > {
+    fn oauth_client(&self, id: &str, secret: Option<&str>, callback: &str) -> OAuthClient {
         let c = BasicClient::new(ClientId::new(id.into()));
         let c = match secret {
             Some(s) => c.set_client_secret(ClientSecret::new(s.into())),
@@ -253,18 +200,7 @@ impl Env {
 /// Run the authorization code + PKCE flow for clark; returns the code too.
 async fn code_flow(
     env: &Env,
-    client: &oauth2::Client<
-        oauth2::basic::BasicErrorResponse,
-        oauth2::basic::BasicTokenResponse,
-        oauth2::basic::BasicTokenIntrospectionResponse,
-        StandardRevocableToken,
-        oauth2::basic::BasicRevocationErrorResponse,
-        oauth2::EndpointSet,
-        oauth2::EndpointNotSet,
-        oauth2::EndpointSet,
-        oauth2::EndpointSet,
-        oauth2::EndpointSet,
-    >,
+    client: &OAuthClient,
     callback: &str,
 ) -> (String, oauth2::basic::BasicTokenResponse) {
     let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();

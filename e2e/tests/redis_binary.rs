@@ -6,8 +6,9 @@ use std::time::{Duration, Instant};
 use gatehouse_config::publish::Publisher;
 use gatehouse_e2e::binary::{free_addr, Gatehouse};
 use gatehouse_e2e::redis_server::RedisServer;
+use gatehouse_e2e::snapshots::stepon_route;
 use gatehouse_proxy::config::{
-    ClientType, Consumer, OAuth2Client, Route, RouteOAuth2, Snapshot, Upstream, FORMAT_VERSION,
+    ClientType, Consumer, OAuth2Client, RouteOAuth2, Snapshot, FORMAT_VERSION,
 };
 use gatehouse_proxy::store::Digest;
 use serde_json::Value;
@@ -18,30 +19,17 @@ fn mk_snapshot(upstream: &str) -> Snapshot {
     Snapshot {
         format: FORMAT_VERSION,
         revision: "bin-1".into(),
-        routes: vec![Route {
-            auth_only: false,
-            id: "default/stepon".into(),
-            hosts: vec![],
-            paths: vec!["/stepon".into()],
-            strip_path: true,
-            preserve_host: false,
-            allow_encoded_slashes: false,
-            upstream: Upstream {
-                endpoints: vec![upstream.to_owned()],
-                connect_timeout_ms: 1000,
-                response_timeout_ms: 5000,
-                ..Default::default()
-            },
-            timeouts: Default::default(),
-            oauth2: Some(RouteOAuth2 {
+        routes: vec![stepon_route(
+            "/stepon",
+            upstream.to_owned(),
+            RouteOAuth2 {
                 scopes: vec!["step_counts".into()],
                 provision_key_sha256: Some(Digest::of(PROVISION_KEY.as_bytes()).to_hex()),
                 enable_client_credentials: true,
                 accept_http_if_already_terminated: true,
                 ..RouteOAuth2::default()
-            }),
-            ..Default::default()
-        }],
+            },
+        )],
         consumers: vec![Consumer {
             id: "default/shoe-fly-shoe".into(),
             username: Some("shoeflyshoe".into()),

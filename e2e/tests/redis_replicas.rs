@@ -2,24 +2,22 @@
 //! behave as one: tokens, codes, revocations and config are shared; Redis outages
 //! give 503 and heal without restarting the proxies.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use gatehouse_config::follow::spawn_follow;
 use gatehouse_config::publish::Publisher;
 use gatehouse_e2e::redis_server::RedisServer;
+use gatehouse_e2e::snapshots::stepon_route;
+use gatehouse_e2e::upstream::{full, TestUpstream};
 use gatehouse_proxy::config::{
-    ClientType, Consumer, OAuth2Client, Route, RouteOAuth2, Snapshot, Upstream, FORMAT_VERSION,
+    ClientType, Consumer, OAuth2Client, RouteOAuth2, Snapshot, FORMAT_VERSION,
 };
 use gatehouse_proxy::server::{self, ServerArgs, ServerHandle};
 use gatehouse_proxy::source::{channel, ConfigTx};
 use gatehouse_proxy::store::args::StoreArgs;
 use gatehouse_proxy::store::{Digest, TokenStore};
-use http_body_util::Full;
-use hyper_util::rt::TokioIo;
 use serde_json::Value;
 
 const PROVISION_KEY: &str = "provision-key-123";
@@ -28,62 +26,33 @@ const SECRET: &str = "sfs-secret";
 const CALLBACK: &str = "https://shoeflyshoe.example/callback";
 
 /// A tiny upstream that greets the authenticated user.
-async fn start_upstream() -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                return;
-            };
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(|req: hyper::Request<_>| async move {
-                    let user = req
-                        .headers()
-                        .get("x-authenticated-userid")
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or("nobody")
-                        .to_owned();
-                    Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from(format!(
-                        "steps for {user}"
-                    )))))
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
-            });
-        }
-    });
-    addr
+async fn start_upstream() -> TestUpstream {
+    TestUpstream::start(|req| async move {
+        let user = req
+            .headers()
+            .get("x-authenticated-userid")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("nobody")
+            .to_owned();
+        http::Response::new(full(format!("steps for {user}")))
+    })
+    .await
 }
 
 fn mk_snapshot(upstream: SocketAddr, revision: &str, path: &str) -> Snapshot {
     Snapshot {
         format: FORMAT_VERSION,
         revision: revision.into(),
-        routes: vec![Route {
-            auth_only: false,
-            id: "default/stepon".into(),
-            hosts: vec![],
-            paths: vec![path.into()],
-            strip_path: true,
-            preserve_host: false,
-            allow_encoded_slashes: false,
-            upstream: Upstream {
-                endpoints: vec![format!("http://{upstream}")],
-                connect_timeout_ms: 1000,
-                response_timeout_ms: 5000,
-                ..Default::default()
-            },
-            timeouts: Default::default(),
-            oauth2: Some(RouteOAuth2 {
+        routes: vec![stepon_route(
+            path,
+            format!("http://{upstream}"),
+            RouteOAuth2 {
                 scopes: vec!["step_counts".into()],
                 provision_key_sha256: Some(Digest::of(PROVISION_KEY.as_bytes()).to_hex()),
                 accept_http_if_already_terminated: true,
                 ..RouteOAuth2::default()
-            }),
-            ..Default::default()
-        }],
+            },
+        )],
         consumers: vec![Consumer {
             id: "default/shoe-fly-shoe".into(),
             username: Some("shoeflyshoe".into()),
@@ -260,6 +229,17 @@ async fn ready(admin: &str) -> u16 {
         .as_u16()
 }
 
+/// A Redis, the upstream, and replicas A and B serving route `/stepon` from them, each
+/// with a token cache of `cache_ttl`.
+async fn two_replicas(cache_ttl: Duration) -> (RedisServer, TestUpstream, Replica, Replica) {
+    let redis = RedisServer::start().unwrap();
+    let upstream = start_upstream().await;
+    let args = store_args(&redis, cache_ttl);
+    let a = Replica::start(&args, mk_snapshot(upstream.addr, "r1", "/stepon")).await;
+    let b = Replica::start(&args, mk_snapshot(upstream.addr, "r1", "/stepon")).await;
+    (redis, upstream, a, b)
+}
+
 /// Poll `f` until it returns true, at most `limit`.
 async fn eventually<F, Fut>(limit: Duration, what: &str, mut f: F)
 where
@@ -275,11 +255,7 @@ where
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_issued_by_one_replica_works_on_the_other() {
-    let redis = RedisServer::start().unwrap();
-    let up = start_upstream().await;
-    let args = store_args(&redis, Duration::from_secs(1));
-    let a = Replica::start(&args, mk_snapshot(up, "r1", "/stepon")).await;
-    let b = Replica::start(&args, mk_snapshot(up, "r1", "/stepon")).await;
+    let (_redis, _upstream, a, b) = two_replicas(Duration::from_secs(1)).await;
 
     let (access, _) = tokens(&a.base).await;
     assert_eq!(api(&b.base, &access).await, (200, "steps for clark".into()));
@@ -291,13 +267,9 @@ async fn a_token_issued_by_one_replica_works_on_the_other() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_revoked_on_one_replica_is_rejected_by_the_other_without_waiting_for_its_cache() {
-    let redis = RedisServer::start().unwrap();
-    let up = start_upstream().await;
     // A cache TTL far longer than the test: only the invalidation message can make
     // replica A reject the token in time.
-    let args = store_args(&redis, Duration::from_secs(600));
-    let a = Replica::start(&args, mk_snapshot(up, "r1", "/stepon")).await;
-    let b = Replica::start(&args, mk_snapshot(up, "r1", "/stepon")).await;
+    let (_redis, _upstream, a, b) = two_replicas(Duration::from_secs(600)).await;
     let (access, _) = tokens(&a.base).await;
     assert_eq!(api(&a.base, &access).await.0, 200, "A has it cached now");
 
@@ -321,11 +293,7 @@ async fn a_token_revoked_on_one_replica_is_rejected_by_the_other_without_waiting
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn racing_redemptions_of_one_code_on_two_replicas_give_exactly_one_token() {
-    let redis = RedisServer::start().unwrap();
-    let up = start_upstream().await;
-    let args = store_args(&redis, Duration::from_secs(1));
-    let a = Replica::start(&args, mk_snapshot(up, "r1", "/stepon")).await;
-    let b = Replica::start(&args, mk_snapshot(up, "r1", "/stepon")).await;
+    let (_redis, _upstream, a, b) = two_replicas(Duration::from_secs(1)).await;
     for _ in 0..5 {
         let code = authorize(&a.base).await;
         let mut racers = Vec::new();
@@ -357,11 +325,7 @@ async fn racing_redemptions_of_one_code_on_two_replicas_give_exactly_one_token()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reusing_a_rotated_refresh_token_on_another_replica_revokes_the_family() {
-    let redis = RedisServer::start().unwrap();
-    let up = start_upstream().await;
-    let args = store_args(&redis, Duration::from_secs(600));
-    let a = Replica::start(&args, mk_snapshot(up, "r1", "/stepon")).await;
-    let b = Replica::start(&args, mk_snapshot(up, "r1", "/stepon")).await;
+    let (_redis, _upstream, a, b) = two_replicas(Duration::from_secs(600)).await;
     let (access1, refresh1) = tokens(&a.base).await;
 
     let (status, body) = refresh(&a.base, &refresh1).await;
@@ -397,7 +361,8 @@ async fn reusing_a_rotated_refresh_token_on_another_replica_revokes_the_family()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restarting_a_proxy_keeps_every_issued_token() {
     let redis = RedisServer::start().unwrap();
-    let up = start_upstream().await;
+    let upstream = start_upstream().await;
+    let up = upstream.addr;
     let args = store_args(&redis, Duration::from_secs(1));
     let a = Replica::start(&args, mk_snapshot(up, "r1", "/stepon")).await;
     let (access, refresh_token) = tokens(&a.base).await;
@@ -412,7 +377,8 @@ async fn restarting_a_proxy_keeps_every_issued_token() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_outage_gives_503_and_the_proxy_recovers_without_restart() {
     let mut redis = RedisServer::start().unwrap();
-    let up = start_upstream().await;
+    let upstream = start_upstream().await;
+    let up = upstream.addr;
     // No local cache: every check needs Redis, so the outage shows at once.
     let args = store_args(&redis, Duration::ZERO);
     let a = Replica::start(&args, mk_snapshot(up, "r1", "/stepon")).await;
@@ -462,7 +428,8 @@ async fn a_redis_outage_gives_503_and_the_proxy_recovers_without_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_config_published_by_the_writer_reaches_a_running_proxy() {
     let redis = RedisServer::start().unwrap();
-    let up = start_upstream().await;
+    let upstream = start_upstream().await;
+    let up = upstream.addr;
     let args = store_args(&redis, Duration::from_secs(1));
     let target = args.redis_conn.target_for(&redis.url()).unwrap();
     let (tx, rx) = channel();

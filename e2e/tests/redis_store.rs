@@ -79,6 +79,30 @@ fn refresh_of(pair: &IssuedPair) -> Digest {
     pair.refresh.as_ref().unwrap().0
 }
 
+/// Whether `store` finds the access token of `pair`.
+async fn has_access(store: &dyn TokenStore, pair: &IssuedPair) -> bool {
+    store
+        .access_token(pair.access_digest)
+        .await
+        .unwrap()
+        .is_some()
+}
+
+/// Whether `store` finds the refresh token of `pair`.
+async fn has_refresh(store: &dyn TokenStore, pair: &IssuedPair) -> bool {
+    store
+        .refresh_token(refresh_of(pair))
+        .await
+        .unwrap()
+        .is_some()
+}
+
+/// The remaining lifetime of `key` in milliseconds (`PTTL`).
+fn pttl(redis: &RedisServer, key: &str) -> i64 {
+    let reply = redis.command(&["PTTL", key]).unwrap();
+    reply.trim_start_matches(':').trim().parse().unwrap()
+}
+
 fn mk_code(family: &str) -> AuthorizationCode {
     AuthorizationCode {
         route_id: "default/stepon".into(),
@@ -145,19 +169,15 @@ async fn keys_hold_only_digests_and_expire_with_the_token() {
             "raw secret in a value"
         );
     }
-    let ttl = redis
-        .command(&[
-            "PTTL",
-            &format!("gatehouse:at:{}", pair.access_digest.to_hex()),
-        ])
-        .unwrap();
-    let ttl: i64 = ttl.trim_start_matches(':').trim().parse().unwrap();
+    let ttl = pttl(
+        &redis,
+        &format!("gatehouse:at:{}", pair.access_digest.to_hex()),
+    );
     assert!(
         ttl > 0 && ttl <= 120_000,
         "access key TTL follows the token: {ttl}"
     );
-    let ttl = redis.command(&["PTTL", "gatehouse:fam:fam-keys"]).unwrap();
-    let ttl: i64 = ttl.trim_start_matches(':').trim().parse().unwrap();
+    let ttl = pttl(&redis, "gatehouse:fam:fam-keys");
     assert!(
         ttl > 120_000,
         "family lives as long as its longest member: {ttl}"
@@ -204,7 +224,7 @@ async fn replayed_code_revokes_tokens_issued_from_it() {
     };
     let pair = mk_pair(&record.family, 7200);
     a.issue(pair.clone()).await.unwrap();
-    assert!(b.access_token(pair.access_digest).await.unwrap().is_some());
+    assert!(has_access(&b, &pair).await);
 
     let replay = b.take_code(code).await.unwrap();
     assert_eq!(
@@ -213,8 +233,8 @@ async fn replayed_code_revokes_tokens_issued_from_it() {
             family: "fam-replay".into()
         }
     );
-    assert!(a.access_token(pair.access_digest).await.unwrap().is_none());
-    assert!(a.refresh_token(refresh_of(&pair)).await.unwrap().is_none());
+    assert!(!has_access(&a, &pair).await);
+    assert!(!has_refresh(&a, &pair).await);
 }
 
 #[tokio::test]
@@ -234,7 +254,7 @@ async fn tokens_issued_after_their_code_was_replayed_are_dead_on_arrival() {
     ));
     let pair = mk_pair("fam-slow", 7200);
     a.issue(pair.clone()).await.unwrap();
-    assert!(b.access_token(pair.access_digest).await.unwrap().is_none());
+    assert!(!has_access(&b, &pair).await);
 }
 
 #[tokio::test]
@@ -258,26 +278,15 @@ async fn rotation_retires_the_old_pair_in_the_step_the_new_one_is_born() {
         b.rotate(refresh_of(&first), second.clone()).await.unwrap(),
         Rotation::Rotated
     );
-    assert!(a.access_token(first.access_digest).await.unwrap().is_none());
-    assert!(a.refresh_token(refresh_of(&first)).await.unwrap().is_none());
-    assert!(a
-        .access_token(second.access_digest)
-        .await
-        .unwrap()
-        .is_some());
-    assert!(a
-        .refresh_token(refresh_of(&second))
-        .await
-        .unwrap()
-        .is_some());
+    assert!(!has_access(&a, &first).await);
+    assert!(!has_refresh(&a, &first).await);
+    assert!(has_access(&a, &second).await);
+    assert!(has_refresh(&a, &second).await);
     // The tombstone keeps the old refresh token's remaining lifetime.
-    let tomb = redis
-        .command(&[
-            "PTTL",
-            &format!("gatehouse:rt-used:{}", refresh_of(&first).to_hex()),
-        ])
-        .unwrap();
-    let tomb: i64 = tomb.trim_start_matches(':').trim().parse().unwrap();
+    let tomb = pttl(
+        &redis,
+        &format!("gatehouse:rt-used:{}", refresh_of(&first).to_hex()),
+    );
     assert!(tomb > 1_209_000_000, "tombstone TTL {tomb}");
     assert_eq!(
         a.rotate(Digest::of(b"never issued"), mk_pair("fam-x", 10))
@@ -307,21 +316,9 @@ async fn reusing_a_rotated_refresh_token_on_another_replica_revokes_the_family()
         }
     );
     for store in [&a, &b] {
-        assert!(store
-            .access_token(second.access_digest)
-            .await
-            .unwrap()
-            .is_none());
-        assert!(store
-            .refresh_token(refresh_of(&second))
-            .await
-            .unwrap()
-            .is_none());
-        assert!(store
-            .access_token(third.access_digest)
-            .await
-            .unwrap()
-            .is_none());
+        assert!(!has_access(store, &second).await);
+        assert!(!has_refresh(store, &second).await);
+        assert!(!has_access(store, &third).await);
     }
     // The legitimate holder's next refresh fails too.
     assert_eq!(
@@ -371,9 +368,9 @@ async fn revoking_either_token_of_a_pair_kills_both() {
     a.issue(p2.clone()).await.unwrap();
 
     assert!(b.revoke(p1.access_digest).await.unwrap());
-    assert!(a.refresh_token(refresh_of(&p1)).await.unwrap().is_none());
+    assert!(!has_refresh(&a, &p1).await);
     assert!(b.revoke(refresh_of(&p2)).await.unwrap());
-    assert!(a.access_token(p2.access_digest).await.unwrap().is_none());
+    assert!(!has_access(&a, &p2).await);
     assert!(!b.revoke(p1.access_digest).await.unwrap(), "already gone");
 }
 
@@ -389,13 +386,9 @@ async fn revoking_a_family_kills_every_member() {
     store.issue(other.clone()).await.unwrap();
     store.revoke_family("fam-all").await.unwrap();
     for p in &pairs {
-        assert!(store.access_token(p.access_digest).await.unwrap().is_none());
+        assert!(!has_access(&store, p).await);
     }
-    assert!(store
-        .access_token(other.access_digest)
-        .await
-        .unwrap()
-        .is_some());
+    assert!(has_access(&store, &other).await);
 }
 
 #[tokio::test]
@@ -409,11 +402,7 @@ async fn never_expiring_tokens_have_no_ttl() {
     store.issue(pair.clone()).await.unwrap();
     let key = format!("gatehouse:at:{}", pair.access_digest.to_hex());
     assert_eq!(redis.command(&["PTTL", &key]).unwrap().trim(), ":-1");
-    assert!(store
-        .access_token(pair.access_digest)
-        .await
-        .unwrap()
-        .is_some());
+    assert!(has_access(&store, &pair).await);
 }
 
 #[tokio::test]
@@ -501,7 +490,7 @@ async fn a_revocation_on_one_replica_reaches_the_other_replicas_cache_at_once() 
     // Let A subscribe, then warm its cache.
     wait_subscribed(&redis, 2).await;
     for p in &pairs {
-        assert!(a.access_token(p.access_digest).await.unwrap().is_some());
+        assert!(has_access(&*a, p).await);
     }
 
     // Single revocation, rotation and family revocation all reach A.
@@ -529,11 +518,7 @@ async fn cached_tokens_are_answered_without_redis_within_the_staleness_bound_onl
         .unwrap();
     let pair = mk_pair("fam-cache", 7200);
     store.issue(pair.clone()).await.unwrap();
-    assert!(store
-        .access_token(pair.access_digest)
-        .await
-        .unwrap()
-        .is_some());
+    assert!(has_access(&*store, &pair).await);
     redis.kill();
     // Right after Redis died the cached answer may still be used (that is the point
     // of the cache)... but after the staleness bound it must not be.
@@ -584,7 +569,7 @@ async fn the_store_works_on_a_three_master_cluster() {
     ));
     let first = mk_pair("fam-cluster", 7200);
     a.issue(first.clone()).await.unwrap();
-    assert!(b.access_token(first.access_digest).await.unwrap().is_some());
+    assert!(has_access(&*b, &first).await);
     let second = mk_pair("fam-cluster", 7200);
     assert_eq!(
         b.rotate(refresh_of(&first), second.clone()).await.unwrap(),
@@ -664,11 +649,7 @@ async fn the_store_follows_a_sentinel_failover_when_the_master_dies() {
         ])
         .unwrap();
     assert_eq!(on_new_master.trim(), ":1");
-    assert!(store
-        .access_token(pair.access_digest)
-        .await
-        .unwrap()
-        .is_some());
+    assert!(has_access(&*store, &pair).await);
 }
 
 /// A throw-away CA (`ca.pem`) and a server certificate for 127.0.0.1
@@ -720,11 +701,7 @@ async fn the_store_speaks_tls_to_rediss_urls_with_a_custom_ca() {
     let store = args.build().await.unwrap();
     let pair = mk_pair("fam-tls", 7200);
     store.issue(pair.clone()).await.unwrap();
-    assert!(store
-        .access_token(pair.access_digest)
-        .await
-        .unwrap()
-        .is_some());
+    assert!(has_access(&*store, &pair).await);
     // The record really went through the TLS listener into this server.
     let key = format!("gatehouse:at:{}", pair.access_digest.to_hex());
     assert_eq!(redis.command(&["EXISTS", &key]).unwrap().trim(), ":1");
@@ -763,11 +740,7 @@ async fn a_store_built_while_redis_is_down_starts_and_works_once_redis_appears()
     }
     let pair = mk_pair("fam-late", 7200);
     store.issue(pair.clone()).await.unwrap();
-    assert!(store
-        .access_token(pair.access_digest)
-        .await
-        .unwrap()
-        .is_some());
+    assert!(has_access(&*store, &pair).await);
 }
 
 #[tokio::test]
@@ -806,13 +779,7 @@ async fn rate_limit_budgets_are_shared_by_replicas_and_refill_at_the_quota_rate(
         Decision::Allowed
     );
     // The budget key expires on its own once the bucket is full again.
-    let ttl: i64 = redis
-        .command(&["PTTL", "gatehouse:rl:addr:10.0.0.1"])
-        .unwrap()
-        .trim()
-        .trim_start_matches(':')
-        .parse()
-        .unwrap();
+    let ttl = pttl(&redis, "gatehouse:rl:addr:10.0.0.1");
     assert!((1..=400).contains(&ttl), "ttl {ttl}");
 }
 

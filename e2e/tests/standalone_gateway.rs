@@ -12,6 +12,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use gatehouse_e2e::binary::{free_addr, Gatehouse};
+use gatehouse_e2e::manifests::{machine_client, oauth2_policy, GATEWAY_CLASS};
 use gatehouse_e2e::pki::{Leaf, TestCa};
 use gatehouse_e2e::upstream::TestUpstream;
 use serde_json::Value;
@@ -33,14 +34,8 @@ fn tls_secret(name: &str, leaf: &Leaf) -> String {
 
 /// Gateway + HTTPRoutes + Ingress + policies, backends on `upstream_port`.
 fn manifests(upstream_port: u16) -> String {
-    format!(
-        r#"
-apiVersion: gateway.networking.k8s.io/v1
-kind: GatewayClass
-metadata: {{name: gatehouse}}
-spec: {{controllerName: gatehouse.dev/gateway-controller}}
----
-apiVersion: gateway.networking.k8s.io/v1
+    let resources = format!(
+        r#"apiVersion: gateway.networking.k8s.io/v1
 kind: Gateway
 metadata: {{name: gw, namespace: default}}
 spec:
@@ -118,50 +113,32 @@ spec:
     http:
       paths:
       - {{path: /shop, pathType: Prefix, backend: {{service: {{name: echo, port: {{name: web}}}}}}}}
----
-apiVersion: gatehouse.dev/v1alpha1
-kind: OAuth2Policy
-metadata: {{name: api-oauth2, namespace: default}}
-spec:
-  targetRefs: [{{group: gateway.networking.k8s.io, kind: HTTPRoute, name: api}}]
-  oauth2: {{scopes: [read], clientCredentials: true}}
----
-apiVersion: gatehouse.dev/v1alpha1
-kind: OAuth2Policy
-metadata: {{name: gw-oauth2, namespace: default}}
-spec:
-  targetRefs: [{{group: gateway.networking.k8s.io, kind: Gateway, name: gw}}]
-  oauth2: {{scopes: [admin], clientCredentials: false}}
----
-apiVersion: gatehouse.dev/v1alpha1
-kind: OAuth2Policy
-metadata: {{name: shop-oauth2, namespace: default}}
-spec:
-  targetRefs: [{{group: networking.k8s.io, kind: Ingress, name: shop}}]
-  oauth2: {{clientCredentials: true}}
----
-apiVersion: gatehouse.dev/v1alpha1
-kind: Consumer
-metadata: {{name: shop, namespace: default}}
-spec: {{username: shop}}
----
-apiVersion: gatehouse.dev/v1alpha1
-kind: OAuth2Client
-metadata: {{name: shop-client, namespace: default}}
-spec:
-  consumerRef: {{name: shop}}
-  name: Shop
-  clientType: confidential
-  redirectUris: [https://shop.example.test/callback]
-  grantTypes: [client_credentials]
-  credentialsSecretRef: {{name: shop-client-credentials}}
----
-apiVersion: v1
-kind: Secret
-metadata: {{name: shop-client-credentials, namespace: default}}
-stringData: {{client_id: {CLIENT_ID}, client_secret: {CLIENT_SECRET}}}
 "#
-    )
+    );
+    [
+        GATEWAY_CLASS.to_owned(),
+        resources,
+        oauth2_policy(
+            "default",
+            "api-oauth2",
+            ("gateway.networking.k8s.io", "HTTPRoute", "api"),
+            "{scopes: [read], clientCredentials: true}",
+        ),
+        oauth2_policy(
+            "default",
+            "gw-oauth2",
+            ("gateway.networking.k8s.io", "Gateway", "gw"),
+            "{scopes: [admin], clientCredentials: false}",
+        ),
+        oauth2_policy(
+            "default",
+            "shop-oauth2",
+            ("networking.k8s.io", "Ingress", "shop"),
+            "{clientCredentials: true}",
+        ),
+        machine_client("default", "shop", CLIENT_ID, CLIENT_SECRET),
+    ]
+    .join("---\n")
 }
 
 struct Setup {
@@ -175,14 +152,7 @@ struct Setup {
 
 async fn setup() -> Setup {
     let upstream = TestUpstream::echo().await;
-    let port: u16 = upstream
-        .url()
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .trim_end_matches('/')
-        .parse()
-        .unwrap();
+    let port = upstream.addr.port();
     let ca = TestCa::new();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("manifests");

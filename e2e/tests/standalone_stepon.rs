@@ -16,10 +16,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use gatehouse_e2e::upstream::{full, TestUpstream};
+use http::Response;
 use serde_json::Value;
 
 const CLIENT_ID: &str = "shoe-fly-shoe";
@@ -57,44 +55,25 @@ fn stepon_dir(upstream: SocketAddr) -> tempfile::TempDir {
 /// What the Step On stand-in saw: one entry per request (path, lowercase headers).
 type Seen = Arc<Mutex<Vec<(String, BTreeMap<String, String>)>>>;
 
-/// A loopback upstream that records requests and answers with Clark's step counts.
-async fn step_on_api() -> (SocketAddr, Seen) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
+/// A loopback upstream that records requests and answers with Clark's step counts:
+/// its address, what it saw, and the server (stops when dropped).
+async fn step_on_api() -> (SocketAddr, Seen, TestUpstream) {
     let seen: Seen = Arc::default();
     let record = seen.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let record = record.clone();
-            tokio::spawn(async move {
-                let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                    let headers = req
-                        .headers()
-                        .iter()
-                        .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
-                        .collect();
-                    record
-                        .lock()
-                        .unwrap()
-                        .push((req.uri().path().to_owned(), headers));
-                    async {
-                        Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
-                            Bytes::from_static(
-                                br#"{"clark":[{"date":"2021-03-08","steps":10432}]}"#,
-                            ),
-                        )))
-                    }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
-            });
-        }
-    });
-    (addr, seen)
+    let upstream = TestUpstream::start(move |req| {
+        let headers = req
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
+            .collect();
+        record
+            .lock()
+            .unwrap()
+            .push((req.uri().path().to_owned(), headers));
+        async { Response::new(full(r#"{"clark":[{"date":"2021-03-08","steps":10432}]}"#)) }
+    })
+    .await;
+    (upstream.addr, seen, upstream)
 }
 
 /// A running `gatehouse standalone`, killed on drop. Output lines are collected.
@@ -258,7 +237,7 @@ async fn exchange(gh: &Standalone, http: &reqwest::Client, code: &str) -> Value 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn step_on_flow_authorize_exchange_call_refresh_and_scope_rule() {
-    let (upstream, seen) = step_on_api().await;
+    let (upstream, seen, _server) = step_on_api().await;
     let dir = stepon_dir(upstream);
     let gh = Standalone::start(dir.path());
     let http = client();
@@ -371,7 +350,7 @@ spec:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hot_reload_adds_routes_generates_credentials_and_survives_a_broken_edit() {
-    let (upstream, _seen) = step_on_api().await;
+    let (upstream, _seen, _server) = step_on_api().await;
     let dir = stepon_dir(upstream);
     let mut gh = Standalone::start(dir.path());
     let http = client();

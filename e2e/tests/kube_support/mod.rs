@@ -1,6 +1,7 @@
 //! Shared by the tests against the real API server (`kube_*.rs`): the Step On example
 //! as cluster resources, its upstream in a test network namespace, a controller and a
-//! proxy process, and an HTTP client for the proxy.
+//! proxy process, and an HTTP client for the proxy. `controller_process.rs` (the same
+//! flow against a stand-in API) uses the proxy process and its client too.
 
 #![allow(dead_code)] // each test binary uses a different part
 
@@ -62,6 +63,65 @@ pub fn stepon_yaml() -> String {
     format!("{stepon}\n---\n{secrets}")
 }
 
+/// A test's corner of the cluster: namespaces `ns` and `system_ns`, a cluster-admin
+/// kubeconfig for the controller (ServiceAccount `account` in `system_ns`), a Redis,
+/// and the upstream behind Service `service` in `ns` (applied by `field_manager`).
+pub struct Scene {
+    pub kubeconfig: PathBuf,
+    pub redis: RedisServer,
+    pub backend: Backend,
+}
+
+impl Scene {
+    pub fn create(
+        ns: &str,
+        system_ns: &str,
+        account: &str,
+        service: &str,
+        field_manager: &str,
+    ) -> Scene {
+        let api = api();
+        api.create_namespace(ns).unwrap();
+        api.create_namespace(system_ns).unwrap();
+        let kubeconfig = admin_service_account(api, system_ns, account);
+        let redis = RedisServer::start().expect("redis-server starts");
+        let backend = Backend::start();
+        api.apply_yaml(&backend.service_yaml(service), ns, field_manager)
+            .expect("Service and EndpointSlice accepted");
+        Scene {
+            kubeconfig,
+            redis,
+            backend,
+        }
+    }
+}
+
+/// The Step On example's three objects, as `kubectl wait` names them.
+pub const STEPON_OBJECTS: [&str; 3] = [
+    "consumer/shoeflyshoe",
+    "oauth2client/shoe-fly-shoe",
+    "protectedroute/stepon",
+];
+
+/// `kubectl wait --for=condition=Ready` on `objects` in `ns`; on failure the panic
+/// carries the log of `controller`, the process that should have made them Ready.
+pub fn wait_ready(ns: &str, objects: &[&str], controller: &Gatehouse) {
+    let mut args = vec!["wait", "-n", ns, "--for=condition=Ready", "--timeout=90s"];
+    args.extend_from_slice(objects);
+    api()
+        .kubectl_ok(&args)
+        .unwrap_or_else(|e| panic!("{e:#}\ncontroller log:\n{}", controller.log()));
+}
+
+/// Wait until `what` (`kind/name` in `ns`) has condition `Ready=True`; returns it.
+pub async fn wait_ready_true(ns: &str, what: &str) -> Value {
+    wait_for(&format!("{what} Ready=True"), || {
+        let obj = api().get_json(ns, what).ok()??;
+        (ready(&obj)?["status"] == "True").then_some(obj)
+    })
+    .await
+}
+
 /// The Step On API: a real HTTP server (echo) listening inside a test network
 /// namespace, and the Service + EndpointSlice that point at it.
 pub struct Backend {
@@ -102,6 +162,28 @@ endpoints: [{{addresses: [\"{ip}\"], conditions: {{ready: true}}}}]
     }
 }
 
+/// `gatehouse controller` against `kubeconfig`, publishing to `redis`, with `flags`
+/// besides; returns it once its admin port (also returned) listens.
+pub async fn spawn_controller(
+    kubeconfig: &Path,
+    redis: &RedisServer,
+    flags: impl IntoIterator<Item = String>,
+) -> (Gatehouse, SocketAddr) {
+    let admin = free_addr();
+    let mut args = vec![
+        "controller".to_owned(),
+        format!("--kubeconfig={}", kubeconfig.display()),
+        format!("--redis={}", redis.url()),
+        format!("--admin-listen={admin}"),
+    ];
+    args.extend(flags);
+    let mut c = Gatehouse::spawn(args).expect("controller starts");
+    c.wait_for_port(admin, DEADLINE)
+        .await
+        .expect("controller admin listens");
+    (c, admin)
+}
+
 /// `gatehouse controller` against `kubeconfig`, watching `ns` only, Lease `lease` in
 /// `lease_ns`, with fast Lease timing (lease duration 4 s).
 pub async fn controller(
@@ -112,26 +194,21 @@ pub async fn controller(
     lease: &str,
     identity: &str,
 ) -> (Gatehouse, SocketAddr) {
-    let admin = free_addr();
-    let mut c = Gatehouse::spawn([
-        "controller".to_owned(),
-        format!("--kubeconfig={}", kubeconfig.display()),
-        format!("--redis={}", redis.url()),
-        format!("--admin-listen={admin}"),
-        format!("--namespace={ns}"),
-        format!("--lease-namespace={lease_ns}"),
-        format!("--lease-name={lease}"),
-        format!("--lease-identity={identity}"),
-        "--lease-duration=4s".to_owned(),
-        "--lease-renew-deadline=3s".to_owned(),
-        "--lease-retry-period=500ms".to_owned(),
-        "--debounce=50ms".to_owned(),
-    ])
-    .expect("controller starts");
-    c.wait_for_port(admin, DEADLINE)
-        .await
-        .expect("controller admin listens");
-    (c, admin)
+    spawn_controller(
+        kubeconfig,
+        redis,
+        [
+            format!("--namespace={ns}"),
+            format!("--lease-namespace={lease_ns}"),
+            format!("--lease-name={lease}"),
+            format!("--lease-identity={identity}"),
+            "--lease-duration=4s".to_owned(),
+            "--lease-renew-deadline=3s".to_owned(),
+            "--lease-retry-period=500ms".to_owned(),
+            "--debounce=50ms".to_owned(),
+        ],
+    )
+    .await
 }
 
 /// `gatehouse proxy --config-redis` on a free loopback port.
@@ -189,8 +266,45 @@ impl Proxy {
                 tokio::time::Instant::now() < deadline,
                 "GET {path} answered {got}, never {want}"
             );
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// `GET path` with `token`, which must answer 200; the echo upstream's JSON.
+    pub async fn echo(&self, path: &str, token: &str) -> Value {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .header("x-forwarded-proto", "https")
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("the proxy answers");
+        assert_eq!(r.status(), 200, "GET {path}");
+        r.json().await.expect("the echo upstream answers JSON")
+    }
+
+    /// The client-credentials grant at `{prefix}/oauth2/token`: status and body.
+    pub async fn client_credentials(&self, prefix: &str, id: &str, secret: &str) -> (u16, Value) {
+        self.post_form(
+            &format!("{prefix}/oauth2/token"),
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", id),
+                ("client_secret", secret),
+            ],
+        )
+        .await
+    }
+
+    /// [`Self::client_credentials`] that must succeed; the access token.
+    pub async fn client_credentials_token(&self, prefix: &str, id: &str, secret: &str) -> String {
+        let (status, body) = self.client_credentials(prefix, id, secret).await;
+        assert_eq!(status, 200, "{body}");
+        body["access_token"]
+            .as_str()
+            .expect("access_token")
+            .to_owned()
     }
 
     pub async fn post_form(&self, path: &str, form: &[(&str, &str)]) -> (u16, Value) {

@@ -633,39 +633,59 @@ mod tests {
         }
     }
 
+    /// Issue [`mk_pair`]`(a, r, family, ttl)` into `store`.
+    async fn issue(store: &MemoryStore, a: &str, r: Option<&str>, family: &str, ttl: Option<u64>) {
+        store.issue(mk_pair(a, r, family, ttl)).await.unwrap();
+    }
+
+    /// Store code `c` ([`mk_code`]`(family, expires_at)`).
+    async fn put_code(store: &MemoryStore, c: &str, family: &str, expires_at: UnixTime) {
+        store
+            .put_code(d(c), mk_code(family, expires_at))
+            .await
+            .unwrap();
+    }
+
+    /// Whether `store` finds access token `a`.
+    async fn has_access(store: &MemoryStore, a: &str) -> bool {
+        store.access_token(d(a)).await.unwrap().is_some()
+    }
+
+    /// Whether `store` finds refresh token `r`.
+    async fn has_refresh(store: &MemoryStore, r: &str) -> bool {
+        store.refresh_token(d(r)).await.unwrap().is_some()
+    }
+
     #[tokio::test]
     async fn issued_tokens_are_found_until_they_expire() {
         let (store, clock) = mk_store(100);
-        store
-            .issue(mk_pair("a1", Some("r1"), "f1", Some(60)))
-            .await
-            .unwrap();
+        issue(&store, "a1", Some("r1"), "f1", Some(60)).await;
         let a = store.access_token(d("a1")).await.unwrap().unwrap();
         assert_eq!(a.client_id, "shoeflyshoe");
         assert_eq!(a.refresh, Some(d("r1")));
-        assert!(store.refresh_token(d("r1")).await.unwrap().is_some());
+        assert!(has_refresh(&store, "r1").await);
 
         clock.advance(59);
-        assert!(store.access_token(d("a1")).await.unwrap().is_some());
+        assert!(has_access(&store, "a1").await);
         clock.advance(1);
-        assert!(store.access_token(d("a1")).await.unwrap().is_none());
+        assert!(!has_access(&store, "a1").await);
         // The refresh token lives ten times longer in mk_pair.
-        assert!(store.refresh_token(d("r1")).await.unwrap().is_some());
+        assert!(has_refresh(&store, "r1").await);
     }
 
     #[tokio::test]
     async fn tokens_without_expiry_never_expire() {
         let (store, clock) = mk_store(100);
-        store.issue(mk_pair("a1", None, "f1", None)).await.unwrap();
+        issue(&store, "a1", None, "f1", None).await;
         clock.advance(100 * 365 * 24 * 3600);
-        assert!(store.access_token(d("a1")).await.unwrap().is_some());
+        assert!(has_access(&store, "a1").await);
     }
 
     #[tokio::test]
     async fn unknown_tokens_are_not_found() {
         let (store, _) = mk_store(100);
-        assert!(store.access_token(d("nope")).await.unwrap().is_none());
-        assert!(store.refresh_token(d("nope")).await.unwrap().is_none());
+        assert!(!has_access(&store, "nope").await);
+        assert!(!has_refresh(&store, "nope").await);
         assert!(!store.revoke(d("nope")).await.unwrap());
         store.ping().await.unwrap();
     }
@@ -673,10 +693,7 @@ mod tests {
     #[tokio::test]
     async fn a_code_can_be_taken_exactly_once() {
         let (store, _) = mk_store(100);
-        store
-            .put_code(d("c1"), mk_code("f1", T0 + 60))
-            .await
-            .unwrap();
+        put_code(&store, "c1", "f1", T0 + 60).await;
         match store.take_code(d("c1")).await.unwrap() {
             CodeRedemption::Redeemed(rec) => assert_eq!(rec.authenticated_userid, "clark"),
             other => panic!("expected Redeemed, got {other:?}"),
@@ -692,10 +709,7 @@ mod tests {
     #[tokio::test]
     async fn an_expired_code_is_unknown() {
         let (store, clock) = mk_store(100);
-        store
-            .put_code(d("c1"), mk_code("f1", T0 + 60))
-            .await
-            .unwrap();
+        put_code(&store, "c1", "f1", T0 + 60).await;
         clock.advance(60);
         assert_eq!(
             store.take_code(d("c1")).await.unwrap(),
@@ -710,101 +724,71 @@ mod tests {
     #[tokio::test]
     async fn replayed_code_revokes_tokens_issued_from_it() {
         let (store, _) = mk_store(100);
-        store
-            .put_code(d("c1"), mk_code("f1", T0 + 60))
-            .await
-            .unwrap();
+        put_code(&store, "c1", "f1", T0 + 60).await;
         assert!(matches!(
             store.take_code(d("c1")).await.unwrap(),
             CodeRedemption::Redeemed(_)
         ));
-        store
-            .issue(mk_pair("a1", Some("r1"), "f1", Some(3600)))
-            .await
-            .unwrap();
+        issue(&store, "a1", Some("r1"), "f1", Some(3600)).await;
         // An unrelated family must survive.
-        store
-            .issue(mk_pair("a2", Some("r2"), "f2", Some(3600)))
-            .await
-            .unwrap();
+        issue(&store, "a2", Some("r2"), "f2", Some(3600)).await;
 
         assert!(matches!(
             store.take_code(d("c1")).await.unwrap(),
             CodeRedemption::Replayed { .. }
         ));
-        assert!(store.access_token(d("a1")).await.unwrap().is_none());
-        assert!(store.refresh_token(d("r1")).await.unwrap().is_none());
-        assert!(store.access_token(d("a2")).await.unwrap().is_some());
+        assert!(!has_access(&store, "a1").await);
+        assert!(!has_refresh(&store, "r1").await);
+        assert!(has_access(&store, "a2").await);
     }
 
     #[tokio::test]
     async fn replay_is_detected_after_the_code_lifetime_while_its_tokens_live() {
         let (store, clock) = mk_store(100);
-        store
-            .put_code(d("c1"), mk_code("f1", T0 + 60))
-            .await
-            .unwrap();
+        put_code(&store, "c1", "f1", T0 + 60).await;
         store.take_code(d("c1")).await.unwrap();
-        store
-            .issue(mk_pair("a1", Some("r1"), "f1", Some(3600)))
-            .await
-            .unwrap();
+        issue(&store, "a1", Some("r1"), "f1", Some(3600)).await;
         clock.advance(600);
         // Force a purge pass as a growing store would.
-        store
-            .issue(mk_pair("a9", None, "f9", Some(3600)))
-            .await
-            .unwrap();
+        issue(&store, "a9", None, "f9", Some(3600)).await;
         assert!(matches!(
             store.take_code(d("c1")).await.unwrap(),
             CodeRedemption::Replayed { .. }
         ));
-        assert!(store.access_token(d("a1")).await.unwrap().is_none());
+        assert!(!has_access(&store, "a1").await);
     }
 
     #[tokio::test]
     async fn tokens_issued_after_a_replay_revoked_their_family_are_dead() {
         // Replay lands between the first redemption and the issue of its tokens.
         let (store, _) = mk_store(100);
-        store
-            .put_code(d("c1"), mk_code("f1", T0 + 60))
-            .await
-            .unwrap();
+        put_code(&store, "c1", "f1", T0 + 60).await;
         store.take_code(d("c1")).await.unwrap();
         store.take_code(d("c1")).await.unwrap();
-        store
-            .issue(mk_pair("a1", Some("r1"), "f1", Some(3600)))
-            .await
-            .unwrap();
-        assert!(store.access_token(d("a1")).await.unwrap().is_none());
-        assert!(store.refresh_token(d("r1")).await.unwrap().is_none());
+        issue(&store, "a1", Some("r1"), "f1", Some(3600)).await;
+        assert!(!has_access(&store, "a1").await);
+        assert!(!has_refresh(&store, "r1").await);
     }
 
     #[tokio::test]
     async fn rotation_retires_the_old_pair_and_keeps_the_new_one() {
         let (store, _) = mk_store(100);
-        store
-            .issue(mk_pair("a1", Some("r1"), "f1", Some(3600)))
-            .await
-            .unwrap();
+        issue(&store, "a1", Some("r1"), "f1", Some(3600)).await;
         let rot = store
             .rotate(d("r1"), mk_pair("a2", Some("r2"), "f1", Some(3600)))
             .await
             .unwrap();
         assert_eq!(rot, Rotation::Rotated);
-        assert!(store.access_token(d("a1")).await.unwrap().is_none());
-        assert!(store.refresh_token(d("r1")).await.unwrap().is_none());
-        assert!(store.access_token(d("a2")).await.unwrap().is_some());
-        assert!(store.refresh_token(d("r2")).await.unwrap().is_some());
+        assert!(!has_access(&store, "a1").await);
+        assert!(!has_refresh(&store, "r1").await);
+        assert!(has_access(&store, "a2").await);
+        assert!(has_refresh(&store, "r2").await);
     }
 
     #[tokio::test]
     async fn reusing_a_rotated_refresh_token_revokes_the_family() {
         let (store, _) = mk_store(100);
-        store
-            .issue(mk_pair("a1", Some("r1"), "f1", Some(3600)))
-            .await
-            .unwrap();
+        issue(&store, "a1", Some("r1"), "f1", Some(3600)).await;
         store
             .rotate(d("r1"), mk_pair("a2", Some("r2"), "f1", Some(3600)))
             .await
@@ -819,18 +803,15 @@ mod tests {
                 family: "f1".into()
             }
         );
-        assert!(store.access_token(d("a2")).await.unwrap().is_none());
-        assert!(store.refresh_token(d("r2")).await.unwrap().is_none());
-        assert!(store.access_token(d("a3")).await.unwrap().is_none());
+        assert!(!has_access(&store, "a2").await);
+        assert!(!has_refresh(&store, "r2").await);
+        assert!(!has_access(&store, "a3").await);
     }
 
     #[tokio::test]
     async fn a_reused_refresh_token_stays_and_only_the_access_token_changes() {
         let (store, _) = mk_store(100);
-        store
-            .issue(mk_pair("a1", Some("r1"), "f1", Some(3600)))
-            .await
-            .unwrap();
+        issue(&store, "a1", Some("r1"), "f1", Some(3600)).await;
         // reuse_refresh_token: the new pair carries the same refresh digest.
         let mut next = mk_pair("a2", Some("r1"), "f1", Some(3600));
         next.refresh.as_mut().unwrap().1.access = d("a2");
@@ -838,8 +819,8 @@ mod tests {
             store.rotate(d("r1"), next).await.unwrap(),
             Rotation::Rotated
         );
-        assert!(store.access_token(d("a1")).await.unwrap().is_none());
-        assert!(store.access_token(d("a2")).await.unwrap().is_some());
+        assert!(!has_access(&store, "a1").await);
+        assert!(has_access(&store, "a2").await);
         let r = store.refresh_token(d("r1")).await.unwrap().unwrap();
         assert_eq!(r.access, d("a2"));
         // And it can be used again.
@@ -855,10 +836,7 @@ mod tests {
     #[tokio::test]
     async fn rotating_an_expired_or_unknown_refresh_token_is_unknown() {
         let (store, clock) = mk_store(100);
-        store
-            .issue(mk_pair("a1", Some("r1"), "f1", Some(10)))
-            .await
-            .unwrap();
+        issue(&store, "a1", Some("r1"), "f1", Some(10)).await;
         clock.advance(100); // refresh lives 10×ttl = 100 s
         assert_eq!(
             store
@@ -874,126 +852,87 @@ mod tests {
                 .unwrap(),
             Rotation::Unknown
         );
-        assert!(store.access_token(d("a2")).await.unwrap().is_none());
+        assert!(!has_access(&store, "a2").await);
     }
 
     #[tokio::test]
     async fn revoking_an_access_token_kills_its_refresh_token() {
         let (store, _) = mk_store(100);
-        store
-            .issue(mk_pair("a1", Some("r1"), "f1", Some(3600)))
-            .await
-            .unwrap();
+        issue(&store, "a1", Some("r1"), "f1", Some(3600)).await;
         assert!(store.revoke(d("a1")).await.unwrap());
-        assert!(store.refresh_token(d("r1")).await.unwrap().is_none());
+        assert!(!has_refresh(&store, "r1").await);
         assert!(!store.revoke(d("a1")).await.unwrap());
     }
 
     #[tokio::test]
     async fn revoking_a_refresh_token_kills_its_access_token() {
         let (store, _) = mk_store(100);
-        store
-            .issue(mk_pair("a1", Some("r1"), "f1", Some(3600)))
-            .await
-            .unwrap();
+        issue(&store, "a1", Some("r1"), "f1", Some(3600)).await;
         assert!(store.revoke(d("r1")).await.unwrap());
-        assert!(store.access_token(d("a1")).await.unwrap().is_none());
+        assert!(!has_access(&store, "a1").await);
         assert!(store.is_empty());
     }
 
     #[tokio::test]
     async fn revoke_family_removes_every_member_and_only_them() {
         let (store, _) = mk_store(100);
-        store
-            .issue(mk_pair("a1", Some("r1"), "f1", Some(3600)))
-            .await
-            .unwrap();
-        store.issue(mk_pair("a2", None, "f1", None)).await.unwrap();
-        store
-            .issue(mk_pair("b1", Some("s1"), "f2", Some(3600)))
-            .await
-            .unwrap();
+        issue(&store, "a1", Some("r1"), "f1", Some(3600)).await;
+        issue(&store, "a2", None, "f1", None).await;
+        issue(&store, "b1", Some("s1"), "f2", Some(3600)).await;
         store.revoke_family("f1").await.unwrap();
-        assert!(store.access_token(d("a1")).await.unwrap().is_none());
-        assert!(store.access_token(d("a2")).await.unwrap().is_none());
-        assert!(store.refresh_token(d("r1")).await.unwrap().is_none());
-        assert!(store.access_token(d("b1")).await.unwrap().is_some());
+        assert!(!has_access(&store, "a1").await);
+        assert!(!has_access(&store, "a2").await);
+        assert!(!has_refresh(&store, "r1").await);
+        assert!(has_access(&store, "b1").await);
         store.revoke_family("no-such-family").await.unwrap();
     }
 
     #[tokio::test]
     async fn a_full_store_purges_expired_entries_first() {
         let (store, clock) = mk_store(3);
-        store
-            .issue(mk_pair("a1", None, "f1", Some(10)))
-            .await
-            .unwrap();
-        store
-            .issue(mk_pair("a2", None, "f2", Some(10)))
-            .await
-            .unwrap();
-        store
-            .issue(mk_pair("a3", None, "f3", Some(99)))
-            .await
-            .unwrap();
+        issue(&store, "a1", None, "f1", Some(10)).await;
+        issue(&store, "a2", None, "f2", Some(10)).await;
+        issue(&store, "a3", None, "f3", Some(99)).await;
         clock.advance(10);
-        store
-            .issue(mk_pair("a4", None, "f4", Some(99)))
-            .await
-            .unwrap();
+        issue(&store, "a4", None, "f4", Some(99)).await;
         assert_eq!(store.evictions(), 0);
         assert_eq!(store.len(), 2);
-        assert!(store.access_token(d("a3")).await.unwrap().is_some());
-        assert!(store.access_token(d("a4")).await.unwrap().is_some());
+        assert!(has_access(&store, "a3").await);
+        assert!(has_access(&store, "a4").await);
     }
 
     #[tokio::test]
     async fn a_full_store_evicts_the_entry_closest_to_expiry() {
         let (store, _) = mk_store(2);
-        store
-            .issue(mk_pair("a1", None, "f1", Some(50)))
-            .await
-            .unwrap();
-        store
-            .issue(mk_pair("a2", None, "f2", Some(10)))
-            .await
-            .unwrap();
-        store
-            .issue(mk_pair("a3", None, "f3", Some(99)))
-            .await
-            .unwrap();
+        issue(&store, "a1", None, "f1", Some(50)).await;
+        issue(&store, "a2", None, "f2", Some(10)).await;
+        issue(&store, "a3", None, "f3", Some(99)).await;
         assert_eq!(store.evictions(), 1);
-        assert!(store.access_token(d("a2")).await.unwrap().is_none());
-        assert!(store.access_token(d("a1")).await.unwrap().is_some());
-        assert!(store.access_token(d("a3")).await.unwrap().is_some());
+        assert!(!has_access(&store, "a2").await);
+        assert!(has_access(&store, "a1").await);
+        assert!(has_access(&store, "a3").await);
         assert_eq!(store.len(), 2);
     }
 
     #[tokio::test]
     async fn a_store_full_of_non_expiring_tokens_refuses_with_a_clear_error() {
         let (store, _) = mk_store(1);
-        store.issue(mk_pair("a1", None, "f1", None)).await.unwrap();
+        issue(&store, "a1", None, "f1", None).await;
         let err = store
             .issue(mk_pair("a2", None, "f2", None))
             .await
             .unwrap_err();
         assert!(matches!(err, StoreError::Unavailable(_)));
         assert!(err.to_string().contains("full"));
-        assert!(store.access_token(d("a1")).await.unwrap().is_some());
+        assert!(has_access(&store, "a1").await);
     }
 
     #[tokio::test]
     async fn expired_families_leave_nothing_behind() {
         let (store, clock) = mk_store(100);
-        store
-            .put_code(d("c1"), mk_code("f1", T0 + 60))
-            .await
-            .unwrap();
+        put_code(&store, "c1", "f1", T0 + 60).await;
         store.take_code(d("c1")).await.unwrap();
-        store
-            .issue(mk_pair("a1", Some("r1"), "f1", Some(10)))
-            .await
-            .unwrap();
+        issue(&store, "a1", Some("r1"), "f1", Some(10)).await;
         store
             .rotate(d("r1"), mk_pair("a2", Some("r2"), "f1", Some(10)))
             .await
@@ -1014,10 +953,7 @@ mod tests {
     #[tokio::test]
     async fn rotated_tombstones_per_family_are_bounded() {
         let (store, _) = mk_store(10_000);
-        store
-            .issue(mk_pair("a0", Some("r0"), "f1", None))
-            .await
-            .unwrap();
+        issue(&store, "a0", Some("r0"), "f1", None).await;
         for i in 1..=(MAX_ROTATED_PER_FAMILY + 10) {
             let (a, r) = (format!("a{i}"), format!("r{i}"));
             let old = d(&format!("r{}", i - 1));
@@ -1037,10 +973,7 @@ mod tests {
     async fn concurrent_redemptions_of_one_code_succeed_once() {
         let (store, _) = mk_store(100);
         let store = Arc::new(store);
-        store
-            .put_code(d("c1"), mk_code("f1", T0 + 60))
-            .await
-            .unwrap();
+        put_code(&store, "c1", "f1", T0 + 60).await;
         let mut tasks = Vec::new();
         for _ in 0..16 {
             let s = store.clone();

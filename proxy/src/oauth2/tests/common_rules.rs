@@ -42,34 +42,28 @@ async fn plain_http_is_refused_with_you_must_use_https() {
 
 #[tokio::test]
 async fn forwarded_https_counts_only_when_the_route_accepts_terminated_tls() {
+    // A client-credentials request over plain HTTP, with or without the trusted
+    // `X-Forwarded-Proto: https`.
+    async fn over_http(h: &Harness, forwarded_https: bool) -> Resp {
+        h.req(Endpoint::Token)
+            .form("grant_type=client_credentials")
+            .basic(SFS, SFS_SECRET)
+            .plain_http(forwarded_https)
+            .send()
+            .await
+    }
     let strict = Harness::new(|_| {});
-    let r = strict
-        .req(Endpoint::Token)
-        .form("grant_type=client_credentials")
-        .basic(SFS, SFS_SECRET)
-        .plain_http(true)
-        .send()
-        .await;
-    r.assert_error(400, "access_denied", "You must use HTTPS");
+    over_http(&strict, true)
+        .await
+        .assert_error(400, "access_denied", "You must use HTTPS");
 
     let lenient = Harness::new(|o| o.accept_http_if_already_terminated = true);
-    let r = lenient
-        .req(Endpoint::Token)
-        .form("grant_type=client_credentials")
-        .basic(SFS, SFS_SECRET)
-        .plain_http(true)
-        .send()
-        .await;
+    let r = over_http(&lenient, true).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.json);
     // Without the trusted X-Forwarded-Proto, plain HTTP is still refused.
-    let r = lenient
-        .req(Endpoint::Token)
-        .form("grant_type=client_credentials")
-        .basic(SFS, SFS_SECRET)
-        .plain_http(false)
-        .send()
-        .await;
-    r.assert_error(400, "access_denied", "You must use HTTPS");
+    over_http(&lenient, false)
+        .await
+        .assert_error(400, "access_denied", "You must use HTTPS");
 }
 
 #[tokio::test]

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use super::*;
 use crate::config::{ClientType, Consumer, OAuth2Client, PkceMode, Snapshot, Upstream};
 use crate::store::memory::{Clock, MemoryStore};
-use crate::store::StoreError;
+use crate::store::{AccessToken, RefreshToken, StoreError};
 
 mod authorize;
 mod common_rules;
@@ -367,5 +367,23 @@ impl Harness {
             .await
             .unwrap()
             .is_some()
+    }
+
+    /// The store's record of the raw `access_token`, which must be live.
+    async fn stored_access(&self, access_token: &str) -> AccessToken {
+        self.store
+            .access_token(Digest::of(access_token.as_bytes()))
+            .await
+            .unwrap()
+            .expect("the access token is in the store")
+    }
+
+    /// The store's record of the raw `refresh_token`, which must be live.
+    async fn stored_refresh(&self, refresh_token: &str) -> RefreshToken {
+        self.store
+            .refresh_token(Digest::of(refresh_token.as_bytes()))
+            .await
+            .unwrap()
+            .expect("the refresh token is in the store")
     }
 }

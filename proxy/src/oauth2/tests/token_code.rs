@@ -15,12 +15,7 @@ async fn the_code_grant_issues_a_pair_bound_to_user_scope_client_and_route() {
     let access = r.s("access_token");
     let refresh = r.s("refresh_token");
     assert_ne!(access, refresh);
-    let a = h
-        .store
-        .access_token(Digest::of(access.as_bytes()))
-        .await
-        .unwrap()
-        .unwrap();
+    let a = h.stored_access(access).await;
     assert_eq!(a.client_id, SFS);
     assert_eq!(a.consumer_id, "default/shoe-fly-shoe-owner");
     assert_eq!(a.authenticated_userid.as_deref(), Some("clark"));
@@ -29,12 +24,7 @@ async fn the_code_grant_issues_a_pair_bound_to_user_scope_client_and_route() {
     assert!(!a.global);
     assert_eq!(a.expires_at, Some(T0 + 7200));
     assert_eq!(a.refresh, Some(Digest::of(refresh.as_bytes())));
-    let rt = h
-        .store
-        .refresh_token(Digest::of(refresh.as_bytes()))
-        .await
-        .unwrap()
-        .unwrap();
+    let rt = h.stored_refresh(refresh).await;
     assert_eq!(rt.expires_at, Some(T0 + 1_209_600));
 }
 
@@ -94,12 +84,7 @@ async fn a_code_is_bound_to_its_route_unless_credentials_are_global() {
     let code = g1.code("").await;
     let r = g2.redeem(&code, "").await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.json);
-    let a = g1
-        .store
-        .access_token(Digest::of(r.s("access_token").as_bytes()))
-        .await
-        .unwrap()
-        .unwrap();
+    let a = g1.stored_access(r.s("access_token")).await;
     assert!(a.global);
     // A global code is not accepted on a route that does not share credentials.
     let code = g1.code("").await;

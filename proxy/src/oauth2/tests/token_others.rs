@@ -11,12 +11,7 @@ async fn client_credentials_issue_an_access_token_without_refresh_token() {
     assert_eq!(r.status, StatusCode::OK, "{}", r.json);
     assert!(r.json.get("refresh_token").is_none());
     assert_eq!(r.json["scope"], "step_counts");
-    let a = h
-        .store
-        .access_token(Digest::of(r.s("access_token").as_bytes()))
-        .await
-        .unwrap()
-        .unwrap();
+    let a = h.stored_access(r.s("access_token")).await;
     assert_eq!(a.authenticated_userid, None);
     assert_eq!(a.client_id, SFS);
 }
@@ -32,12 +27,7 @@ async fn client_credentials_with_a_user_need_the_provision_key() {
         .token(&format!("{base}&provision_key={PROVISION_KEY}"))
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.json);
-    let a = h
-        .store
-        .access_token(Digest::of(r.s("access_token").as_bytes()))
-        .await
-        .unwrap()
-        .unwrap();
+    let a = h.stored_access(r.s("access_token")).await;
     assert_eq!(a.authenticated_userid.as_deref(), Some("clark"));
 }
 

@@ -15,12 +15,7 @@ async fn refreshing_rotates_the_pair_and_the_old_one_dies() {
     assert_eq!(r.json["scope"], "step_counts");
     assert!(!h.live(&access).await);
     assert!(h.live(new_access).await);
-    let a = h
-        .store
-        .access_token(Digest::of(new_access.as_bytes()))
-        .await
-        .unwrap()
-        .unwrap();
+    let a = h.stored_access(new_access).await;
     assert_eq!(a.authenticated_userid.as_deref(), Some("clark"));
     assert_eq!(a.expires_at, Some(T0 + 100 + 7200));
 }
