@@ -110,6 +110,11 @@ pub struct ControllerArgs {
     /// external IP or host name); repeat for several.
     #[arg(long, value_name = "IP|HOST")]
     pub ingress_status_address: Vec<String>,
+
+    /// While the Gateway API CRDs are not installed, check again this often; once they
+    /// are, their kinds are watched (no restart needed).
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub gateway_api_recheck: Duration,
 }
 
 impl ControllerArgs {

@@ -56,6 +56,8 @@ pub struct Controller {
     pub(super) ingress_class: String,
     /// `--ingress-status-address`, as Ingress status entries.
     pub(super) load_balancer: Vec<k8s_openapi::api::networking::v1::IngressLoadBalancerIngress>,
+    /// Last good version of each object (see `translate::LastGood`); empty at start.
+    pub(super) last_good: crate::translate::LastGood,
 }
 
 /// What a pass asks of the next one.
@@ -149,6 +151,7 @@ impl Controller {
             .resolve(&self.client, &wanted, &self.caches.secrets, now)
             .await;
         input.secrets.extend(unlabelled);
+        input.last_good = std::mem::take(&mut self.last_good);
 
         let mut options = Options::cluster(Time(Timestamp::now()));
         options.instance = self.scope.instance.clone();
@@ -160,19 +163,24 @@ impl Controller {
             .unreachable(&crate::issuers::issuers_of(&input))
             .await;
         let started = std::time::Instant::now();
-        let output =
+        let mut output =
             tokio::task::spawn_blocking(move || translate(&input, &options, &mut rand::rng()))
                 .await
                 .expect("translate is pure and does not panic");
+        self.last_good = std::mem::take(&mut output.last_good);
         let not_ready = output.not_ready().count();
-        self.metrics
-            .translated(started.elapsed().as_secs_f64(), not_ready);
+        self.metrics.translated(
+            started.elapsed().as_secs_f64(),
+            not_ready,
+            output.held.len(),
+        );
         let revision = output.snapshot.revision.clone();
         tracing::debug!(
             %revision,
             routes = output.snapshot.routes.len(),
             clients = output.snapshot.clients.len(),
             not_ready,
+            held = output.held.len(),
             "Translated"
         );
 

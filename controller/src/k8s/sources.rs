@@ -2,12 +2,14 @@
 //! `OAuth2Policy` (with the other Gatehouse kinds' instance selector), `Ingress`
 //! (always), `kubernetes.io/tls` Secrets (those routes name), and the Gateway API kinds
 //! (`GatewayClass`, `Gateway`, `HTTPRoute`, `ReferenceGrant`) only when their CRDs are
-//! installed — otherwise logged once and served as empty.
+//! installed — otherwise logged once and served as empty, and checked for again
+//! periodically so that CRDs installed later are picked up without a restart.
 //!
 //! Kept apart from `run.rs` so the wiring there is four calls: spawn, synced, fill the
 //! translate input, current status.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use gatehouse_crds::gateway_api::{Gateway, GatewayClass, HttpRoute, ReferenceGrant};
 use gatehouse_crds::OAuth2Policy;
@@ -103,6 +105,7 @@ impl SourceCaches {
         scope: &Scope,
         changes: &watch::Sender<u64>,
         metrics: &Arc<Metrics>,
+        recheck: Duration,
     ) -> Vec<JoinHandle<()>> {
         let everything = watcher::Config::default().any_semantic();
         let ours = everything.clone().labels(&scope.selector());
@@ -134,9 +137,12 @@ impl SourceCaches {
             ),
         ];
         // The Gateway API CRDs are the cluster's, not ours: watch them only if present.
-        let probe: Api<Gateway> = match &scope.namespace {
-            Some(ns) => Api::namespaced(client.clone(), ns),
-            None => Api::all(client.clone()),
+        let probe = Probe {
+            api: match &scope.namespace {
+                Some(ns) => Api::namespaced(client.clone(), ns),
+                None => Api::all(client.clone()),
+            },
+            recheck,
         };
         if scope.namespace.is_some() {
             // GatewayClass is cluster-scoped and a namespaced install has only a Role:
@@ -189,7 +195,7 @@ fn start<K>(
     cache: &Arc<Cache<K>>,
     changes: &watch::Sender<u64>,
     metrics: &Arc<Metrics>,
-    probe: Option<Api<Gateway>>,
+    probe: Option<Probe>,
 ) -> JoinHandle<()>
 where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
@@ -198,20 +204,40 @@ where
     let (cache, changes, metrics) = (cache.clone(), changes.clone(), metrics.clone());
     tokio::spawn(async move {
         if let Some(probe) = probe {
-            if !gateway_api_installed(&probe).await {
-                if cache.kind() == "Gateway" {
+            if !gateway_api_installed(&probe.api).await {
+                // Logged by the Gateway watcher only: once, not once per kind.
+                let logs = cache.kind() == "Gateway";
+                if logs {
                     tracing::info!(
+                        recheck = ?probe.recheck,
                         "Gateway API CRDs are not installed; not watching GatewayClass, \
-                         Gateway, HTTPRoute, ReferenceGrant (restart after installing them)"
+                         Gateway, HTTPRoute, ReferenceGrant until they are"
                     );
                 }
+                // Served as empty meanwhile, so the other kinds are not held up.
                 cache.mark_synced_empty();
                 changes.send_modify(|n| *n += 1);
-                return;
+                loop {
+                    tokio::time::sleep(probe.recheck).await;
+                    if gateway_api_installed(&probe.api).await {
+                        break;
+                    }
+                }
+                if logs {
+                    tracing::info!("Gateway API CRDs are installed; watching their kinds");
+                }
             }
         }
         watching::run(api, config, cache, changes, metrics).await;
     })
+}
+
+/// How to tell whether the Gateway API CRDs are installed, and how often to ask again
+/// while they are not.
+#[derive(Clone)]
+struct Probe {
+    api: Api<Gateway>,
+    recheck: Duration,
 }
 
 async fn gateway_api_installed(probe: &Api<Gateway>) -> bool {
