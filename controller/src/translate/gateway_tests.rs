@@ -237,3 +237,55 @@ spec:
     assert!(st.parents.is_empty(), "{:?}", st.parents);
     assert!(out.snapshot.routes.is_empty());
 }
+
+#[test]
+fn a_policy_allowing_encoded_slashes_applies_it_to_every_route_it_protects() {
+    let out = run(r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: r, namespace: default}
+spec:
+  parentRefs: [{name: gw}]
+  rules:
+  - matches: [{path: {type: PathPrefix, value: /files}}, {path: {type: Exact, value: /blob}}]
+    backendRefs: [{name: api, port: 80}]
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: ing, namespace: default}
+spec:
+  ingressClassName: gatehouse
+  rules:
+  - http: {paths: [{path: /docs, pathType: Prefix, backend: {service: {name: api, port: {number: 80}}}}]}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: plain, namespace: default}
+spec:
+  parentRefs: [{name: gw}]
+  rules:
+  - matches: [{path: {type: PathPrefix, value: /plain}}]
+    backendRefs: [{name: api, port: 80}]
+---
+apiVersion: gatehouse.dev/v1alpha1
+kind: OAuth2Policy
+metadata: {name: p, namespace: default}
+spec:
+  targetRefs:
+  - {group: gateway.networking.k8s.io, kind: HTTPRoute, name: r}
+  - {group: networking.k8s.io, kind: Ingress, name: ing}
+  oauth2: {clientCredentials: true, allowEncodedSlashes: true}
+"#);
+    let by_path = |p: &str| {
+        out.snapshot
+            .routes
+            .iter()
+            .find(|r| r.paths == [p])
+            .unwrap_or_else(|| panic!("a route for {p}"))
+    };
+    for p in ["/files", "/blob", "/docs"] {
+        assert!(by_path(p).allow_encoded_slashes, "{p}");
+        assert!(by_path(p).oauth2.is_some(), "{p}");
+    }
+    assert!(!by_path("/plain").allow_encoded_slashes);
+}
