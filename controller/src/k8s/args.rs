@@ -115,6 +115,11 @@ pub struct ControllerArgs {
     /// are, their kinds are watched (no restart needed).
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
     pub gateway_api_recheck: Duration,
+
+    /// GatewayClass served without reading it, when this controller may not read
+    /// GatewayClasses (`--namespace`, or no RBAC on them); empty: serve no Gateway then.
+    #[arg(long, value_name = "NAME", default_value = "gatehouse")]
+    pub gateway_class: String,
 }
 
 impl ControllerArgs {

@@ -56,6 +56,8 @@ pub struct Controller {
     pub(super) ingress_class: String,
     /// `--ingress-status-address`, as Ingress status entries.
     pub(super) load_balancer: Vec<k8s_openapi::api::networking::v1::IngressLoadBalancerIngress>,
+    /// `--gateway-class`: served on trust while GatewayClasses cannot be read.
+    pub(super) gateway_class: String,
     /// Last good version of each object (see `translate::LastGood`); empty at start.
     pub(super) last_good: crate::translate::LastGood,
 }
@@ -158,6 +160,8 @@ impl Controller {
         options.login_key = self.login_key.clone();
         options.ingress_class = self.ingress_class.clone();
         options.load_balancer = self.load_balancer.clone();
+        options.assumed_gateway_class = Some(self.gateway_class.clone())
+            .filter(|c| !c.is_empty() && self.caches.sources.classes_unreadable());
         options.unreachable_issuers = self
             .issuers
             .unreachable(&crate::issuers::issuers_of(&input))

@@ -177,6 +177,7 @@ pub async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
         last_revision: None,
         issuers: Default::default(),
         last_good: Default::default(),
+        gateway_class: args.gateway_class.clone(),
     };
     let mut main = tokio::spawn(controller.run(changes_rx, shutdown_rx));
 

@@ -289,3 +289,56 @@ spec:
     }
     assert!(!by_path("/plain").allow_encoded_slashes);
 }
+
+#[test]
+fn without_readable_gateway_classes_the_assumed_class_is_served_and_says_so() {
+    let objects = r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: team}
+spec:
+  gatewayClassName: gatehouse
+  listeners: [{name: http, port: 80, protocol: HTTP}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: theirs, namespace: team}
+spec:
+  gatewayClassName: other
+  listeners: [{name: http, port: 80, protocol: HTTP}]
+"#;
+    let m = Manifests::read_strs([("objects.yaml", objects)]);
+    assert!(m.errors.is_empty(), "{:?}", m.errors);
+    let now = Time(Timestamp::from_second(1_700_000_000).unwrap());
+    let mut options = Options::standalone(now);
+    let gateways = |options: &Options| {
+        let out = translate(&m.input, options, &mut rand::rngs::StdRng::seed_from_u64(1));
+        out.statuses
+            .into_iter()
+            .filter(|s| s.object.kind == Kind::Gateway)
+            .collect::<Vec<_>>()
+    };
+    // Nothing is served on trust unless asked.
+    assert!(gateways(&options).is_empty());
+
+    options.assumed_gateway_class = Some("gatehouse".into());
+    let served = gateways(&options);
+    assert_eq!(served.len(), 1, "{served:?}");
+    assert_eq!(served[0].object.name, "gw");
+    let Status::Gateway(st, _) = &served[0].status else {
+        unreachable!("Gateway status")
+    };
+    let accepted = st
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Accepted")
+        .unwrap();
+    assert_eq!(accepted.status, "True");
+    assert!(
+        accepted
+            .message
+            .contains("cannot be read by this installation"),
+        "{}",
+        accepted.message
+    );
+}

@@ -116,6 +116,10 @@ pub struct Options {
     pub ingress_class: String,
     /// Addresses written to served Ingresses' `status.loadBalancer` (the proxy Service's).
     pub load_balancer: Vec<IngressLoadBalancerIngress>,
+    /// A GatewayClass name served without reading the GatewayClass (`None`: only
+    /// classes read with our `controllerName`). Set when the controller may not read
+    /// GatewayClasses (a namespaced install: they are cluster-scoped).
+    pub assumed_gateway_class: Option<String>,
 }
 
 /// The Ingress class served unless `--ingress-class` says otherwise.
@@ -132,6 +136,7 @@ impl Options {
             unreachable_issuers: Default::default(),
             ingress_class: DEFAULT_INGRESS_CLASS.to_owned(),
             load_balancer: Vec::new(),
+            assumed_gateway_class: None,
         }
     }
 
@@ -145,6 +150,7 @@ impl Options {
             unreachable_issuers: Default::default(),
             ingress_class: DEFAULT_INGRESS_CLASS.to_owned(),
             load_balancer: Vec::new(),
+            assumed_gateway_class: None,
         }
     }
 }
