@@ -30,6 +30,8 @@ mod last_good_tests;
 mod login;
 mod object;
 mod policy;
+#[cfg(test)]
+mod reason_tests;
 mod routes;
 mod secrets;
 #[cfg(test)]
