@@ -3,7 +3,8 @@
 //! module cache with `go mod download`), installed after the controller started (it
 //! picks them up without a restart): Gateway + HTTPRoute + OAuth2Policy applied
 //! with kubectl, statuses read back (`HTTPRoute.status.parents` Accepted,
-//! `OAuth2Policy` Ready), a token flow through a real proxy to a real upstream, and a
+//! `OAuth2Policy` Ready), a token flow through a real proxy to a real upstream, the
+//! Gateway's `status.addresses` from the proxy Service (`--publish-service`), and a
 //! policy retargeted to a missing route keeps protecting the old one.
 
 mod kube_support;
@@ -110,6 +111,7 @@ async fn gateway_httproute_and_oauth2_policy_from_the_gateway_api_crds() {
         "--lease-name=gw".to_owned(),
         "--debounce=50ms".to_owned(),
         "--gateway-api-recheck=1s".to_owned(),
+        format!("--publish-service={NS}/gatehouse-proxy"),
     ])
     .expect("controller starts");
     controller.wait_for_port(admin, DEADLINE).await.unwrap();
@@ -202,6 +204,52 @@ async fn gateway_httproute_and_oauth2_policy_from_the_gateway_api_crds() {
     assert_eq!(status, 200, "{body}");
     let token = body["access_token"].as_str().unwrap().to_owned();
     proxy.wait_status("/api/items", Some(&token), 200).await;
+
+    // The proxy's Service (named by --publish-service) gives the Gateway its
+    // addresses: the cluster IP while its load balancer is pending, then the load
+    // balancer's address once it has one (only data here: nothing is sent there).
+    api.apply_yaml(
+        "apiVersion: v1\nkind: Service\nmetadata: {name: gatehouse-proxy}\nspec:\n  type: LoadBalancer\n  ports: [{name: http, port: 80}]\n",
+        NS,
+        "kubectl",
+    )
+    .unwrap();
+    let cluster_ip = api
+        .get_json(NS, "service/gatehouse-proxy")
+        .unwrap()
+        .unwrap()["spec"]["clusterIP"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let addresses = |want: &str| {
+        let want = want.to_owned();
+        move || {
+            let g = api.get_json(NS, "gateway/gw").ok()??;
+            let a = &g["status"]["addresses"];
+            (a[0]["value"] == want.as_str() && a[0]["type"] == "IPAddress").then_some(())
+        }
+    };
+    wait_for(
+        "the Gateway's address: the cluster IP",
+        addresses(&cluster_ip),
+    )
+    .await;
+    api.kubectl_ok(&[
+        "patch",
+        "-n",
+        NS,
+        "service/gatehouse-proxy",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"loadBalancer":{"ingress":[{"ip":"203.0.113.7"}]}}}"#,
+    ])
+    .unwrap();
+    wait_for(
+        "the Gateway's address: the load balancer's",
+        addresses("203.0.113.7"),
+    )
+    .await;
 
     // A policy retargeted to a route that does not exist (a typo the CRD's schema
     // admits): the policy is not Ready at its new generation, and the route it

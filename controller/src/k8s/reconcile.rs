@@ -56,6 +56,9 @@ pub struct Controller {
     pub(super) ingress_class: String,
     /// `--ingress-status-address`, as Ingress status entries.
     pub(super) load_balancer: Vec<k8s_openapi::api::networking::v1::IngressLoadBalancerIngress>,
+    /// `--publish-service`: the proxy Service whose addresses go into Ingress and
+    /// Gateway status (instead of `load_balancer`).
+    pub(super) publish_service: Option<(String, String)>,
     /// `--gateway-class`: served on trust while GatewayClasses cannot be read.
     pub(super) gateway_class: String,
     /// Last good version of each object (see `translate::LastGood`); empty at start.
@@ -159,7 +162,15 @@ impl Controller {
         options.instance = self.scope.instance.clone();
         options.login_key = self.login_key.clone();
         options.ingress_class = self.ingress_class.clone();
-        options.load_balancer = self.load_balancer.clone();
+        options.load_balancer = match &self.publish_service {
+            Some((ns, name)) => self
+                .caches
+                .services
+                .get(ns, name)
+                .map(|s| super::publish_service::addresses(&s))
+                .unwrap_or_default(),
+            None => self.load_balancer.clone(),
+        };
         options.assumed_gateway_class = Some(self.gateway_class.clone())
             .filter(|c| !c.is_empty() && self.caches.sources.classes_unreadable());
         options.unreachable_issuers = self

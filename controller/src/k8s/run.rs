@@ -178,6 +178,7 @@ pub async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
         issuers: Default::default(),
         last_good: Default::default(),
         gateway_class: args.gateway_class.clone(),
+        publish_service: args.publish_service.clone(),
     };
     let mut main = tokio::spawn(controller.run(changes_rx, shutdown_rx));
 

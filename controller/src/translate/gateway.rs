@@ -5,8 +5,8 @@ use std::collections::HashMap;
 
 use gatehouse_crds::conditions::{self, reason};
 use gatehouse_crds::gateway_api::{
-    self, reason as gw, GatewayClassStatus, GatewayStatus, ListenerStatus, RouteGroupKind,
-    CONTROLLER_NAME,
+    self, reason as gw, GatewayClassStatus, GatewayStatus, GatewayStatusAddress, ListenerStatus,
+    RouteGroupKind, CONTROLLER_NAME,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 
@@ -301,6 +301,7 @@ impl Gateways {
             out.push(ObjectStatus {
                 status: Status::Gateway(
                     GatewayStatus {
+                        addresses: addresses(ctx),
                         conditions: carried(top, previous),
                         listeners: statuses,
                     },
@@ -311,6 +312,23 @@ impl Gateways {
         }
         out
     }
+}
+
+/// `status.addresses` of every Gateway: the proxy Service's (as Ingresses'
+/// `status.loadBalancer`).
+fn addresses(ctx: &Context<'_>) -> Vec<GatewayStatusAddress> {
+    ctx.options
+        .load_balancer
+        .iter()
+        .flat_map(|lb| {
+            let ip = lb.ip.iter().map(|v| ("IPAddress", v));
+            ip.chain(lb.hostname.iter().map(|v| ("Hostname", v)))
+        })
+        .map(|(type_, value)| GatewayStatusAddress {
+            type_: Some(type_.to_owned()),
+            value: value.clone(),
+        })
+        .collect()
 }
 
 /// The `Accepted` message of a Gateway: says so when its class was taken on trust.

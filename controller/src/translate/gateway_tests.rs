@@ -342,3 +342,45 @@ spec:
         accepted.message
     );
 }
+
+#[test]
+fn gateways_report_the_proxy_addresses_as_ingresses_do() {
+    let m = Manifests::read_strs([("base.yaml", BASE)]);
+    let now = Time(Timestamp::from_second(1_700_000_000).unwrap());
+    let mut options = Options::standalone(now);
+    options.load_balancer = vec![
+        k8s_openapi::api::networking::v1::IngressLoadBalancerIngress {
+            ip: Some("203.0.113.7".into()),
+            ..Default::default()
+        },
+        k8s_openapi::api::networking::v1::IngressLoadBalancerIngress {
+            hostname: Some("lb.example.net".into()),
+            ..Default::default()
+        },
+    ];
+    let out = translate(
+        &m.input,
+        &options,
+        &mut rand::rngs::StdRng::seed_from_u64(1),
+    );
+    let gw = out
+        .statuses
+        .iter()
+        .find(|s| s.object.kind == Kind::Gateway)
+        .unwrap();
+    let Status::Gateway(st, _) = &gw.status else {
+        unreachable!("Gateway status")
+    };
+    let shown: Vec<(Option<&str>, &str)> = st
+        .addresses
+        .iter()
+        .map(|a| (a.type_.as_deref(), a.value.as_str()))
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            (Some("IPAddress"), "203.0.113.7"),
+            (Some("Hostname"), "lb.example.net")
+        ]
+    );
+}
