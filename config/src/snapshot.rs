@@ -788,8 +788,11 @@ pub enum PathRewrite {
 /// A certificate and its private key, served to TLS clients whose SNI matches `hosts`.
 ///
 /// Unlike client secrets, a private key cannot travel as a digest: the proxy needs the
-/// key itself. Whoever can read the snapshot (the file, or the Redis key) can read the
-/// keys, so protect it as the Secrets themselves (Redis ACL + TLS, file mode 0600).
+/// key itself. With an installation login key (the Helm chart's default) the key is
+/// sealed under it ([`crate::seal`], context [`TlsCertificate::seal_context`]), like
+/// `oauth2.login` client secrets, so reading the snapshot (the file, or the Redis key)
+/// does not reveal it. Without one it travels in plaintext: protect the snapshot as
+/// the Secrets themselves (Redis ACL + TLS, file mode 0600).
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub struct TlsCertificate {
@@ -799,8 +802,20 @@ pub struct TlsCertificate {
     pub hosts: Vec<String>,
     /// PEM certificate chain.
     pub cert_pem: String,
-    /// PEM private key.
+    /// PEM private key in plaintext; empty when `key_sealed` carries it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub key_pem: String,
+    /// PEM private key sealed under the installation's login key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_sealed: Option<String>,
+}
+
+impl TlsCertificate {
+    /// Associated data the private key of certificate `id` is sealed with, so a sealed
+    /// key cannot be moved to another certificate.
+    pub fn seal_context(id: &str) -> String {
+        format!("tls-key/{id}")
+    }
 }
 
 impl std::fmt::Debug for TlsCertificate {

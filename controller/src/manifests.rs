@@ -266,7 +266,7 @@ impl Loader {
             "OAuth2Policy" => {
                 input
                     .policies
-                    .push(typed::<OAuth2Policy>("OAuth2Policy", &name, value)?)
+                    .push(strict::<OAuth2Policy>("OAuth2Policy", &name, value)?)
             }
             "EndpointSlice" => {
                 input

@@ -95,3 +95,68 @@ pub fn status_table(statuses: &[ObjectStatus]) -> String {
     }
     table
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One object of every Gatehouse kind, each with a misspelt field.
+    const TYPOS: &str = "apiVersion: gatehouse.dev/v1alpha1
+kind: Consumer
+metadata: {name: c}
+spec: {username: c, customID: x}
+---
+apiVersion: gatehouse.dev/v1alpha1
+kind: OAuth2Client
+metadata: {name: app}
+spec:
+  consumerRef: {name: c}
+  name: App
+  redirectUris: [https://app.example/cb]
+  redirectUri: [https://app.example/cb]
+---
+apiVersion: gatehouse.dev/v1alpha1
+kind: ProtectedRoute
+metadata: {name: r}
+spec:
+  paths: [/api]
+  backend: {url: 'http://127.0.0.1:9'}
+  oauth2: {scopes: [a], rules: [{path: /, requiredScopes: [a], mehtods: [GET]}]}
+---
+apiVersion: gatehouse.dev/v1alpha1
+kind: OAuth2Policy
+metadata: {name: p}
+spec:
+  targetRefs: [{group: networking.k8s.io, kind: Ingress, name: i}]
+  oauth2: {mandatoryScopes: true}
+";
+
+    #[test]
+    fn an_unknown_field_in_any_gatehouse_kind_fails_render_naming_file_document_and_field() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("typos.yaml"), TYPOS).unwrap();
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let code = run(dir.path(), &mut out, &mut err).unwrap();
+        let err = String::from_utf8(err).unwrap();
+        assert_eq!(code, 1, "{err}");
+        let file = dir.path().join("typos.yaml");
+        for (doc, kind, name, field) in [
+            (1, "Consumer", "c", "spec.customID"),
+            (2, "OAuth2Client", "app", "spec.redirectUri"),
+            (3, "ProtectedRoute", "r", "spec.oauth2.rules.0.mehtods"),
+            (4, "OAuth2Policy", "p", "spec.oauth2.mandatoryScopes"),
+        ] {
+            let line = format!(
+                "error: {} document {doc}: {kind} \"{name}\": unknown field {field}",
+                file.display()
+            );
+            assert!(
+                err.lines().any(|l| l == line),
+                "no line {line:?} in:\n{err}"
+            );
+        }
+        // Nothing misspelt reaches the snapshot.
+        let snapshot: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(snapshot["routes"], serde_json::json!([]), "{snapshot}");
+    }
+}

@@ -3,7 +3,9 @@
 //!
 //! - Secrets missing for OAuth2Clients are generated in memory and printed once.
 //! - The directory is watched; a change re-reads and re-translates it. A broken edit
-//!   keeps the last good snapshot and prints the problems with file and document.
+//!   keeps the last good snapshot and prints the problems with file and document
+//!   (manifests that do not parse); an object that parses but is not Ready keeps its
+//!   last good version in force, as in a cluster (see `translate::LastGood`).
 //! - OAuth2 endpoints require HTTPS, so unless `--listen-tls` is given a self-signed
 //!   certificate is generated at start-up and an HTTPS listener serves it.
 
@@ -90,6 +92,9 @@ pub struct Standalone {
     generated: BTreeMap<(String, String), Arc<Secret>>,
     /// Certificates in force, kept for a Secret that turns bad.
     certificates: Vec<gatehouse_config::snapshot::TlsCertificate>,
+    /// Last good version of each object, kept across reloads (see
+    /// `translate::LastGood`).
+    last_good: translate::LastGood,
 }
 
 /// The result of one successful load.
@@ -108,6 +113,7 @@ impl Standalone {
             login_key: None,
             generated: BTreeMap::new(),
             certificates: Vec::new(),
+            last_good: Default::default(),
         }
     }
 
@@ -127,6 +133,7 @@ impl Standalone {
         }
         let mut input = manifests.input;
         input.previous_certificates = self.certificates.clone();
+        input.last_good = self.last_good.clone();
         let mut options = Options::standalone(now);
         options.instance = self.instance.clone();
         options.login_key = self.login_key.clone();
@@ -159,6 +166,7 @@ impl Standalone {
             output = translate::translate(&input, &options, &mut rng);
         }
         self.certificates = output.snapshot.certificates.clone();
+        self.last_good = std::mem::take(&mut output.last_good);
         Ok(Loaded {
             output,
             generated,

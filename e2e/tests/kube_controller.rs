@@ -6,7 +6,7 @@
 //! - the Step On example: applied with kubectl, `kubectl wait --for=condition=Ready`,
 //!   the authorization-code flow through the proxy; an edit bumps `generation` and
 //!   `observedGeneration` follows; a broken edit gives `Ready=False` with its reason
-//!   and a Warning Event; a generated credentials Secret is owned by its client and
+//!   and a Warning Event while the last good version keeps serving; a generated credentials Secret is owned by its client and
 //!   garbage-collected with it; the leader is killed and the standby takes over
 //!   within the lease time; a deleted route is gone from the proxy;
 //! - idle: over 30 s without changes the controller writes nothing but its Lease
@@ -107,7 +107,8 @@ async fn step_on_example_with_two_replicas_against_a_real_api_server() {
     })
     .await;
 
-    // --- a broken edit: a missing Service. Ready=False with the reason, and an Event.
+    // --- a broken edit: a missing Service. Ready=False with the reason and the bad
+    // generation, an Event, and the last good version (generation 2) keeps serving.
     let broken = edited.replace("name: stepon-api, port", "name: no-such-api, port");
     api.apply_yaml(&broken, NS, "kubectl").unwrap();
     let (status, reason) = wait_for("the route not Ready at generation 3", || {
@@ -117,6 +118,15 @@ async fn step_on_example_with_two_replicas_against_a_real_api_server() {
     assert_eq!(
         (status.as_str(), reason.as_str()),
         ("False", "BackendNotFound")
+    );
+    let route = api.get_json(NS, "protectedroute/stepon").unwrap().unwrap();
+    let message = ready(&route).unwrap()["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        message.ends_with("the last good version (generation 2) is still served"),
+        "{message}"
     );
     let event = wait_for("the BackendNotFound Event", || {
         let events = api.get_json(NS, "events").ok()??;
@@ -130,10 +140,24 @@ async fn step_on_example_with_two_replicas_against_a_real_api_server() {
     assert_eq!(event["type"], "Warning", "{event}");
     assert_eq!(event["involvedObject"]["name"], "stepon", "{event}");
     assert_eq!(event["involvedObject"]["kind"], "ProtectedRoute", "{event}");
-    proxy
-        .wait_status("/stepon/stepcounts", Some(&token), 503)
-        .await;
-    api.apply_yaml(&edited, NS, "kubectl").unwrap();
+    // The status above was written after the snapshot of generation 3 was published:
+    // the proxy serves generation 2, with its token rules, on every request.
+    for _ in 0..20 {
+        assert_eq!(proxy.status("/stepon/stepcounts", Some(&token)).await, 200);
+        assert_eq!(proxy.status("/stepon/stepcounts", None).await, 401);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Fixed (generation 4): Ready again, and served.
+    api.apply_yaml(
+        &edited.replace("tokenExpiration: 3600", "tokenExpiration: 1800"),
+        NS,
+        "kubectl",
+    )
+    .unwrap();
+    wait_for("the route Ready at generation 4", || {
+        ready_at(NS, "protectedroute/stepon", 4).filter(|(s, _)| s == "True")
+    })
+    .await;
     proxy
         .wait_status("/stepon/stepcounts", Some(&token), 200)
         .await;

@@ -5,7 +5,8 @@
 //!   the client swaps the code, calls `/stepon/stepcounts`, refreshes, and the old token
 //!   dies; a token with only `user_profile` is refused on `/stepcounts`;
 //! - hot reload: a new route and client appear without a restart (generated credentials
-//!   printed once), a broken edit keeps the last good config and names file + document;
+//!   printed once), an invalid object keeps its last good version, a broken edit keeps
+//!   the last good config and names file + document;
 //! - `gatehouse render` exit codes.
 
 use std::collections::BTreeMap;
@@ -389,6 +390,29 @@ async fn hot_reload_adds_routes_generates_credentials_and_survives_a_broken_edit
         200
     );
 
+    // An edit that parses but does not translate (a scope rule naming a scope the
+    // route does not offer): the route keeps its last good version, no rule.
+    let stderr = gh.stderr.clone();
+    std::fs::write(
+        dir.path().join("extra.yaml"),
+        EXTRA.replace("UPSTREAM", &upstream.to_string()).replace(
+            "    clientCredentials: true\n",
+            "    clientCredentials: true\n    rules: [{path: /, requiredScopes: [nope]}]\n",
+        ),
+    )
+    .unwrap();
+    let line = gh.wait_for_line(&stderr, "the last good version is still served");
+    assert!(
+        line.contains("default/extra") && line.contains("InvalidSpec"),
+        "{line}"
+    );
+    for _ in 0..10 {
+        assert_eq!(
+            get_status(&http, &gh.url("/extra/x"), Some(&token)).await,
+            200
+        );
+    }
+
     // A broken edit: the problem is printed with file and document, and the last
     // good configuration keeps serving.
     std::fs::write(
@@ -397,7 +421,6 @@ async fn hot_reload_adds_routes_generates_credentials_and_survives_a_broken_edit
     )
     .unwrap();
     std::fs::remove_file(dir.path().join("extra.yaml")).unwrap();
-    let stderr = gh.stderr.clone();
     let line = gh.wait_for_line(&stderr, "zz-broken.yaml document 2");
     assert!(line.contains("ProtectedRoute \"bad\""), "{line}");
     assert_eq!(

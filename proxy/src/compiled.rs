@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use gatehouse_config::seal::LoginKey;
 use tokio::sync::watch;
 
 use crate::catalog::Catalog;
@@ -40,13 +41,22 @@ impl Compiled {
     /// Compile a snapshot. Unusable parts (a malformed endpoint URL) are logged and
     /// left out; they never make the whole snapshot fail.
     pub fn new(snapshot: Arc<Snapshot>) -> Self {
-        Self::with_previous(snapshot, None)
+        Self::with_previous(snapshot, None, None)
     }
 
     /// Compile, reusing the certificates `previous` compiled where their PEM is
     /// unchanged, and keeping its certificate for an id whose new PEM does not load.
-    pub fn with_previous(snapshot: Arc<Snapshot>, previous: Option<&Compiled>) -> Self {
-        let (certs, problems) = CertTable::new(&snapshot.certificates, previous.map(|p| &p.certs));
+    /// `login_key` opens sealed TLS private keys.
+    pub fn with_previous(
+        snapshot: Arc<Snapshot>,
+        previous: Option<&Compiled>,
+        login_key: Option<&LoginKey>,
+    ) -> Self {
+        let (certs, problems) = CertTable::new(
+            &snapshot.certificates,
+            previous.map(|p| &p.certs),
+            login_key,
+        );
         for problem in problems {
             tracing::warn!(%problem, "TLS certificate not loaded; keeping the previous one if any");
         }
@@ -86,9 +96,9 @@ impl Compiled {
 
 /// Compile what `config` holds now (so a snapshot loaded before the server started is
 /// served from the first request).
-pub fn compile_current(config: &ConfigRx) -> Option<Arc<Compiled>> {
+pub fn compile_current(config: &ConfigRx, login_key: Option<&LoginKey>) -> Option<Arc<Compiled>> {
     let snapshot = config.borrow().clone()?;
-    Some(Arc::new(Compiled::new(snapshot)))
+    Some(Arc::new(Compiled::with_previous(snapshot, None, login_key)))
 }
 
 /// Compile every snapshot published on `config` into `out` until the source goes away
@@ -97,6 +107,7 @@ pub async fn follow(
     mut config: ConfigRx,
     out: CompiledTx,
     reloads: prometheus_client::metrics::counter::Counter,
+    login_key: Option<LoginKey>,
 ) {
     while config.changed().await.is_ok() {
         let Some(snapshot) = config.borrow_and_update().clone() else {
@@ -112,7 +123,11 @@ pub async fn follow(
         let revision = snapshot.revision.clone();
         let routes = snapshot.routes.len();
         let previous = out.borrow().clone();
-        let compiled = Arc::new(Compiled::with_previous(snapshot, previous.as_deref()));
+        let compiled = Arc::new(Compiled::with_previous(
+            snapshot,
+            previous.as_deref(),
+            login_key.as_ref(),
+        ));
         out.send_replace(Some(compiled));
         reloads.inc();
         tracing::info!(%revision, routes, "Configuration loaded");
@@ -138,7 +153,7 @@ mod tests {
         let (config_tx, config_rx) = crate::source::channel();
         let (out_tx, mut out_rx) = watch::channel(None);
         let reloads = prometheus_client::metrics::counter::Counter::<u64>::default();
-        let task = tokio::spawn(follow(config_rx, out_tx, reloads.clone()));
+        let task = tokio::spawn(follow(config_rx, out_tx, reloads.clone(), None));
 
         config_tx.send_replace(Some(mk_snapshot("one")));
         out_rx.changed().await.unwrap();

@@ -63,6 +63,8 @@ fn output(statuses: Vec<ObjectStatus>, secrets: Vec<GeneratedSecret>) -> Output 
         snapshot: Snapshot::default(),
         statuses,
         secrets_to_create: secrets,
+        held: Vec::new(),
+        last_good: Default::default(),
     }
 }
 

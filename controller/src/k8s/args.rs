@@ -108,8 +108,24 @@ pub struct ControllerArgs {
 
     /// Address written to served Ingresses' `status.loadBalancer` (the proxy Service's
     /// external IP or host name); repeat for several.
-    #[arg(long, value_name = "IP|HOST")]
+    #[arg(long, value_name = "IP|HOST", conflicts_with = "publish_service")]
     pub ingress_status_address: Vec<String>,
+
+    /// The proxy's Service (`NAMESPACE/NAME`): its addresses (load balancer, external
+    /// IPs, else cluster IP) are written to served Ingresses' `status.loadBalancer` and
+    /// Gateways' `status.addresses`, following it as it changes.
+    #[arg(long, value_name = "NAMESPACE/NAME", value_parser = super::publish_service::parse)]
+    pub publish_service: Option<(String, String)>,
+
+    /// While the Gateway API CRDs are not installed, check again this often; once they
+    /// are, their kinds are watched (no restart needed).
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub gateway_api_recheck: Duration,
+
+    /// GatewayClass served without reading it, when this controller may not read
+    /// GatewayClasses (`--namespace`, or no RBAC on them); empty: serve no Gateway then.
+    #[arg(long, value_name = "NAME", default_value = "gatehouse")]
+    pub gateway_class: String,
 }
 
 impl ControllerArgs {

@@ -129,13 +129,15 @@ impl Caches {
         }
     }
 
-    /// Start one watcher per kind. They run until aborted.
+    /// Start one watcher per kind. They run until aborted. Gateway API kinds whose
+    /// CRDs are missing are checked for again every `gateway_api_recheck`.
     pub fn spawn_watchers(
         &self,
         client: &Client,
         scope: &Scope,
         changes: watch::Sender<u64>,
         metrics: Arc<Metrics>,
+        gateway_api_recheck: std::time::Duration,
     ) -> Vec<JoinHandle<()>> {
         let ours = watcher::Config::default()
             .labels(&scope.selector())
@@ -144,9 +146,9 @@ impl Caches {
             .labels(CREDENTIALS_LABEL)
             .any_semantic();
         let everything = watcher::Config::default().any_semantic();
-        let mut tasks = self
-            .sources
-            .spawn_watchers(client, scope, &changes, &metrics);
+        let mut tasks =
+            self.sources
+                .spawn_watchers(client, scope, &changes, &metrics, gateway_api_recheck);
         tasks.extend([
             spawn(
                 scope.api(client),

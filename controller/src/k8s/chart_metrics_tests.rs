@@ -33,7 +33,7 @@ fn exposed() -> BTreeSet<String> {
     p.upstream_duration.get_or_create(&route()).observe(0.1);
     let mut controller = Registry::with_prefix("gatehouse_controller");
     let c = super::metrics::Metrics::register(&mut controller);
-    c.translated(0.1, 1);
+    c.translated(0.1, 1, 1);
     c.published("updated");
     c.write("status", true);
     c.dropped("status", 1);

@@ -37,6 +37,7 @@ pub struct Metrics {
     dropped_writes: Family<KindLabel, Counter>,
     leader: Gauge,
     not_ready: Gauge,
+    held: Gauge,
     malformed: Family<KindLabel, Gauge>,
     watch_errors: Family<KindLabel, Counter>,
 }
@@ -54,6 +55,7 @@ impl Metrics {
             dropped_writes: Family::default(),
             leader: Gauge::default(),
             not_ready: Gauge::default(),
+            held: Gauge::default(),
             malformed: Family::default(),
             watch_errors: Family::default(),
         };
@@ -93,6 +95,11 @@ impl Metrics {
             m.not_ready.clone(),
         );
         registry.register(
+            "objects_held_back",
+            "Changed objects whose new version is not Ready, served at their last good version",
+            m.held.clone(),
+        );
+        registry.register(
             "malformed_objects",
             "Objects left out because they could not be decoded, by kind",
             m.malformed.clone(),
@@ -110,11 +117,12 @@ impl Metrics {
         Metrics::register(&mut Registry::default())
     }
 
-    pub(crate) fn translated(&self, seconds: f64, not_ready: usize) {
+    pub(crate) fn translated(&self, seconds: f64, not_ready: usize, held: usize) {
         self.translations.inc();
         self.translate_seconds.observe(seconds);
         self.not_ready
             .set(i64::try_from(not_ready).unwrap_or(i64::MAX));
+        self.held.set(i64::try_from(held).unwrap_or(i64::MAX));
     }
 
     pub(crate) fn published(&self, result: &'static str) {

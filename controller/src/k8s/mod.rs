@@ -13,6 +13,7 @@
 //! - [`status`], [`secrets`], [`events`]: the writes (status with server-side apply,
 //!   generated credentials Secrets, Events on transitions);
 //! - [`admin`], [`metrics`]: `/healthz`, `/readyz`, `/metrics`;
+//! - [`publish_service`]: the proxy Service's addresses for Ingress/Gateway status;
 //! - [`args`]: the `gatehouse controller` flags.
 
 pub mod admin;
@@ -23,6 +24,7 @@ mod chart_metrics_tests;
 pub mod events;
 pub mod lease;
 pub mod metrics;
+pub mod publish_service;
 pub mod reconcile;
 pub mod referenced;
 pub mod run;

@@ -56,6 +56,13 @@ pub struct Controller {
     pub(super) ingress_class: String,
     /// `--ingress-status-address`, as Ingress status entries.
     pub(super) load_balancer: Vec<k8s_openapi::api::networking::v1::IngressLoadBalancerIngress>,
+    /// `--publish-service`: the proxy Service whose addresses go into Ingress and
+    /// Gateway status (instead of `load_balancer`).
+    pub(super) publish_service: Option<(String, String)>,
+    /// `--gateway-class`: served on trust while GatewayClasses cannot be read.
+    pub(super) gateway_class: String,
+    /// Last good version of each object (see `translate::LastGood`); empty at start.
+    pub(super) last_good: crate::translate::LastGood,
 }
 
 /// What a pass asks of the next one.
@@ -149,30 +156,46 @@ impl Controller {
             .resolve(&self.client, &wanted, &self.caches.secrets, now)
             .await;
         input.secrets.extend(unlabelled);
+        input.last_good = std::mem::take(&mut self.last_good);
 
         let mut options = Options::cluster(Time(Timestamp::now()));
         options.instance = self.scope.instance.clone();
         options.login_key = self.login_key.clone();
         options.ingress_class = self.ingress_class.clone();
-        options.load_balancer = self.load_balancer.clone();
+        options.load_balancer = match &self.publish_service {
+            Some((ns, name)) => self
+                .caches
+                .services
+                .get(ns, name)
+                .map(|s| super::publish_service::addresses(&s))
+                .unwrap_or_default(),
+            None => self.load_balancer.clone(),
+        };
+        options.assumed_gateway_class = Some(self.gateway_class.clone())
+            .filter(|c| !c.is_empty() && self.caches.sources.classes_unreadable());
         options.unreachable_issuers = self
             .issuers
             .unreachable(&crate::issuers::issuers_of(&input))
             .await;
         let started = std::time::Instant::now();
-        let output =
+        let mut output =
             tokio::task::spawn_blocking(move || translate(&input, &options, &mut rand::rng()))
                 .await
                 .expect("translate is pure and does not panic");
+        self.last_good = std::mem::take(&mut output.last_good);
         let not_ready = output.not_ready().count();
-        self.metrics
-            .translated(started.elapsed().as_secs_f64(), not_ready);
+        self.metrics.translated(
+            started.elapsed().as_secs_f64(),
+            not_ready,
+            output.held.len(),
+        );
         let revision = output.snapshot.revision.clone();
         tracing::debug!(
             %revision,
             routes = output.snapshot.routes.len(),
             clients = output.snapshot.clients.len(),
             not_ready,
+            held = output.held.len(),
             "Translated"
         );
 

@@ -121,7 +121,13 @@ pub async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
     );
     let caches = Arc::new(Caches::default());
     let (changes_tx, changes_rx) = watch::channel(0u64);
-    let watchers = caches.spawn_watchers(&client, &scope, changes_tx, metrics.clone());
+    let watchers = caches.spawn_watchers(
+        &client,
+        &scope,
+        changes_tx,
+        metrics.clone(),
+        args.gateway_api_recheck,
+    );
     let identity = lease.identity.clone();
     let elector = tokio::spawn(Elector::new(client.clone(), lease).run(
         leader_tx,
@@ -170,6 +176,9 @@ pub async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
         metrics,
         last_revision: None,
         issuers: Default::default(),
+        last_good: Default::default(),
+        gateway_class: args.gateway_class.clone(),
+        publish_service: args.publish_service.clone(),
     };
     let mut main = tokio::spawn(controller.run(changes_rx, shutdown_rx));
 

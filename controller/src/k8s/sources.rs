@@ -2,12 +2,15 @@
 //! `OAuth2Policy` (with the other Gatehouse kinds' instance selector), `Ingress`
 //! (always), `kubernetes.io/tls` Secrets (those routes name), and the Gateway API kinds
 //! (`GatewayClass`, `Gateway`, `HTTPRoute`, `ReferenceGrant`) only when their CRDs are
-//! installed — otherwise logged once and served as empty.
+//! installed — otherwise logged once and served as empty, and checked for again
+//! periodically so that CRDs installed later are picked up without a restart.
 //!
 //! Kept apart from `run.rs` so the wiring there is four calls: spawn, synced, fill the
 //! translate input, current status.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use gatehouse_crds::gateway_api::{Gateway, GatewayClass, HttpRoute, ReferenceGrant};
 use gatehouse_crds::OAuth2Policy;
@@ -35,6 +38,9 @@ pub struct SourceCaches {
     pub ingresses: Arc<Cache<Ingress>>,
     /// `kubernetes.io/tls` Secrets (the credentials watch sees only labelled ones).
     pub tls_secrets: Arc<Cache<Secret>>,
+    /// GatewayClasses cannot be read (namespaced install, no RBAC, no CRD): Gateways
+    /// of `--gateway-class` are then served on trust.
+    classes_unreadable: Arc<AtomicBool>,
 }
 
 impl Default for SourceCaches {
@@ -47,6 +53,7 @@ impl Default for SourceCaches {
             reference_grants: Arc::new(Cache::new("ReferenceGrant")),
             ingresses: Arc::new(Cache::new("Ingress")),
             tls_secrets: Arc::new(Cache::new("Secret (kubernetes.io/tls)")),
+            classes_unreadable: Arc::new(AtomicBool::new(false)),
         }
     }
 }
@@ -60,6 +67,11 @@ impl SourceCaches {
             && self.reference_grants.is_synced()
             && self.ingresses.is_synced()
             && self.tls_secrets.is_synced()
+    }
+
+    /// Whether GatewayClasses cannot be read (see `Options::assumed_gateway_class`).
+    pub fn classes_unreadable(&self) -> bool {
+        self.classes_unreadable.load(Ordering::Relaxed)
     }
 
     /// Add these sources to the translate input.
@@ -103,6 +115,7 @@ impl SourceCaches {
         scope: &Scope,
         changes: &watch::Sender<u64>,
         metrics: &Arc<Metrics>,
+        recheck: Duration,
     ) -> Vec<JoinHandle<()>> {
         let everything = watcher::Config::default().any_semantic();
         let ours = everything.clone().labels(&scope.selector());
@@ -115,6 +128,7 @@ impl SourceCaches {
                 changes,
                 metrics,
                 None,
+                None,
             ),
             start(
                 scope.api(client),
@@ -122,6 +136,7 @@ impl SourceCaches {
                 &self.ingresses,
                 changes,
                 metrics,
+                None,
                 None,
             ),
             start(
@@ -131,17 +146,19 @@ impl SourceCaches {
                 changes,
                 metrics,
                 None,
+                None,
             ),
         ];
-        // The Gateway API CRDs are the cluster's, not ours: watch them only if present.
-        let probe: Api<Gateway> = match &scope.namespace {
-            Some(ns) => Api::namespaced(client.clone(), ns),
-            None => Api::all(client.clone()),
-        };
+        // The Gateway API CRDs are the cluster's, not ours: watch them only if present
+        // (and readable), checking again every `recheck` until they are.
+        let probe = Some(recheck);
         if scope.namespace.is_some() {
-            // GatewayClass is cluster-scoped and a namespaced install has only a Role:
-            // Gateways there cannot be accepted (their status says why).
-            tracing::info!("Watching one namespace: GatewayClass is not watched");
+            // GatewayClass is cluster-scoped and a namespaced install has only a Role.
+            tracing::info!(
+                "Watching one namespace: GatewayClass (cluster-scoped) is not read; \
+                 Gateways of the --gateway-class class are served as Gatehouse's"
+            );
+            self.classes_unreadable.store(true, Ordering::Relaxed);
             self.gateway_classes.mark_synced_empty();
         } else {
             tasks.push(start(
@@ -150,7 +167,8 @@ impl SourceCaches {
                 &self.gateway_classes,
                 changes,
                 metrics,
-                Some(probe.clone()),
+                probe,
+                Some(self.classes_unreadable.clone()),
             ));
         }
         tasks.push(start(
@@ -159,7 +177,8 @@ impl SourceCaches {
             &self.gateways,
             changes,
             metrics,
-            Some(probe.clone()),
+            probe,
+            None,
         ));
         tasks.push(start(
             scope.api(client),
@@ -167,7 +186,8 @@ impl SourceCaches {
             &self.http_routes,
             changes,
             metrics,
-            Some(probe.clone()),
+            probe,
+            None,
         ));
         tasks.push(start(
             scope.api(client),
@@ -175,21 +195,25 @@ impl SourceCaches {
             &self.reference_grants,
             changes,
             metrics,
-            Some(probe),
+            probe,
+            None,
         ));
         tasks
     }
 }
 
-/// Watch `cache`'s kind; with `probe`, first check that the Gateway API CRDs are
-/// installed and, if not, serve the kind as empty (logged once, by the Gateway probe).
+/// Watch `cache`'s kind. With `recheck` (the Gateway API kinds), first make sure the
+/// kind can be listed: while its CRD is missing (404) or RBAC refuses it (403), serve
+/// it as empty (so the other kinds are not held up), say so once, set `unreadable`,
+/// and ask again every `recheck`.
 fn start<K>(
     api: Api<Lenient<K>>,
     config: watcher::Config,
     cache: &Arc<Cache<K>>,
     changes: &watch::Sender<u64>,
     metrics: &Arc<Metrics>,
-    probe: Option<Api<Gateway>>,
+    recheck: Option<Duration>,
+    unreadable: Option<Arc<AtomicBool>>,
 ) -> JoinHandle<()>
 where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
@@ -197,33 +221,80 @@ where
 {
     let (cache, changes, metrics) = (cache.clone(), changes.clone(), metrics.clone());
     tokio::spawn(async move {
-        if let Some(probe) = probe {
-            if !gateway_api_installed(&probe).await {
-                if cache.kind() == "Gateway" {
-                    tracing::info!(
-                        "Gateway API CRDs are not installed; not watching GatewayClass, \
-                         Gateway, HTTPRoute, ReferenceGrant (restart after installing them)"
-                    );
+        if let Some(recheck) = recheck {
+            let kind = cache.kind();
+            let mut said: Option<Access> = None;
+            loop {
+                let access = access(&api, kind).await;
+                if access == Access::Readable {
+                    break;
                 }
-                cache.mark_synced_empty();
-                changes.send_modify(|n| *n += 1);
-                return;
+                if said.is_none() {
+                    cache.mark_synced_empty();
+                    changes.send_modify(|n| *n += 1);
+                }
+                if let Some(flag) = &unreadable {
+                    flag.store(true, Ordering::Relaxed);
+                }
+                if said != Some(access) {
+                    match access {
+                        // Logged by the Gateway watcher only: once, not once per kind.
+                        Access::Missing if kind == "Gateway" => tracing::info!(
+                            ?recheck,
+                            "Gateway API CRDs are not installed; not watching GatewayClass, \
+                             Gateway, HTTPRoute, ReferenceGrant until they are"
+                        ),
+                        Access::Forbidden => tracing::warn!(
+                            kind,
+                            ?recheck,
+                            "Not allowed to list this Gateway API kind; serving it as empty \
+                             until the controller's RBAC allows get/list/watch"
+                        ),
+                        _ => {}
+                    }
+                }
+                said = Some(access);
+                tokio::time::sleep(recheck).await;
+            }
+            if let Some(flag) = &unreadable {
+                flag.store(false, Ordering::Relaxed);
+            }
+            match said {
+                Some(Access::Missing) if kind == "Gateway" => {
+                    tracing::info!("Gateway API CRDs are installed; watching their kinds")
+                }
+                Some(Access::Forbidden) => tracing::info!(kind, "Allowed to list now; watching"),
+                _ => {}
             }
         }
         watching::run(api, config, cache, changes, metrics).await;
     })
 }
 
-async fn gateway_api_installed(probe: &Api<Gateway>) -> bool {
+/// Whether a Gateway API kind can be listed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Access {
+    Readable,
+    /// 404: its CRD is not installed.
+    Missing,
+    /// 403: RBAC does not allow it.
+    Forbidden,
+}
+
+async fn access<K>(api: &Api<Lenient<K>>, kind: &str) -> Access
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
+    K::DynamicType: Default,
+{
     loop {
-        match probe.list(&ListParams::default().limit(1)).await {
-            Ok(_) => return true,
-            Err(kube::Error::Api(e)) if e.code == 404 => return false,
+        match api.list(&ListParams::default().limit(1)).await {
+            Ok(_) => return Access::Readable,
+            Err(kube::Error::Api(e)) if e.code == 404 => return Access::Missing,
+            Err(kube::Error::Api(e)) if e.code == 403 => return Access::Forbidden,
             Err(e) => {
-                // Anything else (API server away, RBAC): try again rather than
-                // decide the CRDs are absent.
-                tracing::warn!(error = %e, "Cannot tell whether the Gateway API CRDs are installed");
-                tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+                // Anything else (API server away): try again rather than decide.
+                tracing::warn!(kind, error = %e, "Cannot tell whether this Gateway API kind can be listed");
+                tokio::time::sleep(Duration::from_secs(5)).await;
             }
         }
     }

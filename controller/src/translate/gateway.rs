@@ -5,8 +5,8 @@ use std::collections::HashMap;
 
 use gatehouse_crds::conditions::{self, reason};
 use gatehouse_crds::gateway_api::{
-    self, reason as gw, GatewayClassStatus, GatewayStatus, ListenerStatus, RouteGroupKind,
-    CONTROLLER_NAME,
+    self, reason as gw, GatewayClassStatus, GatewayStatus, GatewayStatusAddress, ListenerStatus,
+    RouteGroupKind, CONTROLLER_NAME,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 
@@ -52,7 +52,7 @@ pub fn translate(ctx: &Context<'_>, certs: &mut Certificates) -> Gateways {
         gateways: Vec::new(),
         classes: Vec::new(),
     };
-    let ours: Vec<&str> = ctx
+    let mut ours: Vec<&str> = ctx
         .input
         .gateway_classes
         .iter()
@@ -63,6 +63,15 @@ pub fn translate(ctx: &Context<'_>, certs: &mut Certificates) -> Gateways {
             c.metadata.name.as_deref()
         })
         .collect();
+    // A class this installation may not read is taken on trust, by name; a class it
+    // did read is never overridden (its controllerName decides).
+    let assumed = ctx.options.assumed_gateway_class.as_deref().filter(|name| {
+        !ctx.input
+            .gateway_classes
+            .iter()
+            .any(|c| c.metadata.name.as_deref() == Some(*name))
+    });
+    ours.extend(assumed);
     for (gi, g) in ctx.input.gateways.iter().enumerate() {
         if !ours.contains(&g.spec.gateway_class_name.as_str()) || !ctx.handles(&g.metadata) {
             continue;
@@ -271,7 +280,7 @@ impl Gateways {
                     gw::ACCEPTED,
                     true,
                     gw::ACCEPTED,
-                    "Gateway accepted",
+                    accepted_message(ctx, &g.spec.gateway_class_name),
                     gen,
                     ctx,
                 ),
@@ -292,6 +301,7 @@ impl Gateways {
             out.push(ObjectStatus {
                 status: Status::Gateway(
                     GatewayStatus {
+                        addresses: addresses(ctx),
                         conditions: carried(top, previous),
                         listeners: statuses,
                     },
@@ -301,6 +311,41 @@ impl Gateways {
             });
         }
         out
+    }
+}
+
+/// `status.addresses` of every Gateway: the proxy Service's (as Ingresses'
+/// `status.loadBalancer`).
+fn addresses(ctx: &Context<'_>) -> Vec<GatewayStatusAddress> {
+    ctx.options
+        .load_balancer
+        .iter()
+        .flat_map(|lb| {
+            let ip = lb.ip.iter().map(|v| ("IPAddress", v));
+            ip.chain(lb.hostname.iter().map(|v| ("Hostname", v)))
+        })
+        .map(|(type_, value)| GatewayStatusAddress {
+            type_: Some(type_.to_owned()),
+            value: value.clone(),
+        })
+        .collect()
+}
+
+/// The `Accepted` message of a Gateway: says so when its class was taken on trust.
+fn accepted_message(ctx: &Context<'_>, class: &str) -> String {
+    let read = ctx
+        .input
+        .gateway_classes
+        .iter()
+        .any(|c| c.metadata.name.as_deref() == Some(class));
+    if read {
+        "Gateway accepted".to_owned()
+    } else {
+        format!(
+            "Gateway accepted; GatewayClass {class:?} cannot be read by this installation \
+             (namespaced, or no RBAC on gatewayclasses) and is assumed to be Gatehouse's \
+             (--gateway-class)"
+        )
     }
 }
 

@@ -237,3 +237,150 @@ spec:
     assert!(st.parents.is_empty(), "{:?}", st.parents);
     assert!(out.snapshot.routes.is_empty());
 }
+
+#[test]
+fn a_policy_allowing_encoded_slashes_applies_it_to_every_route_it_protects() {
+    let out = run(r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: r, namespace: default}
+spec:
+  parentRefs: [{name: gw}]
+  rules:
+  - matches: [{path: {type: PathPrefix, value: /files}}, {path: {type: Exact, value: /blob}}]
+    backendRefs: [{name: api, port: 80}]
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: ing, namespace: default}
+spec:
+  ingressClassName: gatehouse
+  rules:
+  - http: {paths: [{path: /docs, pathType: Prefix, backend: {service: {name: api, port: {number: 80}}}}]}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: plain, namespace: default}
+spec:
+  parentRefs: [{name: gw}]
+  rules:
+  - matches: [{path: {type: PathPrefix, value: /plain}}]
+    backendRefs: [{name: api, port: 80}]
+---
+apiVersion: gatehouse.dev/v1alpha1
+kind: OAuth2Policy
+metadata: {name: p, namespace: default}
+spec:
+  targetRefs:
+  - {group: gateway.networking.k8s.io, kind: HTTPRoute, name: r}
+  - {group: networking.k8s.io, kind: Ingress, name: ing}
+  oauth2: {clientCredentials: true, allowEncodedSlashes: true}
+"#);
+    let by_path = |p: &str| {
+        out.snapshot
+            .routes
+            .iter()
+            .find(|r| r.paths == [p])
+            .unwrap_or_else(|| panic!("a route for {p}"))
+    };
+    for p in ["/files", "/blob", "/docs"] {
+        assert!(by_path(p).allow_encoded_slashes, "{p}");
+        assert!(by_path(p).oauth2.is_some(), "{p}");
+    }
+    assert!(!by_path("/plain").allow_encoded_slashes);
+}
+
+#[test]
+fn without_readable_gateway_classes_the_assumed_class_is_served_and_says_so() {
+    let objects = r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: team}
+spec:
+  gatewayClassName: gatehouse
+  listeners: [{name: http, port: 80, protocol: HTTP}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: theirs, namespace: team}
+spec:
+  gatewayClassName: other
+  listeners: [{name: http, port: 80, protocol: HTTP}]
+"#;
+    let m = Manifests::read_strs([("objects.yaml", objects)]);
+    assert!(m.errors.is_empty(), "{:?}", m.errors);
+    let now = Time(Timestamp::from_second(1_700_000_000).unwrap());
+    let mut options = Options::standalone(now);
+    let gateways = |options: &Options| {
+        let out = translate(&m.input, options, &mut rand::rngs::StdRng::seed_from_u64(1));
+        out.statuses
+            .into_iter()
+            .filter(|s| s.object.kind == Kind::Gateway)
+            .collect::<Vec<_>>()
+    };
+    // Nothing is served on trust unless asked.
+    assert!(gateways(&options).is_empty());
+
+    options.assumed_gateway_class = Some("gatehouse".into());
+    let served = gateways(&options);
+    assert_eq!(served.len(), 1, "{served:?}");
+    assert_eq!(served[0].object.name, "gw");
+    let Status::Gateway(st, _) = &served[0].status else {
+        unreachable!("Gateway status")
+    };
+    let accepted = st
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Accepted")
+        .unwrap();
+    assert_eq!(accepted.status, "True");
+    assert!(
+        accepted
+            .message
+            .contains("cannot be read by this installation"),
+        "{}",
+        accepted.message
+    );
+}
+
+#[test]
+fn gateways_report_the_proxy_addresses_as_ingresses_do() {
+    let m = Manifests::read_strs([("base.yaml", BASE)]);
+    let now = Time(Timestamp::from_second(1_700_000_000).unwrap());
+    let mut options = Options::standalone(now);
+    options.load_balancer = vec![
+        k8s_openapi::api::networking::v1::IngressLoadBalancerIngress {
+            ip: Some("203.0.113.7".into()),
+            ..Default::default()
+        },
+        k8s_openapi::api::networking::v1::IngressLoadBalancerIngress {
+            hostname: Some("lb.example.net".into()),
+            ..Default::default()
+        },
+    ];
+    let out = translate(
+        &m.input,
+        &options,
+        &mut rand::rngs::StdRng::seed_from_u64(1),
+    );
+    let gw = out
+        .statuses
+        .iter()
+        .find(|s| s.object.kind == Kind::Gateway)
+        .unwrap();
+    let Status::Gateway(st, _) = &gw.status else {
+        unreachable!("Gateway status")
+    };
+    let shown: Vec<(Option<&str>, &str)> = st
+        .addresses
+        .iter()
+        .map(|a| (a.type_.as_deref(), a.value.as_str()))
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            (Some("IPAddress"), "203.0.113.7"),
+            (Some("Hostname"), "lb.example.net")
+        ]
+    );
+}

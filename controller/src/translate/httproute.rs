@@ -211,9 +211,13 @@ pub fn translate<'a>(
                         break;
                     }
                 };
-                let (id, oauth2) = match &attached {
-                    Some(Policy::Protect { id, oauth2 }) => (id.clone(), Some((**oauth2).clone())),
-                    _ => (format!("httproute/{ns}/{name}/{ri}/{mi}"), None),
+                let (id, oauth2, allow_encoded_slashes) = match &attached {
+                    Some(Policy::Protect {
+                        id,
+                        oauth2,
+                        allow_encoded_slashes,
+                    }) => (id.clone(), Some((**oauth2).clone()), *allow_encoded_slashes),
+                    _ => (format!("httproute/{ns}/{name}/{ri}/{mi}"), None, false),
                 };
                 let rewrite_host = filters.rewrite.as_ref().and_then(|r| r.hostname.clone());
                 item.candidates.push(config::Route {
@@ -234,7 +238,7 @@ pub fn translate<'a>(
                     conditions,
                     filters: filters.clone(),
                     auth_only: false,
-                    allow_encoded_slashes: false,
+                    allow_encoded_slashes,
                 });
             }
             if item.invalid.is_some() {

@@ -64,9 +64,13 @@ pub fn translate<'a>(
                 let Some(endpoints) = resolve(ctx, &ns, b, v) else {
                     return;
                 };
-                let (id, oauth2) = match &attached {
-                    Some(Policy::Protect { id, oauth2 }) => (id.clone(), Some((**oauth2).clone())),
-                    _ => (format!("ingress/{ns}/{name}/{n}"), None),
+                let (id, oauth2, allow_encoded_slashes) = match &attached {
+                    Some(Policy::Protect {
+                        id,
+                        oauth2,
+                        allow_encoded_slashes,
+                    }) => (id.clone(), Some((**oauth2).clone()), *allow_encoded_slashes),
+                    _ => (format!("ingress/{ns}/{name}/{n}"), None, false),
                 };
                 candidates.push(config::Route {
                     id,
@@ -79,6 +83,7 @@ pub fn translate<'a>(
                         ..Default::default()
                     },
                     oauth2,
+                    allow_encoded_slashes,
                     path_match: if exact {
                         config::PathMatch::Exact
                     } else {

@@ -24,9 +24,14 @@ mod gateway_tests;
 mod grants;
 mod httproute;
 mod ingress;
+mod last_good;
+#[cfg(test)]
+mod last_good_tests;
 mod login;
 mod object;
 mod policy;
+#[cfg(test)]
+mod reason_tests;
 mod routes;
 mod secrets;
 #[cfg(test)]
@@ -51,6 +56,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use rand::RngCore;
 use sha2::{Digest as _, Sha256};
 
+pub use last_good::LastGood;
 pub use secrets::{generated_secret_name, GeneratedSecret, CLIENT_ID_KEY, CLIENT_SECRET_KEY};
 
 /// Label selecting which Gatehouse installation handles an object (like an ingress
@@ -86,6 +92,9 @@ pub struct Input {
     /// Certificates of the snapshot in force: a Secret that turns bad keeps serving its
     /// previous certificate (matched by id) instead of dropping TLS for its hosts.
     pub previous_certificates: Vec<TlsCertificate>,
+    /// The last good version of each object (see [`LastGood`]): the previous
+    /// [`Output::last_good`], or empty (a fresh controller, `render`).
+    pub last_good: LastGood,
 }
 
 /// How to translate.
@@ -109,6 +118,10 @@ pub struct Options {
     pub ingress_class: String,
     /// Addresses written to served Ingresses' `status.loadBalancer` (the proxy Service's).
     pub load_balancer: Vec<IngressLoadBalancerIngress>,
+    /// A GatewayClass name served without reading the GatewayClass (`None`: only
+    /// classes read with our `controllerName`). Set when the controller may not read
+    /// GatewayClasses (a namespaced install: they are cluster-scoped).
+    pub assumed_gateway_class: Option<String>,
 }
 
 /// The Ingress class served unless `--ingress-class` says otherwise.
@@ -125,6 +138,7 @@ impl Options {
             unreachable_issuers: Default::default(),
             ingress_class: DEFAULT_INGRESS_CLASS.to_owned(),
             load_balancer: Vec::new(),
+            assumed_gateway_class: None,
         }
     }
 
@@ -138,6 +152,7 @@ impl Options {
             unreachable_issuers: Default::default(),
             ingress_class: DEFAULT_INGRESS_CLASS.to_owned(),
             load_balancer: Vec::new(),
+            assumed_gateway_class: None,
         }
     }
 }
@@ -151,6 +166,11 @@ pub struct Output {
     pub statuses: Vec<ObjectStatus>,
     /// Credentials Secrets to create for OAuth2Clients that have none.
     pub secrets_to_create: Vec<GeneratedSecret>,
+    /// Objects whose current version is not Ready and whose last good version is
+    /// served instead.
+    pub held: Vec<ObjectRef>,
+    /// The memory to pass as the next [`Input::last_good`].
+    pub last_good: LastGood,
 }
 
 impl Output {
@@ -280,10 +300,52 @@ impl ObjectStatus {
 
 /// Translate observed resources into a snapshot, statuses and Secrets to create.
 ///
+/// An object whose current version is not Ready is served at its last good version
+/// when `input.last_good` has one (see [`LastGood`]); pass `output.last_good` back in
+/// next time.
+///
 /// `rng` is used only to generate credentials for OAuth2Clients without a Secret;
 /// pass a cryptographically secure generator (e.g. `rand::rng()`), or a seeded one in
 /// tests.
 pub fn translate(input: &Input, options: &Options, rng: &mut dyn RngCore) -> Output {
+    let mut output = translate_once(input, options, rng);
+    // Credentials are generated for the current versions, whatever is served.
+    let secrets_to_create = std::mem::take(&mut output.secrets_to_create);
+    let mut held = std::collections::BTreeMap::new();
+    // Holding one object back can make another one not Ready (a client of a held
+    // Consumer is fine, but a route whose paths the held version still claims is
+    // not): repeat until nothing new is held. Each pass holds at least one more
+    // object; the bound only caps pathological chains.
+    for _ in 1..MAX_PASSES {
+        let more = input.last_good.to_hold(input, &output.statuses, &held);
+        if more.is_empty() {
+            break;
+        }
+        held.extend(more);
+        let substituted = LastGood::substituted(input, &held);
+        output = translate_once(&substituted, options, rng);
+    }
+    output.secrets_to_create = secrets_to_create;
+    output.last_good = input.last_good.remember(input, &output.statuses, &held);
+    if !held.is_empty() {
+        // Report the current (bad) versions, not the served ones.
+        output
+            .statuses
+            .retain(|s| !held.contains_key(&last_good::key(&s.object)));
+        for h in held.into_values() {
+            output.held.push(h.status.object.clone());
+            output.statuses.push(h.into_status());
+        }
+        output.statuses.sort_by(|a, b| a.object.cmp(&b.object));
+    }
+    output
+}
+
+/// Translation passes at most (see [`translate`]).
+const MAX_PASSES: usize = 4;
+
+/// One translation of exactly the objects in `input`.
+fn translate_once(input: &Input, options: &Options, rng: &mut dyn RngCore) -> Output {
     let ctx = object::Context::new(input, options);
 
     let consumers = consumers::translate(&ctx);
@@ -332,6 +394,8 @@ pub fn translate(input: &Input, options: &Options, rng: &mut dyn RngCore) -> Out
         snapshot,
         statuses,
         secrets_to_create: clients.secrets_to_create,
+        held: Vec::new(),
+        last_good: LastGood::default(),
     }
 }
 

@@ -26,6 +26,9 @@ pub enum Attached {
         id: String,
         /// Boxed: far larger than the other variant.
         oauth2: Box<config::RouteOAuth2>,
+        /// `oauth2.allowEncodedSlashes`: a route-level setting in the snapshot, so it
+        /// is applied to every route the policy protects, as on a ProtectedRoute.
+        allow_encoded_slashes: bool,
     },
     /// The policy is invalid: do not serve the target at all.
     Broken { policy: String },
@@ -122,6 +125,7 @@ pub fn resolve(ctx: &Context<'_>, consumers: &Consumers, trusted: &[String]) -> 
             Attached::Protect {
                 id: id.clone(),
                 oauth2: Box::new(oauth2),
+                allow_encoded_slashes: o.allow_encoded_slashes,
             }
         } else {
             Attached::Broken { policy: id.clone() }

@@ -16,8 +16,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use serde::{Deserialize, Serialize};
 
 pub use gateway::{
-    AllowedRoutes, Gateway, GatewaySpec, GatewayStatus, GatewayTls, Listener, ListenerStatus,
-    RouteGroupKind, RouteNamespaces, SecretObjectReference,
+    AllowedRoutes, Gateway, GatewaySpec, GatewayStatus, GatewayStatusAddress, GatewayTls, Listener,
+    ListenerStatus, RouteGroupKind, RouteNamespaces, SecretObjectReference,
 };
 pub use gatewayclass::{GatewayClass, GatewayClassSpec, GatewayClassStatus};
 pub use httproute::{

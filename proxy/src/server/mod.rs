@@ -223,8 +223,10 @@ pub fn spawn(
 
     let mut registry = Registry::default();
     let metrics = Metrics::register(&mut registry);
+    // Opens sealed TLS keys and `oauth2.login` client secrets, encrypts cookies.
+    let login_key = args.login.load().context("--login-key-file")?;
     let (compiled_tx, compiled_rx): (CompiledTx, _) =
-        watch::channel(compiled::compile_current(&config));
+        watch::channel(compiled::compile_current(&config, login_key.as_ref()));
     if compiled_rx.borrow().is_some() {
         metrics.config_reloads.inc();
     }
@@ -244,7 +246,7 @@ pub fn spawn(
     let audit = AuditLog::open(&args.audit_log).context("cannot open the audit log")?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let signin = Arc::new(crate::login::Signin::with_documents(
-        args.login.load().context("--login-key-file")?,
+        login_key.clone(),
         args.login.documents().context("--client-metadata-ca")?,
     ));
     let limits = Limits {
@@ -266,7 +268,12 @@ pub fn spawn(
             }),
         )
     });
-    let mut compiler = Some((config, compiled_tx, metrics.config_reloads.clone()));
+    let mut compiler = Some((
+        config,
+        compiled_tx,
+        metrics.config_reloads.clone(),
+        login_key,
+    ));
     let mut done = Vec::with_capacity(workers);
     for index in 0..workers {
         let listeners = WorkerListeners {

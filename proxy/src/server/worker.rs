@@ -36,7 +36,14 @@ pub struct Worker {
     pub index: usize,
     pub listeners: WorkerListeners,
     pub shared: Arc<Shared>,
-    pub compiler: Option<(ConfigRx, CompiledTx, Counter)>,
+    /// The snapshot compiler (worker 0 only), with the login key that opens sealed
+    /// TLS keys.
+    pub compiler: Option<(
+        ConfigRx,
+        CompiledTx,
+        Counter,
+        Option<gatehouse_config::seal::LoginKey>,
+    )>,
     pub http1_max_buf: usize,
     pub limits: LimitArgs,
     /// This worker's connection cap.
@@ -121,8 +128,8 @@ impl Worker {
                 shutdown.clone(),
             )));
         }
-        if let Some((config, out, reloads)) = compiler {
-            tokio::spawn(compiled::follow(config, out, reloads));
+        if let Some((config, out, reloads, login_key)) = compiler {
+            tokio::spawn(compiled::follow(config, out, reloads, login_key));
         }
         drop(accepting);
 

@@ -12,6 +12,8 @@ use std::sync::Arc;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
+use gatehouse_config::seal::LoginKey;
+
 use crate::compiled::CompiledRx;
 use crate::config::TlsCertificate;
 
@@ -28,20 +30,33 @@ pub struct CertTable {
 }
 
 impl CertTable {
-    /// Compile `certs`. A certificate that does not load keeps the one `previous`
-    /// compiled for the same id (if any) and is reported.
-    pub fn new(certs: &[TlsCertificate], previous: Option<&CertTable>) -> (Self, Vec<String>) {
+    /// Compile `certs`, opening sealed private keys with `login_key`. A certificate
+    /// that does not load keeps the one `previous` compiled for the same id (if any)
+    /// and is reported.
+    pub fn new(
+        certs: &[TlsCertificate],
+        previous: Option<&CertTable>,
+        login_key: Option<&LoginKey>,
+    ) -> (Self, Vec<String>) {
         let mut table = CertTable::default();
         let mut problems = Vec::new();
         for c in certs {
             // A renewal changes the certificate; compare the key too so a re-keyed
             // Secret with the same certificate text is never served with the old key.
-            let fingerprint = format!("{}\n{}", c.cert_pem, c.key_pem);
+            let fingerprint = format!(
+                "{}\n{}\n{}",
+                c.cert_pem,
+                c.key_pem,
+                c.key_sealed.as_deref().unwrap_or_default()
+            );
             let reused = previous
                 .and_then(|p| p.by_id.get(&c.id))
                 .filter(|(f, _)| *f == fingerprint)
                 .map(|(_, k)| k.clone());
-            let key = match reused.map(Ok).unwrap_or_else(|| certified_key(c)) {
+            let key = match reused
+                .map(Ok)
+                .unwrap_or_else(|| certified_key(c, login_key))
+            {
                 Ok(k) => k,
                 Err(e) => {
                     problems.push(format!("certificate {}: {e}", c.id));
@@ -86,14 +101,30 @@ impl CertTable {
     }
 }
 
-fn certified_key(c: &TlsCertificate) -> Result<Arc<CertifiedKey>, String> {
+fn certified_key(
+    c: &TlsCertificate,
+    login_key: Option<&LoginKey>,
+) -> Result<Arc<CertifiedKey>, String> {
     let certs: Vec<_> = rustls_pemfile::certs(&mut c.cert_pem.as_bytes())
         .collect::<Result<_, _>>()
         .map_err(|e| format!("certificate is not PEM: {e}"))?;
     if certs.is_empty() {
         return Err("no certificate in the PEM".to_owned());
     }
-    let key = rustls_pemfile::private_key(&mut c.key_pem.as_bytes())
+    let opened;
+    let key_pem = match &c.key_sealed {
+        None => c.key_pem.as_bytes(),
+        Some(sealed) => {
+            let key = login_key.ok_or(
+                "the private key is sealed and this proxy has no login key (--login-key-file)",
+            )?;
+            opened = key
+                .open(sealed, &TlsCertificate::seal_context(&c.id))
+                .ok_or("the sealed private key does not open with this proxy's login key")?;
+            &opened[..]
+        }
+    };
+    let key = rustls_pemfile::private_key(&mut &key_pem[..])
         .map_err(|e| format!("key is not PEM: {e}"))?
         .ok_or("no private key in the PEM")?;
     let provider = rustls::crypto::ring::default_provider();
@@ -122,5 +153,57 @@ impl ResolvesServerCert for SniResolver {
             .as_ref()
             .and_then(|c| c.certs.find(hello.server_name()));
         Some(found.unwrap_or_else(|| self.default.clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn login_key(b: u8) -> LoginKey {
+        LoginKey::from_bytes(&[b; 40]).unwrap()
+    }
+
+    /// A certificate for `host` whose private key is sealed under `key`.
+    fn sealed_cert(host: &str, key: &LoginKey) -> TlsCertificate {
+        let issued = rcgen::generate_simple_self_signed(vec![host.to_owned()]).unwrap();
+        let id = "default/site-tls".to_owned();
+        TlsCertificate {
+            key_sealed: Some(key.seal(
+                issued.signing_key.serialize_pem().as_bytes(),
+                &TlsCertificate::seal_context(&id),
+            )),
+            id,
+            hosts: vec![host.to_owned()],
+            cert_pem: issued.cert.pem(),
+            key_pem: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_sealed_private_key_loads_only_with_the_login_key_it_was_sealed_under() {
+        let key = login_key(1);
+        let certs = [sealed_cert("site.example", &key)];
+
+        let (table, problems) = CertTable::new(&certs, None, Some(&key));
+        assert!(problems.is_empty(), "{problems:?}");
+        assert!(table.find(Some("site.example")).is_some());
+
+        for other in [None, Some(login_key(2))] {
+            let (table, problems) = CertTable::new(&certs, None, other.as_ref());
+            assert_eq!(problems.len(), 1, "{problems:?}");
+            assert!(problems[0].contains("default/site-tls"), "{problems:?}");
+            assert!(table.find(Some("site.example")).is_none());
+        }
+    }
+
+    #[test]
+    fn a_sealed_key_moved_to_another_certificate_id_does_not_open() {
+        let key = login_key(1);
+        let mut moved = sealed_cert("site.example", &key);
+        moved.id = "default/other-tls".to_owned();
+        let (table, problems) = CertTable::new(&[moved], None, Some(&key));
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(table.find(Some("site.example")).is_none());
     }
 }
