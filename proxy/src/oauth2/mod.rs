@@ -29,7 +29,7 @@ pub mod token;
 use bytes::Bytes;
 use http::header::{AUTHORIZATION, CONTENT_TYPE};
 use http::request::Parts;
-use http::{HeaderMap, HeaderName, Method, Response};
+use http::{HeaderMap, HeaderName, Method, Response, StatusCode};
 
 pub use crate::binding::valid_on_route;
 use crate::body::{read_limited, ProxyBody};
@@ -299,6 +299,14 @@ pub async fn handle(
     };
     if limit::limited(endpoint) {
         if let Some(refused) = limit::check(&ctx, endpoint).await {
+            if endpoint == Endpoint::Token {
+                // 429, or 503 when the store cannot count.
+                let result = match refused.status {
+                    StatusCode::TOO_MANY_REQUESTS => "too_many_requests",
+                    _ => "temporarily_unavailable",
+                };
+                count_token_request(&ctx, Some(result));
+            }
             return refused;
         }
     }
@@ -310,6 +318,9 @@ pub async fn handle(
         // Answered above; kept total so a new endpoint cannot be forgotten here.
         Endpoint::Metadata => Ok(metadata::respond(&req, oauth)),
     };
+    if endpoint == Endpoint::Token {
+        count_token_request(&ctx, result.as_ref().err().map(|e| e.code.as_str()));
+    }
     match result {
         Ok(resp) => resp,
         Err(e) => {
@@ -317,6 +328,13 @@ pub async fn handle(
             deny(route, endpoint, e.with_state(ctx.state()))
         }
     }
+}
+
+/// Count a token request by its `grant_type` and `error` (none: a token was issued).
+fn count_token_request(ctx: &Ctx<'_>, error: Option<&'static str>) {
+    let grant = ctx.params.get("grant_type").ok().flatten();
+    let grant = grant.map(|g| token::parse_grant(Some(g)).map_or("other", token::grant_name));
+    ctx.req.counters.token_request(grant, error);
 }
 
 /// Audit a refused token, authorization or client authentication (introspection and

@@ -28,7 +28,7 @@ use crate::admin::AdminState;
 use crate::audit::{AuditLog, AuditTarget};
 use crate::compiled::{self, CompiledRx, CompiledTx};
 use crate::forwarded::TrustedProxies;
-use crate::metrics::Metrics;
+use crate::metrics::{CertificateExpiry, Metrics};
 use crate::source::ConfigRx;
 use crate::store::TokenStore;
 
@@ -223,6 +223,15 @@ pub fn spawn(
 
     let mut registry = Registry::default();
     let metrics = Metrics::register(&mut registry);
+    store.register_metrics(&mut registry);
+    let default_certificate = tls_default
+        .as_ref()
+        .and_then(|key| crate::tls::not_after(key))
+        .map(|not_after| CertificateExpiry {
+            certificate: "default".into(),
+            host: "*".into(),
+            not_after,
+        });
     let (compiled_tx, compiled_rx): (CompiledTx, _) =
         watch::channel(compiled::compile_current(&config));
     if compiled_rx.borrow().is_some() {
@@ -262,6 +271,7 @@ pub fn spawn(
                 store: store.clone(),
                 registry,
                 metrics: metrics.clone(),
+                default_certificate,
             }),
         )
     });
