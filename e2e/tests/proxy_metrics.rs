@@ -296,6 +296,15 @@ async fn certificate_expiry_is_exposed_for_the_default_and_each_sni_certificate(
     }
     // Memory store: no Redis gauge.
     assert!(!text.contains(REDIS_UP), "{text}");
+    // The same configuration on a proxy without a TLS listener serves no certificate.
+    let (plain, _, plain_admin) = start_proxy(&file, &[]);
+    wait_ready(&plain, &plain_admin).await;
+    let text = scrape(&plain_admin).await;
+    assert!(
+        !text.contains("gatehouse_proxy_tls_certificate_expiry_timestamp_seconds{"),
+        "{text}"
+    );
+    drop(plain);
 
     // The Secret is renewed: the gauge follows the new snapshot.
     let (renewed_pem, renewed_key) = certificate(&["shop.example", "*.shop.example"], (2033, 7, 8));

@@ -26,6 +26,8 @@ pub struct AdminState {
     pub store: Arc<dyn TokenStore>,
     pub registry: Registry,
     pub metrics: crate::metrics::Metrics,
+    /// Whether a TLS listener serves certificates (else none is reported).
+    pub serves_tls: bool,
     /// Expiry of `--tls-cert` (or standalone's generated certificate), when serving TLS.
     pub default_certificate: Option<crate::metrics::CertificateExpiry>,
 }
@@ -50,7 +52,10 @@ async fn respond(state: &AdminState, req: Request<Incoming>) -> Response<ProxyBo
                     .metrics
                     .config_loaded(&compiled.snapshot.revision, compiled.loaded_at);
             }
-            let snapshot_certificates = current.iter().flat_map(|c| c.certs.expiries());
+            let snapshot_certificates = current
+                .iter()
+                .filter(|_| state.serves_tls)
+                .flat_map(|c| c.certs.expiries());
             state.metrics.certificates(
                 state
                     .default_certificate

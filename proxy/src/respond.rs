@@ -1,6 +1,6 @@
 //! Every response the proxy makes itself (routing and upstream failures, token denials
-//! with their bearer challenge, OAuth2 endpoint answers, admin pages, redirects) is
-//! built here, so each shape has one definition and "the token store is unavailable"
+//! with their bearer challenge, OAuth2 endpoint answers, gRPC statuses, admin pages,
+//! redirects) is built here, so each shape has one definition and "the token store is unavailable"
 //! is said one way everywhere.
 //!
 //! A [`Reply`] is status, headers and a small body; it becomes an HTTP response at the

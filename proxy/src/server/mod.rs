@@ -271,6 +271,7 @@ pub fn spawn(
                 store: store.clone(),
                 registry,
                 metrics: metrics.clone(),
+                serves_tls: tls_acceptor.is_some(),
                 default_certificate,
             }),
         )
