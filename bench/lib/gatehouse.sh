@@ -77,7 +77,7 @@ gatehouse_case() {
 }
 
 setup_gatehouse_cases() {
-  needs c d e f g h d10k e10k e1m f1m || return 0
+  needs c d e f g h j l d10k e10k e1m f1m || return 0
   [ -x "$GATEHOUSE" ] || die "no gatehouse binary at $GATEHOUSE"
 
   local small="$RUN_DIR/snapshot-small.json" big="$RUN_DIR/snapshot-$SCALE_ROUTES.json"
@@ -149,6 +149,24 @@ setup_gatehouse_cases() {
     CASE_URL[h]="http://127.0.0.1:$authz_port/api/bench"
     CASE_HEADER[h]="Authorization: Bearer $tok"
     CASE_NO_TWIN[h]="two processes (nginx and Gatehouse) answer each request"
+  fi
+  if needs j l; then
+    # One process for both: the echo servers of bench/lib/streams.sh behind /ws and
+    # the gRPC service path; each route issues its own tokens.
+    local streams="$RUN_DIR/snapshot-streams.json"
+    write_snapshot "$streams" 0 "$UPSTREAM_URL" "$sha" true \
+      "http://127.0.0.1:$STREAMS_WS_PORT" "grpc://127.0.0.1:$STREAMS_GRPC_PORT"
+    start_gatehouse gh-streams "$streams"
+    local port
+    port=$(gh_port gh-streams)
+    tok=$(fetch_token "http://127.0.0.1:$port/ws/oauth2/token")
+    CASE_PROC[j]=gh-streams
+    CASE_URL[j]="ws://127.0.0.1:$port/ws/bench"
+    CASE_HEADER[j]="Authorization: Bearer $tok"
+    tok=$(fetch_token "http://127.0.0.1:$port/gatehouse.test.echo.Echo/oauth2/token")
+    CASE_PROC[l]=gh-streams
+    CASE_URL[l]="http://127.0.0.1:$port"
+    CASE_HEADER[l]="authorization: Bearer $tok"
   fi
   if needs g; then
     start_gatehouse gh-token "$small" --redis "$(redis_url redis-token)"

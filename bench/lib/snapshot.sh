@@ -10,6 +10,11 @@
 #                OAuth2-protected.
 #   bench/plain  `/plain`, no OAuth2                              -> case (c)
 #   bench/api    `/api`, OAuth2, client_credentials enabled       -> cases (d)-(g)
+#   bench/ws     `/ws` to WS_UPSTREAM, OAuth2 like bench/api       -> case (j), when given
+#   bench/grpc   `/gatehouse.test.echo.Echo` to GRPC_UPSTREAM (a grpc:// URL: h2c),
+#                OAuth2 like bench/api                            -> case (l), when given
+# Each OAuth2 route has its own token endpoint (`<path>/oauth2/token`); a token is
+# valid on the route that issued it.
 # One consumer and one confidential client (`bench-client`) that may use
 # client_credentials.
 
@@ -17,12 +22,23 @@ BENCH_CLIENT_ID=bench-client
 BENCH_CONSUMER_ID=bench/consumer
 
 # write_snapshot FILE FILLERS UPSTREAM_URL CLIENT_SECRET_SHA256 ACCEPT_FORWARDED_HTTPS
+#                [WS_UPSTREAM GRPC_UPSTREAM]
 write_snapshot() {
-  local file=$1 fillers=$2 upstream=$3 secret_sha=$4 forwarded=$5
+  local file=$1 fillers=$2 upstream=$3 secret_sha=$4 forwarded=$5 ws=${6:-} grpc=${7:-}
   awk -v n="$fillers" -v up="$upstream" -v sha="$secret_sha" -v fwd="$forwarded" \
-    -v client="$BENCH_CLIENT_ID" -v consumer="$BENCH_CONSUMER_ID" '
-    function ups() {
-      return "\"upstream\":{\"endpoints\":[\"" up "\"],\"connect_timeout_ms\":2000,\"response_timeout_ms\":10000}"
+    -v client="$BENCH_CLIENT_ID" -v consumer="$BENCH_CONSUMER_ID" -v ws="$ws" -v grpc="$grpc" '
+    function ups_of(u) {
+      return "\"upstream\":{\"endpoints\":[\"" u "\"],\"connect_timeout_ms\":2000,\"response_timeout_ms\":10000}"
+    }
+    function ups() { return ups_of(up) }
+    function oauth_of() {
+      return "\"oauth2\":{\"scopes\":[],\"mandatory_scope\":false,\"token_expiration\":7200," \
+        "\"enable_authorization_code\":false,\"enable_client_credentials\":true," \
+        "\"rate_limits\":{\"per_address\":\"off\",\"per_client\":\"off\"}," \
+        "\"hide_credentials\":false,\"accept_http_if_already_terminated\":" fwd "}"
+    }
+    function route(id, path, u) {
+      printf ",\n{\"id\":\"%s\",\"hosts\":[],\"paths\":[\"%s\"],\"strip_path\":false,\"preserve_host\":false,%s,%s}", id, path, ups_of(u), oauth_of()
     }
     BEGIN {
       printf "{\"format\":1,\"revision\":\"bench-%d\",\"routes\":[\n", n
@@ -36,12 +52,10 @@ write_snapshot() {
         printf "{\"id\":\"fill/%s\",\"hosts\":%s,\"paths\":[\"%s\"],\"strip_path\":true,\"preserve_host\":false,%s%s},\n", id, hosts, path, ups(), oauth
       }
       printf "{\"id\":\"bench/plain\",\"hosts\":[],\"paths\":[\"/plain\"],\"strip_path\":false,\"preserve_host\":false,%s},\n", ups()
-      printf "{\"id\":\"bench/api\",\"hosts\":[],\"paths\":[\"/api\"],\"strip_path\":false,\"preserve_host\":false,%s,", ups()
-      printf "\"oauth2\":{\"scopes\":[],\"mandatory_scope\":false,\"token_expiration\":7200,"
-      printf "\"enable_authorization_code\":false,\"enable_client_credentials\":true,"
-      printf "\"rate_limits\":{\"per_address\":\"off\",\"per_client\":\"off\"},"
-      printf "\"hide_credentials\":false,\"accept_http_if_already_terminated\":%s}}\n", fwd
-      printf "],\"consumers\":[{\"id\":\"%s\",\"username\":\"bench\",\"custom_id\":\"bench-001\"}],\n", consumer
+      printf "{\"id\":\"bench/api\",\"hosts\":[],\"paths\":[\"/api\"],\"strip_path\":false,\"preserve_host\":false,%s,%s}", ups(), oauth_of()
+      if (ws != "") route("bench/ws", "/ws", ws)
+      if (grpc != "") route("bench/grpc", "/gatehouse.test.echo.Echo", grpc)
+      printf "\n],\"consumers\":[{\"id\":\"%s\",\"username\":\"bench\",\"custom_id\":\"bench-001\"}],\n", consumer
       printf "\"clients\":[{\"client_id\":\"%s\",\"secret_sha256\":\"%s\",\"name\":\"Bench client\",", client, sha
       printf "\"consumer_id\":\"%s\",\"client_type\":\"confidential\",\"redirect_uris\":[\"https://bench.invalid/cb\"],", consumer
       printf "\"grant_types\":[\"client_credentials\"],\"scopes\":null}]}\n"

@@ -26,6 +26,10 @@ pub struct AdminState {
     pub store: Arc<dyn TokenStore>,
     pub registry: Registry,
     pub metrics: crate::metrics::Metrics,
+    /// Whether a TLS listener serves certificates (else none is reported).
+    pub serves_tls: bool,
+    /// Expiry of `--tls-cert` (or standalone's generated certificate), when serving TLS.
+    pub default_certificate: Option<crate::metrics::CertificateExpiry>,
 }
 
 /// Serve admin requests until `shutdown` turns true.
@@ -43,11 +47,21 @@ async fn respond(state: &AdminState, req: Request<Incoming>) -> Response<ProxyBo
         "/readyz" => readiness(state).await,
         "/metrics" => {
             let current = state.compiled.borrow().clone();
-            if let Some(compiled) = current {
+            if let Some(compiled) = &current {
                 state
                     .metrics
                     .config_loaded(&compiled.snapshot.revision, compiled.loaded_at);
             }
+            let snapshot_certificates = current
+                .iter()
+                .filter(|_| state.serves_tls)
+                .flat_map(|c| c.certs.expiries());
+            state.metrics.certificates(
+                state
+                    .default_certificate
+                    .iter()
+                    .chain(snapshot_certificates),
+            );
             let mut out = String::new();
             match prometheus_client::encoding::text::encode(&mut out, &state.registry) {
                 Ok(()) => Reply::text(StatusCode::OK, out, OPENMETRICS).into_response(),

@@ -4,14 +4,10 @@
 //! opaque protocol error.
 
 use http::header::CONTENT_TYPE;
-use http::{HeaderMap, HeaderName, HeaderValue, Response};
-use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
+use http::HeaderMap;
 
-use crate::body::{empty, ProxyBody};
 use crate::error::Rejection;
-
-const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
-const GRPC_MESSAGE: HeaderName = HeaderName::from_static("grpc-message");
+use crate::respond::Reply;
 
 /// gRPC status codes the proxy itself answers with (grpc/doc/statuscodes.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,20 +52,9 @@ pub fn code(rejection: &Rejection) -> Code {
     }
 }
 
-/// `grpc-message` is percent-encoded (gRPC over HTTP/2 spec, "Responses").
-const GRPC_MESSAGE_ESCAPES: &AsciiSet = &CONTROLS.add(b'%');
-
-/// The trailers-only gRPC response for `rejection`.
-pub fn response(rejection: &Rejection) -> Response<ProxyBody> {
-    let mut resp = Response::new(empty());
-    let headers = resp.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
-    headers.insert(GRPC_STATUS, HeaderValue::from(code(rejection) as u16));
-    let message = utf8_percent_encode(&rejection.to_string(), GRPC_MESSAGE_ESCAPES).to_string();
-    if let Ok(value) = HeaderValue::from_str(&message) {
-        headers.insert(GRPC_MESSAGE, value);
-    }
-    resp
+/// The trailers-only gRPC answer to `rejection` (built by [`Reply::grpc`]).
+pub fn reply(rejection: &Rejection) -> Reply {
+    Reply::grpc(code(rejection) as u16, &rejection.to_string())
 }
 
 #[cfg(test)]
@@ -108,10 +93,18 @@ mod tests {
 
     #[test]
     fn the_response_is_trailers_only_with_status_and_message() {
-        let resp = response(&Rejection::token_missing("r"));
+        let resp = reply(&Rejection::token_missing("r")).into_response();
         assert_eq!(resp.status(), 200);
         assert_eq!(resp.headers()["content-type"], "application/grpc");
         assert_eq!(resp.headers()["grpc-status"], "16");
         assert_eq!(resp.headers()["grpc-message"], "access token missing");
+        assert!(http_body::Body::is_end_stream(resp.body()));
+    }
+
+    #[test]
+    fn the_message_is_percent_encoded_and_a_percent_sign_too() {
+        let resp = Reply::grpc(14, "50% down\nnow").into_response();
+        assert_eq!(resp.headers()["grpc-status"], "14");
+        assert_eq!(resp.headers()["grpc-message"], "50%25 down%0Anow");
     }
 }

@@ -40,11 +40,25 @@ struct LimitLabels {
     limit: &'static str,
 }
 
-/// Abuse counters of the OAuth2 endpoints; cheap to clone (shared handles).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TokenLabels {
+    grant: &'static str,
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CertificateLabels {
+    certificate: String,
+    host: String,
+}
+
+/// Counters of the OAuth2 endpoints (token requests, abuse); cheap to clone (shared
+/// handles).
 #[derive(Clone, Debug, Default)]
 pub struct OAuthCounters {
     rate_limited: Family<LimitLabels, Counter>,
     client_auth_failures: Counter,
+    token_requests: Family<TokenLabels, Counter>,
 }
 
 impl OAuthCounters {
@@ -60,7 +74,24 @@ impl OAuthCounters {
             "OAuth2 requests whose client authentication failed (invalid_client)",
             c.client_auth_failures.clone(),
         );
+        registry.register(
+            "gatehouse_proxy_token_requests",
+            "Token endpoint requests over HTTPS with readable parameters, by grant_type (a grant the proxy implements, other, or none) and result (issued, the OAuth2 error code, or too_many_requests)",
+            c.token_requests.clone(),
+        );
         c
+    }
+
+    /// A token request with `grant` (a known wire name or `other`; `None` when the
+    /// request had no `grant_type`) ended with `error` (its OAuth2 error code, or
+    /// `too_many_requests`) or issued a token.
+    pub fn token_request(&self, grant: Option<&'static str>, error: Option<&'static str>) {
+        self.token_requests
+            .get_or_create(&TokenLabels {
+                grant: grant.unwrap_or("none"),
+                result: error.unwrap_or("issued"),
+            })
+            .inc();
     }
 
     /// A request was refused by the `limit` (`address` or `client`) budget.
@@ -109,8 +140,21 @@ pub struct Metrics {
     pub config_reloads: Counter,
     /// Open client connections.
     pub connections: Gauge,
-    /// Rate limits and client authentication failures of the OAuth2 endpoints.
+    /// Token requests, rate limits and client authentication failures of the OAuth2
+    /// endpoints.
     pub oauth_counters: OAuthCounters,
+    certificates: Family<CertificateLabels, Gauge>,
+}
+
+/// The not-after time of one served certificate, for the expiry gauge.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CertificateExpiry {
+    /// Snapshot certificate id (`namespace/secret`), or `default` for `--tls-cert`.
+    pub certificate: String,
+    /// A host name it is served for (`*` for the default certificate).
+    pub host: String,
+    /// Unix seconds of the leaf certificate's notAfter.
+    pub not_after: i64,
 }
 
 impl Metrics {
@@ -184,6 +228,12 @@ impl Metrics {
             "Unix time the configuration in force was loaded (age = time() - this)",
             config_loaded.clone(),
         );
+        let certificates = Family::<CertificateLabels, Gauge>::default();
+        registry.register(
+            "gatehouse_proxy_tls_certificate_expiry_timestamp_seconds",
+            "Unix time the served TLS certificate expires (leaf notAfter), by certificate (snapshot id, or default) and host",
+            certificates.clone(),
+        );
         let proxied = requests
             .get_or_create(&OutcomeLabels { outcome: "proxied" })
             .clone();
@@ -204,6 +254,7 @@ impl Metrics {
             config_reloads,
             connections,
             oauth_counters: OAuthCounters::register(registry),
+            certificates,
         }
     }
 
@@ -225,6 +276,20 @@ impl Metrics {
             .set(1);
         self.config_loaded
             .set(i64::try_from(unix_now).unwrap_or(i64::MAX));
+    }
+
+    /// The certificates served now (replacing what was there: a certificate removed
+    /// from the configuration disappears from the gauge).
+    pub fn certificates<'a>(&self, served: impl IntoIterator<Item = &'a CertificateExpiry>) {
+        self.certificates.clear();
+        for c in served {
+            self.certificates
+                .get_or_create(&CertificateLabels {
+                    certificate: c.certificate.clone(),
+                    host: c.host.clone(),
+                })
+                .set(c.not_after);
+        }
     }
 
     /// Count one request under a bounded, static outcome label.

@@ -1,6 +1,6 @@
 //! Every response the proxy makes itself (routing and upstream failures, token denials
-//! with their bearer challenge, OAuth2 endpoint answers, admin pages, redirects) is
-//! built here, so each shape has one definition and "the token store is unavailable"
+//! with their bearer challenge, OAuth2 endpoint answers, gRPC statuses, admin pages,
+//! redirects) is built here, so each shape has one definition and "the token store is unavailable"
 //! is said one way everywhere.
 //!
 //! A [`Reply`] is status, headers and a small body; it becomes an HTTP response at the
@@ -11,11 +11,17 @@ use bytes::Bytes;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE, LOCATION, PRAGMA, WWW_AUTHENTICATE};
 use http::{HeaderName, HeaderValue, Response, StatusCode};
 use http_body_util::Full;
+use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 
 use crate::body::{full, ProxyBody};
 
 /// `Content-Type` of every JSON body the proxy writes.
 const JSON: HeaderValue = HeaderValue::from_static("application/json; charset=utf-8");
+
+const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
+const GRPC_MESSAGE: HeaderName = HeaderName::from_static("grpc-message");
+/// `grpc-message` is percent-encoded (gRPC over HTTP/2 spec, "Responses").
+const GRPC_MESSAGE_ESCAPES: &AsciiSet = &CONTROLS.add(b'%');
 
 /// The one description of a failed token store, for enforcement and OAuth2 endpoints.
 pub const STORE_UNAVAILABLE: &str = "The token store is temporarily unavailable";
@@ -98,6 +104,25 @@ impl Reply {
             headers: vec![(CONTENT_TYPE, HeaderValue::from_static(content_type))],
             body: body.into(),
         }
+    }
+
+    /// A trailers-only gRPC answer (gRPC over HTTP/2, "Responses"): HTTP 200 with
+    /// `grpc-status` and, when it is a valid header value, the percent-encoded
+    /// `grpc-message`, no body.
+    pub fn grpc(code: u16, message: &str) -> Self {
+        let mut reply = Reply {
+            status: StatusCode::OK,
+            headers: vec![
+                (CONTENT_TYPE, HeaderValue::from_static("application/grpc")),
+                (GRPC_STATUS, HeaderValue::from(code)),
+            ],
+            body: Bytes::new(),
+        };
+        let message = utf8_percent_encode(message, GRPC_MESSAGE_ESCAPES).to_string();
+        if let Ok(value) = HeaderValue::from_str(&message) {
+            reply = reply.header(GRPC_MESSAGE, value);
+        }
+        reply
     }
 
     /// A `302 Found` to `location`, never cached (it may carry a code or state).

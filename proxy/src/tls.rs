@@ -54,6 +54,14 @@ pub fn sni_acceptor(
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
+/// Unix seconds of the leaf certificate's notAfter (`None` if it does not parse as
+/// X.509, which rustls, having loaded it, does not check).
+pub fn not_after(key: &CertifiedKey) -> Option<i64> {
+    let leaf = key.cert.first()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(leaf.as_ref()).ok()?;
+    Some(cert.validity().not_after.timestamp())
+}
+
 fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
     std::fs::read(path).map_err(|source| TlsError::Read {
         path: path.display().to_string(),

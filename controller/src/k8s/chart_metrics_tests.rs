@@ -8,7 +8,9 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use gatehouse_proxy::metrics::{RouteLabels, RouteOnly};
+use gatehouse_proxy::metrics::{CertificateExpiry, RouteLabels, RouteOnly};
+use gatehouse_proxy::store::args::StoreArgs;
+use gatehouse_proxy::store::Digest;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::registry::Registry;
 
@@ -31,6 +33,32 @@ fn exposed() -> BTreeSet<String> {
         .inc();
     p.request_duration.get_or_create(&route()).observe(0.1);
     p.upstream_duration.get_or_create(&route()).observe(0.1);
+    p.oauth_counters
+        .token_request(Some("client_credentials"), None);
+    p.certificates(&[CertificateExpiry {
+        certificate: "default".into(),
+        host: "*".into(),
+        not_after: 1,
+    }]);
+    // The store's metrics come from the store the binaries build: a Redis-backed one
+    // (cache over metered Redis), never connected here, so every family gets a series.
+    let store = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            let store = StoreArgs {
+                redis: Some(format!("redis://127.0.0.1:{}", closed_port())),
+                ..StoreArgs::default()
+            }
+            .build()
+            .await
+            .unwrap();
+            // Fails (nothing listens): an error, a duration and a miss are recorded.
+            assert!(store.access_token(Digest::of(b"t")).await.is_err());
+            store
+        });
+    store.register_metrics(&mut proxy);
     let mut controller = Registry::with_prefix("gatehouse_controller");
     let c = super::metrics::Metrics::register(&mut controller);
     c.translated(0.1, 1, 1);
@@ -48,6 +76,15 @@ fn exposed() -> BTreeSet<String> {
         .filter_map(|l| l.split_whitespace().next())
         .map(str::to_owned)
         .collect()
+}
+
+/// A loopback port nothing listens on (bound, then released).
+fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// `gatehouse_proxy_…` and `gatehouse_controller_…` identifiers in `text`.
@@ -85,6 +122,16 @@ fn the_dashboard_and_alerts_query_only_metrics_that_exist() {
         exposed.contains("gatehouse_controller_leader"),
         "{exposed:?}"
     );
+    for family in [
+        "gatehouse_proxy_token_requests",
+        "gatehouse_proxy_token_cache_lookups",
+        "gatehouse_proxy_store_operation_duration_seconds",
+        "gatehouse_proxy_store_errors",
+        "gatehouse_proxy_redis_up",
+        "gatehouse_proxy_tls_certificate_expiry_timestamp_seconds",
+    ] {
+        assert!(exposed.contains(family), "{family} missing: {exposed:?}");
+    }
     let chart = Path::new(env!("CARGO_MANIFEST_DIR")).join("../charts/gatehouse");
     for file in ["dashboards/gatehouse.json", "templates/prometheusrule.yaml"] {
         let text = std::fs::read_to_string(chart.join(file)).unwrap();
@@ -97,4 +144,43 @@ fn the_dashboard_and_alerts_query_only_metrics_that_exist() {
             );
         }
     }
+}
+
+#[test]
+fn the_dashboard_and_alerts_cover_tokens_the_store_redis_and_certificates() {
+    let chart = Path::new(env!("CARGO_MANIFEST_DIR")).join("../charts/gatehouse");
+    let read = |file: &str| std::fs::read_to_string(chart.join(file)).unwrap();
+    let on = |text: &str| -> BTreeSet<String> {
+        queried(text).iter().map(|n| family(n).to_owned()).collect()
+    };
+    let dashboard = on(&read("dashboards/gatehouse.json"));
+    for family in [
+        "gatehouse_proxy_token_requests",
+        "gatehouse_proxy_token_cache_lookups",
+        "gatehouse_proxy_store_operation_duration_seconds",
+        "gatehouse_proxy_store_errors",
+        "gatehouse_proxy_redis_up",
+        "gatehouse_proxy_tls_certificate_expiry_timestamp_seconds",
+    ] {
+        assert!(
+            dashboard.contains(family),
+            "no dashboard panel shows {family}"
+        );
+    }
+    let rules = read("templates/prometheusrule.yaml");
+    assert!(on(&rules).contains("gatehouse_proxy_redis_up"));
+    assert!(on(&rules).contains("gatehouse_proxy_tls_certificate_expiry_timestamp_seconds"));
+    for alert in [
+        "GatehouseRedisDown",
+        "GatehouseCertificateExpiringSoon",
+        "GatehouseCertificateExpired",
+    ] {
+        assert!(
+            rules.contains(&format!("alert: {alert}")),
+            "{alert} missing"
+        );
+    }
+    // The threshold is the chart value, and the value has a default.
+    assert!(rules.contains("$r.certificateExpiryDays"));
+    assert!(read("values.yaml").contains("certificateExpiryDays: 14"));
 }

@@ -38,7 +38,7 @@ pub mod well_known;
 use bytes::Bytes;
 use http::header::{AUTHORIZATION, CONTENT_TYPE};
 use http::request::Parts;
-use http::{HeaderMap, HeaderName, Method, Response};
+use http::{HeaderMap, HeaderName, Method, Response, StatusCode};
 
 pub use crate::binding::valid_on_route;
 use crate::body::{read_limited, ProxyBody};
@@ -333,6 +333,14 @@ pub async fn handle(req: OAuthRequest, site: &Site<'_>) -> OAuthResponse {
     };
     if limit::limited(endpoint) {
         if let Some(refused) = limit::check(&ctx, endpoint).await {
+            if endpoint == Endpoint::Token {
+                // 429, or 503 when the store cannot count.
+                let result = match refused.status {
+                    StatusCode::TOO_MANY_REQUESTS => "too_many_requests",
+                    _ => "temporarily_unavailable",
+                };
+                count_token_request(&ctx, Some(result));
+            }
             return refused;
         }
     }
@@ -352,6 +360,9 @@ pub async fn handle(req: OAuthRequest, site: &Site<'_>) -> OAuthResponse {
         // Answered above; kept total so a new endpoint cannot be forgotten here.
         Endpoint::Metadata => Ok(metadata::respond(&req, oauth)),
     };
+    if endpoint == Endpoint::Token {
+        count_token_request(&ctx, result.as_ref().err().map(|e| e.code.as_str()));
+    }
     match result {
         Ok(resp) => resp,
         Err(e) => {
@@ -359,6 +370,13 @@ pub async fn handle(req: OAuthRequest, site: &Site<'_>) -> OAuthResponse {
             deny(route, endpoint, e.with_state(ctx.state()))
         }
     }
+}
+
+/// Count a token request by its `grant_type` and `error` (none: a token was issued).
+fn count_token_request(ctx: &Ctx<'_>, error: Option<&'static str>) {
+    let grant = ctx.params.get("grant_type").ok().flatten();
+    let grant = grant.map(|g| token::parse_grant(Some(g)).map_or("other", token::grant_name));
+    ctx.req.counters.token_request(grant, error);
 }
 
 /// Audit a refused token, authorization or client authentication (introspection and

@@ -165,7 +165,7 @@ fn success(m: &Minted, state: Option<&str>) -> OAuthResponse {
 }
 
 /// The wire name of a grant (audit log).
-fn grant_name(g: GrantType) -> &'static str {
+pub(crate) fn grant_name(g: GrantType) -> &'static str {
     match g {
         GrantType::AuthorizationCode => "authorization_code",
         GrantType::RefreshToken => "refresh_token",
@@ -175,7 +175,7 @@ fn grant_name(g: GrantType) -> &'static str {
     }
 }
 
-fn parse_grant(s: Option<&str>) -> Option<GrantType> {
+pub(crate) fn parse_grant(s: Option<&str>) -> Option<GrantType> {
     match s? {
         "authorization_code" => Some(GrantType::AuthorizationCode),
         "refresh_token" => Some(GrantType::RefreshToken),

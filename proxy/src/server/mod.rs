@@ -28,7 +28,7 @@ use crate::admin::AdminState;
 use crate::audit::{AuditLog, AuditTarget};
 use crate::compiled::{self, CompiledRx, CompiledTx};
 use crate::forwarded::TrustedProxies;
-use crate::metrics::Metrics;
+use crate::metrics::{CertificateExpiry, Metrics};
 use crate::source::ConfigRx;
 use crate::store::TokenStore;
 
@@ -225,6 +225,15 @@ pub fn spawn(
     let metrics = Metrics::register(&mut registry);
     // Opens sealed TLS keys and `oauth2.login` client secrets, encrypts cookies.
     let login_key = args.login.load().context("--login-key-file")?;
+    store.register_metrics(&mut registry);
+    let default_certificate = tls_default
+        .as_ref()
+        .and_then(|key| crate::tls::not_after(key))
+        .map(|not_after| CertificateExpiry {
+            certificate: "default".into(),
+            host: "*".into(),
+            not_after,
+        });
     let (compiled_tx, compiled_rx): (CompiledTx, _) =
         watch::channel(compiled::compile_current(&config, login_key.as_ref()));
     if compiled_rx.borrow().is_some() {
@@ -265,6 +274,8 @@ pub fn spawn(
                 store: store.clone(),
                 registry,
                 metrics: metrics.clone(),
+                serves_tls: tls_acceptor.is_some(),
+                default_certificate,
             }),
         )
     });

@@ -61,10 +61,11 @@ pub async fn handle(
             record.outcome = rejection.reason();
             tracing::debug!(peer = %conn.peer, reason = rejection.reason(), "Request rejected");
             if is_grpc {
-                grpc::response(&rejection)
+                grpc::reply(&rejection)
             } else {
-                rejection.into_response()
+                rejection.reply()
             }
+            .into_response()
         }
     };
     record.finish(resp)

@@ -12,6 +12,7 @@ use clap::Args;
 
 use super::cache::{CachedStore, TokenCache};
 use super::memory::MemoryStore;
+use super::metered::{probe, MeteredStore};
 use super::redis::{follow_invalidations, RedisStore};
 use super::TokenStore;
 use gatehouse_config::redis::args::{parse_duration, parse_target, RedisArgs};
@@ -94,23 +95,34 @@ impl StoreArgs {
     /// being down at start is not an error (requests get 503 until it is back).
     pub async fn build(&self) -> anyhow::Result<Arc<dyn TokenStore>> {
         let Some(target) = self.token_target()? else {
-            return Ok(Arc::new(MemoryStore::new(self.memory_capacity)));
+            let memory = Arc::new(MemoryStore::new(self.memory_capacity));
+            return Ok(Arc::new(MeteredStore::new(memory, false)));
         };
-        let store = RedisStore::new(&target, &self.redis_conn.redis_prefix)?;
-        if let Err(error) = store.ping().await {
+        let redis = RedisStore::new(&target, &self.redis_conn.redis_prefix)?;
+        let keys = redis.keys().clone();
+        let cache = (!self.token_cache_ttl.is_zero())
+            .then(|| Arc::new(TokenCache::new(self.token_cache_size, self.token_cache_ttl)));
+        let redis = match &cache {
+            Some(cache) => redis.with_local_cache(cache.clone()),
+            None => redis,
+        };
+        // Metered below the cache: the latency histogram shows Redis round trips.
+        let metered = Arc::new(MeteredStore::new(Arc::new(redis), true));
+        if let Err(error) = metered.ping().await {
             tracing::warn!(%error, target = %target.describe(), "Redis not reachable yet, will keep trying");
         } else {
-            tracing::info!(target = %target.describe(), prefix = store.keys().prefix(), "Token store on Redis");
+            tracing::info!(target = %target.describe(), prefix = keys.prefix(), "Token store on Redis");
         }
-        if self.token_cache_ttl.is_zero() {
-            return Ok(Arc::new(store));
-        }
-        let cache = Arc::new(TokenCache::new(self.token_cache_size, self.token_cache_ttl));
-        let keys = store.keys().clone();
-        let store = store.with_local_cache(cache.clone());
+        // Ends by itself once the store is dropped (it holds a weak reference).
+        let prober = tokio::spawn(probe(Arc::downgrade(&metered)));
+        let Some(cache) = cache else {
+            return Ok(metered);
+        };
         let follower = tokio::spawn(follow_invalidations(target, keys, cache.clone()));
         Ok(Arc::new(
-            CachedStore::new(Arc::new(store), cache).with_task(follower),
+            CachedStore::new(metered, cache)
+                .with_task(follower)
+                .with_task(prober),
         ))
     }
 

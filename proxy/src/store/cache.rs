@@ -21,6 +21,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
 
 use super::*;
 
@@ -56,12 +60,56 @@ impl moka::Expiry<Digest, Arc<Entry>> for EntryExpiry {
     }
 }
 
-/// Counters for the cache (monotonic).
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LookupLabels {
+    result: &'static str,
+}
+
+/// Counters of the cache (Prometheus handles; see [`CacheStats::register`]).
+#[derive(Debug)]
 pub struct CacheStats {
-    pub hits: AtomicU64,
-    pub misses: AtomicU64,
-    pub invalidations: AtomicU64,
+    lookups: Family<LookupLabels, Counter>,
+    /// Lookups answered from the cache.
+    pub hits: Counter,
+    /// Lookups that went to the store (absent, stale or expired here).
+    pub misses: Counter,
+    /// Tokens dropped because they were revoked or rotated away.
+    pub invalidations: Counter,
+}
+
+impl Default for CacheStats {
+    fn default() -> Self {
+        let lookups = Family::<LookupLabels, Counter>::default();
+        // Resolved once: a lookup costs one atomic add, no map access.
+        let hits = lookups
+            .get_or_create(&LookupLabels { result: "hit" })
+            .clone();
+        let misses = lookups
+            .get_or_create(&LookupLabels { result: "miss" })
+            .clone();
+        CacheStats {
+            lookups,
+            hits,
+            misses,
+            invalidations: Counter::default(),
+        }
+    }
+}
+
+impl CacheStats {
+    /// Register the counters in `registry`.
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "gatehouse_proxy_token_cache_lookups",
+            "Access-token lookups of the local token cache, by result (hit: answered locally; miss: asked the store)",
+            self.lookups.clone(),
+        );
+        registry.register(
+            "gatehouse_proxy_token_cache_invalidations",
+            "Access tokens dropped from the local cache because they were revoked or rotated away",
+            self.invalidations.clone(),
+        );
+    }
 }
 
 /// The local cache proper: access-token digest → record, with an invalidation
@@ -155,7 +203,7 @@ impl TokenCache {
     pub fn invalidate(&self, tokens: impl IntoIterator<Item = Digest>) {
         self.generation.fetch_add(1, Ordering::SeqCst);
         for t in tokens {
-            self.stats.invalidations.fetch_add(1, Ordering::Relaxed);
+            self.stats.invalidations.inc();
             self.entries.invalidate(&t);
         }
     }
@@ -237,10 +285,10 @@ impl TokenStore for CachedStore {
 
     async fn access_token(&self, token: Digest) -> Result<Option<AccessToken>> {
         if let Some(hit) = self.cache.get(&token, Instant::now(), unix_now()) {
-            self.cache.stats.hits.fetch_add(1, Ordering::Relaxed);
+            self.cache.stats.hits.inc();
             return Ok(Some(hit));
         }
-        self.cache.stats.misses.fetch_add(1, Ordering::Relaxed);
+        self.cache.stats.misses.inc();
         let generation = self.cache.generation();
         let found = self.inner.access_token(token).await?;
         if let Some(record) = &found {
@@ -302,6 +350,11 @@ impl TokenStore for CachedStore {
 
     async fn rate_hit(&self, key: &str, quota: &Quota) -> Result<Decision> {
         self.inner.rate_hit(key, quota).await
+    }
+
+    fn register_metrics(&self, registry: &mut Registry) {
+        self.cache.stats.register(registry);
+        self.inner.register_metrics(registry);
     }
 }
 
@@ -373,6 +426,46 @@ mod tests {
         assert!(cache.get(&b, t0, NOW).is_some());
         cache.invalidate_all();
         assert!(cache.get(&b, t0, NOW).is_none());
+    }
+
+    #[tokio::test]
+    async fn hits_and_misses_are_counted_and_exposed() {
+        let memory = Arc::new(crate::store::memory::MemoryStore::new(10));
+        let token = Digest::of(b"t");
+        memory
+            .issue(IssuedPair {
+                access_digest: token,
+                access: mk_token(None),
+                refresh: None,
+            })
+            .await
+            .unwrap();
+        let cache = Arc::new(TokenCache::new(10, Duration::from_secs(60)));
+        let store = CachedStore::new(memory, cache.clone());
+        for _ in 0..3 {
+            assert!(store.access_token(token).await.unwrap().is_some());
+        }
+        assert!(store
+            .access_token(Digest::of(b"unknown"))
+            .await
+            .unwrap()
+            .is_none());
+        assert_eq!(
+            (cache.stats().hits.get(), cache.stats().misses.get()),
+            (2, 2)
+        );
+        let mut registry = Registry::default();
+        store.register_metrics(&mut registry);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        assert!(
+            text.contains("gatehouse_proxy_token_cache_lookups_total{result=\"hit\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("gatehouse_proxy_token_cache_lookups_total{result=\"miss\"} 2"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod args;
 pub mod cache;
 pub mod login_records;
 pub mod memory;
+pub mod metered;
 pub mod redis;
 
 use async_trait::async_trait;
@@ -281,6 +282,12 @@ pub trait TokenStore: Send + Sync + 'static {
     async fn delete_login(&self, kind: LoginKind, key: Digest) -> Result<bool> {
         let _ = (kind, key);
         Err(no_login_state())
+    }
+
+    /// Register this store's metrics (and those of the stores it wraps) in
+    /// `registry`; the server calls it once for the store it is given.
+    fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
+        let _ = registry;
     }
 }
 

@@ -16,6 +16,7 @@ use gatehouse_config::seal::LoginKey;
 
 use crate::compiled::CompiledRx;
 use crate::config::TlsCertificate;
+use crate::metrics::CertificateExpiry;
 
 /// Certificates by host name, compiled from one snapshot.
 #[derive(Debug, Default)]
@@ -27,6 +28,8 @@ pub struct CertTable {
     catch_all: Option<Arc<CertifiedKey>>,
     /// Compiled keys by certificate id, reused when the same PEM comes again.
     by_id: HashMap<String, (String, Arc<CertifiedKey>)>,
+    /// When each (certificate, host) served expires, for the metrics.
+    expiries: Vec<CertificateExpiry>,
 }
 
 impl CertTable {
@@ -66,8 +69,16 @@ impl CertTable {
                     }
                 }
             };
+            let not_after = super::not_after(&key);
             for host in &c.hosts {
                 let host = host.to_ascii_lowercase();
+                if let Some(not_after) = not_after {
+                    table.expiries.push(CertificateExpiry {
+                        certificate: c.id.clone(),
+                        host: host.clone(),
+                        not_after,
+                    });
+                }
                 if host == "*" {
                     table.catch_all.get_or_insert_with(|| key.clone());
                 } else if let Some(suffix) = host.strip_prefix("*.") {
@@ -82,6 +93,11 @@ impl CertTable {
             table.by_id.insert(c.id.clone(), (fingerprint, key));
         }
         (table, problems)
+    }
+
+    /// When each certificate expires, per host it is configured for.
+    pub fn expiries(&self) -> &[CertificateExpiry] {
+        &self.expiries
     }
 
     /// The certificate for `sni`, if one is configured.
