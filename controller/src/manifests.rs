@@ -235,21 +235,14 @@ impl Loader {
                 meta.kind
             ));
         }
-        fn typed<T: serde::de::DeserializeOwned>(
-            kind: &str,
-            name: &str,
-            v: serde_yaml::Value,
-        ) -> Result<Arc<T>, String> {
-            serde_yaml::from_value(v)
-                .map(Arc::new)
-                .map_err(|e| format!("{kind} {name:?}: {e}"))
-        }
         let input = &mut self.out.input;
         match meta.kind.as_str() {
-            "Secret" => input.secrets.push(typed::<Secret>("Secret", &name, value)?),
+            "Secret" => input
+                .secrets
+                .push(strict::<Secret>("Secret", &name, value)?),
             "Service" => input
                 .services
-                .push(typed::<Service>("Service", &name, value)?),
+                .push(strict::<Service>("Service", &name, value)?),
             "Consumer" => input
                 .consumers
                 .push(strict::<Consumer>("Consumer", &name, value)?),
@@ -271,23 +264,23 @@ impl Loader {
             "EndpointSlice" => {
                 input
                     .endpoint_slices
-                    .push(typed::<EndpointSlice>("EndpointSlice", &name, value)?)
+                    .push(strict::<EndpointSlice>("EndpointSlice", &name, value)?)
             }
             "Ingress" => input
                 .ingresses
-                .push(typed::<Ingress>("Ingress", &name, value)?),
+                .push(strict::<Ingress>("Ingress", &name, value)?),
             "GatewayClass" => {
                 input
                     .gateway_classes
-                    .push(typed::<GatewayClass>("GatewayClass", &name, value)?)
+                    .push(strict::<GatewayClass>("GatewayClass", &name, value)?)
             }
             "Gateway" => input
                 .gateways
-                .push(typed::<Gateway>("Gateway", &name, value)?),
+                .push(strict::<Gateway>("Gateway", &name, value)?),
             "HTTPRoute" => input
                 .http_routes
-                .push(typed::<HttpRoute>("HTTPRoute", &name, value)?),
-            "ReferenceGrant" => input.reference_grants.push(typed::<ReferenceGrant>(
+                .push(strict::<HttpRoute>("HTTPRoute", &name, value)?),
+            "ReferenceGrant" => input.reference_grants.push(strict::<ReferenceGrant>(
                 "ReferenceGrant",
                 &name,
                 value,
@@ -299,9 +292,10 @@ impl Loader {
     }
 }
 
-/// Decode one of our kinds, refusing any field serde would skip: a misspelt
-/// `requiredScopes` must not silently become "no scope required". (The types keep
-/// accepting unknown fields for the in-cluster watcher, where the API server prunes
+/// Decode a document, refusing any field serde would skip: a misspelt
+/// `requiredScopes` must not silently become "no scope required", and an HTTPRoute
+/// filter Gatehouse does not model must not silently become "no filter". (The types
+/// keep accepting unknown fields for the in-cluster watcher, where the API server prunes
 /// them and a newer CRD must not make an object undecodable.)
 fn strict<T: serde::de::DeserializeOwned>(
     kind: &str,
@@ -310,7 +304,13 @@ fn strict<T: serde::de::DeserializeOwned>(
 ) -> Result<Arc<T>, String> {
     let mut unknown = Vec::new();
     let decoded: T = serde_ignored::deserialize(v, |path| {
-        let path = path.to_string();
+        // `?` marks an `Option` the k8s-openapi types wrap their specs in: not a field.
+        let path = path
+            .to_string()
+            .split('.')
+            .filter(|segment| *segment != "?")
+            .collect::<Vec<_>>()
+            .join(".");
         // The derived kinds skip these two; the loader has already checked them.
         if path != "apiVersion" && path != "kind" {
             unknown.push(path);
@@ -318,10 +318,19 @@ fn strict<T: serde::de::DeserializeOwned>(
     })
     .map_err(|e| format!("{kind} {name:?}: {e}"))?;
     if !unknown.is_empty() {
+        let ours = matches!(
+            kind,
+            "Consumer" | "OAuth2Client" | "ProtectedRoute" | "OAuth2Policy"
+        );
         return Err(format!(
-            "{kind} {name:?}: unknown field{} {}",
+            "{kind} {name:?}: unknown field{} {}{}",
             if unknown.len() == 1 { "" } else { "s" },
-            unknown.join(", ")
+            unknown.join(", "),
+            if ours {
+                ""
+            } else {
+                " (a typo, or a field of this kind that Gatehouse does not implement)"
+            }
         ));
     }
     Ok(Arc::new(decoded))
@@ -401,6 +410,27 @@ metadata:
         );
         assert!(m.input.routes.is_empty());
         assert_eq!(m.input.consumers.len(), 1);
+    }
+
+    #[test]
+    fn unknown_fields_in_kubernetes_and_gateway_api_kinds_are_errors_too() {
+        // `matchs` and `rule` are typos that would otherwise drop a match or every rule.
+        let text = "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: web}\nspec:\n  rules:\n    - matchs: [{path: {value: /admin}}]\n---\napiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: web}\nspec:\n  rule: []\n---\napiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec:\n  ports: [{port: 80}]\n";
+        let m = Manifests::read_strs([("web.yaml", text)]);
+        let msgs: Vec<String> = m.errors.iter().map(|e| e.to_string()).collect();
+        assert_eq!(msgs.len(), 2, "{msgs:?}");
+        assert!(
+            msgs[0].starts_with("web.yaml document 1: HTTPRoute \"web\": unknown field spec.rules.0.matchs (a typo, or a field of this kind that Gatehouse does not implement)"),
+            "{}",
+            msgs[0]
+        );
+        assert!(
+            msgs[1].starts_with("web.yaml document 2: Ingress \"web\": unknown field spec.rule"),
+            "{}",
+            msgs[1]
+        );
+        assert!(m.input.http_routes.is_empty() && m.input.ingresses.is_empty());
+        assert_eq!(m.input.services.len(), 1);
     }
 
     #[test]

@@ -16,7 +16,6 @@ use std::borrow::Cow;
 use super::clients::{Client, Directory, LookupError, Origin};
 use super::error::{OAuthError, Result};
 use super::params::Params;
-#[cfg(test)]
 use crate::catalog::Catalog;
 use crate::catalog::ClientEntry;
 use crate::config::ClientType;
@@ -167,8 +166,8 @@ pub async fn authenticate<'a>(
     verify(&p, found)
 }
 
-/// Authenticate against the configuration's clients alone (the unit tests' view).
-#[cfg(test)]
+/// Authenticate against the configuration's clients alone: the same parsing and
+/// verification as [`authenticate`] without a store (unit tests, the fuzz target).
 pub fn authenticate_configured<'a>(
     params: &Params,
     authorization: Option<&str>,

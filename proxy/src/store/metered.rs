@@ -257,6 +257,7 @@ mod tests {
                     issued_at: 1,
                     expires_at: None,
                     family: name.into(),
+                    audience: vec![],
                 },
                 refresh: None,
             },
