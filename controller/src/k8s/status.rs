@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use gatehouse_crds::gateway_api::{Gateway, GatewayClass, HttpRoute};
+use gatehouse_crds::gateway_api::{BackendTlsPolicy, Gateway, GatewayClass, HttpRoute};
 use gatehouse_crds::{conditions, Consumer, OAuth2Client, OAuth2Policy, ProtectedRoute};
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{ApiResource, DynamicObject, Patch, PatchParams};
@@ -30,6 +30,7 @@ pub fn api_resource(kind: Kind) -> ApiResource {
         Kind::Gateway => ApiResource::erase::<Gateway>(&()),
         Kind::HttpRoute => ApiResource::erase::<HttpRoute>(&()),
         Kind::Ingress => ApiResource::erase::<Ingress>(&()),
+        Kind::BackendTlsPolicy => ApiResource::erase::<BackendTlsPolicy>(&()),
     }
 }
 

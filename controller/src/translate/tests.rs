@@ -89,6 +89,7 @@ fn url_backend(url: &str) -> Backend {
         service: None,
         url: Some(url.to_owned()),
         protocol: None,
+        tls: None,
     }
 }
 
@@ -100,6 +101,7 @@ fn service_backend(name: &str, port: i32) -> Backend {
         }),
         url: None,
         protocol: None,
+        tls: None,
     }
 }
 

@@ -1,0 +1,1 @@
+//! BackendTLSPolicy and `backend.tls` translation tests.
