@@ -53,7 +53,11 @@ pub struct BackendTlsValidation {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ca_certificate_refs: Vec<LocalObjectReference>,
     /// `System`: the proxy's system trust roots.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "wellKnownCACertificates",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub well_known_ca_certificates: Option<String>,
     /// Sent as SNI and verified in the certificate (unless `subjectAltNames` is set).
     pub hostname: String,
