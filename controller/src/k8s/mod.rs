@@ -19,6 +19,7 @@
 pub mod admin;
 pub mod args;
 pub mod caches;
+pub mod configmaps;
 #[cfg(test)]
 mod chart_metrics_tests;
 pub mod events;
