@@ -208,7 +208,11 @@ impl Loader {
                 | (API_VERSION, "OAuth2Policy")
                 | (
                     GATEWAY_V1,
-                    "GatewayClass" | "Gateway" | "HTTPRoute" | "ReferenceGrant" | "BackendTLSPolicy"
+                    "GatewayClass"
+                        | "Gateway"
+                        | "HTTPRoute"
+                        | "ReferenceGrant"
+                        | "BackendTLSPolicy"
                 )
                 | (GATEWAY_V1BETA1, "ReferenceGrant")
         );

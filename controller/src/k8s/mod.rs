@@ -19,9 +19,9 @@
 pub mod admin;
 pub mod args;
 pub mod caches;
-pub mod configmaps;
 #[cfg(test)]
 mod chart_metrics_tests;
+pub mod configmaps;
 pub mod events;
 pub mod lease;
 pub mod metrics;

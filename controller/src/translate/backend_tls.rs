@@ -74,7 +74,10 @@ impl<'a> TlsPolicies<'a> {
                 let problem = if !t.group.is_empty() || t.kind != "Service" {
                     Some((
                         gw::INVALID,
-                        format!("targetRef {} {}: only core Services are supported", t.kind, t.name),
+                        format!(
+                            "targetRef {} {}: only core Services are supported",
+                            t.kind, t.name
+                        ),
                     ))
                 } else if ctx.service(&ns, &t.name).is_none() {
                     Some((
@@ -116,10 +119,14 @@ impl<'a> TlsPolicies<'a> {
     /// The settings for a Service port (a policy on the port beats one on the
     /// whole Service), or `None` when no policy targets it.
     pub fn get(&self, ns: &str, service: &str, port_name: Option<&str>) -> Option<&Settings> {
-        let port = port_name
-            .filter(|n| !n.is_empty())
-            .and_then(|n| self.in_force.get(&(ns.to_owned(), service.to_owned(), Some(n.to_owned()))));
-        let index = port.or_else(|| self.in_force.get(&(ns.to_owned(), service.to_owned(), None)))?;
+        let port = port_name.filter(|n| !n.is_empty()).and_then(|n| {
+            self.in_force
+                .get(&(ns.to_owned(), service.to_owned(), Some(n.to_owned())))
+        });
+        let index = port.or_else(|| {
+            self.in_force
+                .get(&(ns.to_owned(), service.to_owned(), None))
+        })?;
         Some(&self.entries[*index].settings)
     }
 
@@ -133,7 +140,11 @@ impl<'a> TlsPolicies<'a> {
             let gen = p.metadata.generation;
             let mut v = Verdict::default();
             if !e.accepted.0 || !e.resolved.0 {
-                let msg = if e.accepted.0 { &e.resolved.2 } else { &e.accepted.2 };
+                let msg = if e.accepted.0 {
+                    &e.resolved.2
+                } else {
+                    &e.accepted.2
+                };
                 v.reject(reason::BACKEND_TLS_INVALID, msg.clone());
             }
             let mut ancestors: BTreeMap<AncestorKey, Vec<Condition>> = BTreeMap::new();
@@ -264,7 +275,11 @@ fn settings(
     if val.hostname.is_empty() {
         return invalid("validation.hostname is required".to_owned());
     }
-    match val.well_known_ca_certificates.as_deref().filter(|w| !w.is_empty()) {
+    match val
+        .well_known_ca_certificates
+        .as_deref()
+        .filter(|w| !w.is_empty())
+    {
         Some("System") if val.ca_certificate_refs.is_empty() => {
             return (
                 Ok(UpstreamTls {
@@ -373,7 +388,8 @@ pub fn ca_bundle(ctx: &Context<'_>, ns: &str, r: &CaCertificateRef) -> Result<St
     let (what, value) = match r.kind {
         CaSourceKind::ConfigMap => (
             "ConfigMap",
-            ctx.config_map(ns, &r.name).map(|c| config_map_value(c, &r.key)),
+            ctx.config_map(ns, &r.name)
+                .map(|c| config_map_value(c, &r.key)),
         ),
         CaSourceKind::Secret => (
             "Secret",
@@ -399,12 +415,16 @@ pub fn ca_bundle(ctx: &Context<'_>, ns: &str, r: &CaCertificateRef) -> Result<St
 }
 
 fn config_map_value(c: &ConfigMap, key: &str) -> Option<String> {
-    c.data.as_ref().and_then(|d| d.get(key)).cloned().or_else(|| {
-        c.binary_data
-            .as_ref()
-            .and_then(|d| d.get(key))
-            .and_then(|b| String::from_utf8(b.0.clone()).ok())
-    })
+    c.data
+        .as_ref()
+        .and_then(|d| d.get(key))
+        .cloned()
+        .or_else(|| {
+            c.binary_data
+                .as_ref()
+                .and_then(|d| d.get(key))
+                .and_then(|b| String::from_utf8(b.0.clone()).ok())
+        })
 }
 
 fn secret_value(s: &Secret, key: &str) -> Option<String> {

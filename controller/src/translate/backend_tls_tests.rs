@@ -151,7 +151,10 @@ fn a_policy_makes_every_route_to_the_service_speak_tls_with_its_ca_and_hostname(
     }
     let found = policy_conditions(&out, "api-tls");
     assert!(has(&found, "Accepted", "True", "Accepted"), "{found:?}");
-    assert!(has(&found, "ResolvedRefs", "True", "ResolvedRefs"), "{found:?}");
+    assert!(
+        has(&found, "ResolvedRefs", "True", "ResolvedRefs"),
+        "{found:?}"
+    );
     assert!(has(&found, "Ready", "True", "Ready"), "{found:?}");
     // One ancestor per object whose traffic reaches the Service.
     let s = out
@@ -169,7 +172,11 @@ fn a_policy_makes_every_route_to_the_service_speak_tls_with_its_ca_and_hostname(
         .collect();
     assert_eq!(
         kinds,
-        [("ProtectedRoute", "pr"), ("Gateway", "gw"), ("Ingress", "ing")]
+        [
+            ("ProtectedRoute", "pr"),
+            ("Gateway", "gw"),
+            ("Ingress", "ing")
+        ]
     );
     assert!(st
         .ancestors
@@ -239,7 +246,10 @@ fn a_missing_ca_config_map_fails_closed_and_says_why_everywhere() {
         has(&found, "ResolvedRefs", "False", "InvalidCACertificateRef"),
         "{found:?}"
     );
-    assert!(has(&found, "Ready", "False", "BackendTlsInvalid"), "{found:?}");
+    assert!(
+        has(&found, "Ready", "False", "BackendTlsInvalid"),
+        "{found:?}"
+    );
     let http = out
         .statuses
         .iter()
@@ -251,7 +261,9 @@ fn a_missing_ca_config_map_fails_closed_and_says_why_everywhere() {
     assert!(st.parents[0]
         .conditions
         .iter()
-        .any(|c| c.type_ == "ResolvedRefs" && c.status == "False" && c.reason == "BackendTlsInvalid"));
+        .any(|c| c.type_ == "ResolvedRefs"
+            && c.status == "False"
+            && c.reason == "BackendTlsInvalid"));
     assert_eq!(summary[0].reason, "BackendTlsInvalid");
     let ing = out
         .statuses
@@ -272,7 +284,10 @@ fn a_ca_that_is_not_pem_and_an_unsupported_kind_are_invalid_references() {
             "{caCertificateRefs: [{group: '', kind: ConfigMap, name: junk}], hostname: backend.internal}",
         ),
     ]);
-    assert!(route(&out.snapshot, "httproute/").upstream.endpoints.is_empty());
+    assert!(route(&out.snapshot, "httproute/")
+        .upstream
+        .endpoints
+        .is_empty());
     let found = policy_conditions(&out, "junk");
     assert!(
         has(&found, "ResolvedRefs", "False", "InvalidCACertificateRef"),
@@ -285,9 +300,15 @@ fn a_ca_that_is_not_pem_and_an_unsupported_kind_are_invalid_references() {
         SVC,
         "{caCertificateRefs: [{group: example.com, kind: Bundle, name: b}], hostname: backend.internal}",
     )]);
-    assert!(route(&out.snapshot, "httproute/").upstream.endpoints.is_empty());
+    assert!(route(&out.snapshot, "httproute/")
+        .upstream
+        .endpoints
+        .is_empty());
     let found = policy_conditions(&out, "kind");
-    assert!(has(&found, "ResolvedRefs", "False", "InvalidKind"), "{found:?}");
+    assert!(
+        has(&found, "ResolvedRefs", "False", "InvalidKind"),
+        "{found:?}"
+    );
     assert!(
         has(&found, "Accepted", "False", "NoValidCACertificate"),
         "{found:?}"
@@ -302,7 +323,10 @@ fn subject_alt_names_cannot_be_honoured_so_the_policy_is_invalid_and_fails_close
         SVC,
         "{wellKnownCACertificates: System, hostname: a.internal, subjectAltNames: [{type: Hostname, hostname: b.internal}]}",
     )]);
-    assert!(route(&out.snapshot, "httproute/").upstream.endpoints.is_empty());
+    assert!(route(&out.snapshot, "httproute/")
+        .upstream
+        .endpoints
+        .is_empty());
     assert!(has(
         &policy_conditions(&out, "sans"),
         "Accepted",
@@ -342,7 +366,10 @@ fn the_older_of_two_policies_on_one_service_wins_and_the_newer_is_conflicted() {
     ));
     let newer = policy_conditions(&out, "newer");
     assert!(has(&newer, "Accepted", "False", "Conflicted"), "{newer:?}");
-    assert!(has(&newer, "Ready", "False", "PolicyNotAccepted"), "{newer:?}");
+    assert!(
+        has(&newer, "Ready", "False", "PolicyNotAccepted"),
+        "{newer:?}"
+    );
 }
 
 #[test]
@@ -382,7 +409,9 @@ fn a_protected_route_reads_its_backend_ca_from_a_config_map_or_a_secret() {
     let pem = ca_pem();
     let out = run(&[
         ca_config_map("route-ca", &pem),
-        protected_route("{caCertificateRef: {kind: ConfigMap, name: route-ca}, hostname: backend.internal}"),
+        protected_route(
+            "{caCertificateRef: {kind: ConfigMap, name: route-ca}, hostname: backend.internal}",
+        ),
     ]);
     let r = route(&out.snapshot, "default/pr");
     assert_eq!(r.upstream.endpoints, ["https://10.0.0.7:8443"]);
@@ -416,20 +445,30 @@ fn a_protected_route_whose_backend_ca_is_missing_gets_no_endpoints() {
     let out = run(&[protected_route(
         "{caCertificateRef: {kind: ConfigMap, name: nowhere}, hostname: backend.internal}",
     )]);
-    assert!(route(&out.snapshot, "default/pr").upstream.endpoints.is_empty());
+    assert!(route(&out.snapshot, "default/pr")
+        .upstream
+        .endpoints
+        .is_empty());
     let s = out
         .statuses
         .iter()
         .find(|s| s.object.kind == Kind::ProtectedRoute)
         .unwrap();
     assert_eq!(s.ready().reason, "BackendTlsInvalid");
-    assert!(s.ready().message.contains("nowhere"), "{}", s.ready().message);
+    assert!(
+        s.ready().message.contains("nowhere"),
+        "{}",
+        s.ready().message
+    );
 }
 
 #[test]
 fn a_protected_route_with_backend_tls_on_a_plain_http_url_is_refused() {
     let out = run(&["apiVersion: gatehouse.dev/v1alpha1\nkind: ProtectedRoute\nmetadata: {name: pr, namespace: default}\nspec:\n  hosts: [c.example.com]\n  paths: [/]\n  backend:\n    url: http://127.0.0.1:8080\n    tls: {hostname: backend.internal}\n".to_owned()]);
-    assert!(route(&out.snapshot, "default/pr").upstream.endpoints.is_empty());
+    assert!(route(&out.snapshot, "default/pr")
+        .upstream
+        .endpoints
+        .is_empty());
     let s = out
         .statuses
         .iter()

@@ -12,11 +12,11 @@ use k8s_openapi::api::networking::v1::{
 };
 
 use super::backend;
+use super::backend_tls::AncestorKey;
 use super::claims::{self, Claims, Owner};
 use super::gateway::summary;
 use super::object::{namespace, object_ref, Context, Verdict};
 use super::policy::{Attached as Policy, Policies};
-use super::backend_tls::AncestorKey;
 use super::tls::Certificates;
 use super::{Kind, ObjectStatus, Status};
 

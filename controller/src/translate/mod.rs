@@ -45,8 +45,8 @@ use std::sync::Arc;
 
 use gatehouse_config::snapshot::{Snapshot, TlsCertificate, FORMAT_VERSION};
 use gatehouse_crds::gateway_api::{
-    BackendTlsPolicy, BackendTlsPolicyStatus, Gateway, GatewayClass, GatewayClassStatus, GatewayStatus, HttpRoute, HttpRouteStatus,
-    ReferenceGrant,
+    BackendTlsPolicy, BackendTlsPolicyStatus, Gateway, GatewayClass, GatewayClassStatus,
+    GatewayStatus, HttpRoute, HttpRouteStatus, ReferenceGrant,
 };
 use gatehouse_crds::{
     conditions, Consumer, ConsumerStatus, OAuth2Client, OAuth2ClientStatus, OAuth2Policy,

@@ -80,7 +80,12 @@ impl<'a> Context<'a> {
     }
 
     /// The BackendTLSPolicy settings for a Service port, if a policy targets it.
-    pub fn backend_tls(&self, namespace: &str, service: &str, port: Option<&str>) -> Option<&Settings> {
+    pub fn backend_tls(
+        &self,
+        namespace: &str,
+        service: &str,
+        port: Option<&str>,
+    ) -> Option<&Settings> {
         self.tls_policies.get(namespace, service, port)
     }
 

@@ -13,10 +13,10 @@ use gatehouse_crds::{
 };
 use sha2::{Digest as _, Sha256};
 
+use super::backend_tls::AncestorKey;
 use super::claims::{self, Claims, MatchKey, Owner};
 use super::consumers::{Consumers, Lookup};
 use super::object::{is_scope_token, object_ref, Context, Verdict};
-use super::backend_tls::AncestorKey;
 use super::tls::Certificates;
 use super::{backend, secrets, Kind, ObjectStatus, Status};
 
