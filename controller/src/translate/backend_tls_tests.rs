@@ -476,3 +476,17 @@ fn a_protected_route_with_backend_tls_on_a_plain_http_url_is_refused() {
         .unwrap();
     assert_eq!(s.ready().reason, "InvalidBackend");
 }
+
+#[test]
+fn backend_tls_without_a_ca_or_a_hostname_is_an_invalid_spec_as_the_crd_says() {
+    for tls in ["{}", "{hostname: '*.internal'}"] {
+        let out = run(&[protected_route(tls)]);
+        let s = out
+            .statuses
+            .iter()
+            .find(|s| s.object.kind == Kind::ProtectedRoute)
+            .unwrap();
+        assert_eq!(s.ready().reason, "InvalidSpec", "{tls}");
+        assert!(out.snapshot.routes.iter().all(|r| r.id != "default/pr"));
+    }
+}

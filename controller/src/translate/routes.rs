@@ -159,6 +159,23 @@ fn check_spec(r: &ProtectedRoute, v: &mut Verdict) {
             );
         }
     }
+    if let Some(tls) = s.backend.as_ref().and_then(|b| b.tls.as_ref()) {
+        // The CRD's CEL rule and pattern, for standalone manifests.
+        if tls.ca_certificate_ref.is_none() && tls.hostname.is_none() {
+            v.reject(
+                reason::INVALID_SPEC,
+                "backend.tls: set caCertificateRef, hostname or both",
+            );
+        }
+        if let Some(h) = &tls.hostname {
+            if h.starts_with('*') || !is_host_pattern(h) {
+                v.reject(
+                    reason::INVALID_SPEC,
+                    format!("backend.tls.hostname {h:?} is not a host name"),
+                );
+            }
+        }
+    }
     check_oauth2(&s.oauth2, v);
 }
 
