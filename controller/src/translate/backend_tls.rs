@@ -187,7 +187,19 @@ impl<'a> TlsPolicies<'a> {
                 }
             }
             let previous = p.status.as_ref();
-            let ancestors = ancestors
+            // `ancestors` is an atomic list written whole: keep other implementations'
+            // entries (a Service can be reached through several controllers'
+            // Gateways), ours first within the cap of 16.
+            let others: Vec<PolicyAncestorStatus> = previous
+                .map(|s| {
+                    s.ancestors
+                        .iter()
+                        .filter(|a| a.controller_name != CONTROLLER_NAME)
+                        .cloned()
+                        .collect()
+                })
+                .unwrap_or_default();
+            let mut ancestors: Vec<PolicyAncestorStatus> = ancestors
                 .into_iter()
                 .take(MAX_ANCESTORS)
                 .map(|(a, conditions)| {
@@ -209,6 +221,8 @@ impl<'a> TlsPolicies<'a> {
                     }
                 })
                 .collect();
+            let room = MAX_ANCESTORS.saturating_sub(ancestors.len());
+            ancestors.extend(others.into_iter().take(room));
             let summary = v.into_conditions("Policy is in effect", &object, &[], &ctx.options.now);
             out.push(ObjectStatus {
                 status: Status::BackendTlsPolicy(BackendTlsPolicyStatus { ancestors }, summary),

@@ -490,3 +490,36 @@ fn backend_tls_without_a_ca_or_a_hostname_is_an_invalid_spec_as_the_crd_says() {
         assert!(out.snapshot.routes.iter().all(|r| r.id != "default/pr"));
     }
 }
+
+#[test]
+fn other_controllers_ancestor_entries_are_kept() {
+    let mut p = policy(
+        "api-tls",
+        "2024-01-01T00:00:00Z",
+        SVC,
+        "{wellKnownCACertificates: System, hostname: a.internal}",
+    );
+    p.push_str("status:\n  ancestors:\n  - ancestorRef: {group: gateway.networking.k8s.io, kind: Gateway, name: theirs, namespace: default}\n    controllerName: example.com/other\n    conditions: []\n");
+    let out = run(&[p]);
+    let s = out
+        .statuses
+        .iter()
+        .find(|s| s.object.kind == Kind::BackendTlsPolicy)
+        .unwrap();
+    let Status::BackendTlsPolicy(st, _) = &s.status else {
+        unreachable!()
+    };
+    let names: Vec<(&str, &str)> = st
+        .ancestors
+        .iter()
+        .map(|a| (a.controller_name.as_str(), a.ancestor_ref.name.as_str()))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("gatehouse.dev/gateway-controller", "gw"),
+            ("gatehouse.dev/gateway-controller", "ing"),
+            ("example.com/other", "theirs")
+        ]
+    );
+}
