@@ -68,6 +68,7 @@ fn input() -> Input {
                     url: Some(format!("http://127.0.0.1:{}", 1024 + i)),
                     service: None,
                     protocol: None,
+                    tls: None,
                 }),
                 oauth2: OAuth2Spec {
                     scopes: vec!["read".into(), "write".into()],

@@ -1,5 +1,5 @@
 //! Reading a directory of multi-document YAML manifests (standalone and render mode):
-//! Secrets, Services, EndpointSlices, Ingresses, Gateway API kinds and the Gatehouse kinds
+//! Secrets, ConfigMaps, Services, EndpointSlices, Ingresses, Gateway API kinds (incl. BackendTLSPolicy) and the Gatehouse kinds
 //! become a translate [`Input`]; other kinds are ignored with one warning per kind. Every problem names its file and document number.
 
 use std::collections::HashMap;
@@ -8,9 +8,11 @@ use std::sync::Arc;
 
 use std::collections::HashSet;
 
-use gatehouse_crds::gateway_api::{Gateway, GatewayClass, HttpRoute, ReferenceGrant};
+use gatehouse_crds::gateway_api::{
+    BackendTlsPolicy, Gateway, GatewayClass, HttpRoute, ReferenceGrant,
+};
 use gatehouse_crds::{Consumer, OAuth2Client, OAuth2Policy, ProtectedRoute, API_VERSION};
-use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::Ingress;
 use serde::Deserialize;
@@ -197,6 +199,7 @@ impl Loader {
             (meta.api_version.as_str(), meta.kind.as_str()),
             ("v1", "Secret")
                 | ("v1", "Service")
+                | ("v1", "ConfigMap")
                 | ("discovery.k8s.io/v1", "EndpointSlice")
                 | ("networking.k8s.io/v1", "Ingress")
                 | (API_VERSION, "Consumer")
@@ -205,7 +208,11 @@ impl Loader {
                 | (API_VERSION, "OAuth2Policy")
                 | (
                     GATEWAY_V1,
-                    "GatewayClass" | "Gateway" | "HTTPRoute" | "ReferenceGrant"
+                    "GatewayClass"
+                        | "Gateway"
+                        | "HTTPRoute"
+                        | "ReferenceGrant"
+                        | "BackendTLSPolicy"
                 )
                 | (GATEWAY_V1BETA1, "ReferenceGrant")
         );
@@ -280,6 +287,14 @@ impl Loader {
             "HTTPRoute" => input
                 .http_routes
                 .push(strict::<HttpRoute>("HTTPRoute", &name, value)?),
+            "ConfigMap" => input
+                .config_maps
+                .push(strict::<ConfigMap>("ConfigMap", &name, value)?),
+            "BackendTLSPolicy" => input.backend_tls_policies.push(strict::<BackendTlsPolicy>(
+                "BackendTLSPolicy",
+                &name,
+                value,
+            )?),
             "ReferenceGrant" => input.reference_grants.push(strict::<ReferenceGrant>(
                 "ReferenceGrant",
                 &name,

@@ -76,6 +76,11 @@ pub mod reason {
     pub const POLICY_NOT_ACCEPTED: &str = "PolicyNotAccepted";
     /// An Ingress backend, HTTPRoute backendRef or parentRef cannot be used.
     pub const ROUTE_NOT_ACCEPTED: &str = "RouteNotAccepted";
+    /// A backend must be reached over TLS but how to verify it cannot be worked out:
+    /// the CA ConfigMap/Secret of `backend.tls` or of a BackendTLSPolicy is missing,
+    /// lacks the key or is not PEM, or the policy asks for what the proxy cannot
+    /// verify. The backend gets no traffic (503); it is never reached unverified.
+    pub const BACKEND_TLS_INVALID: &str = "BackendTlsInvalid";
 
     /// Every reason, for documentation and exhaustiveness tests.
     pub const ALL: &[&str] = &[
@@ -103,6 +108,7 @@ pub mod reason {
         TLS_SECRET_INVALID,
         POLICY_NOT_ACCEPTED,
         ROUTE_NOT_ACCEPTED,
+        BACKEND_TLS_INVALID,
     ];
 }
 

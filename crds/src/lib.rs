@@ -27,8 +27,9 @@ pub use oauth2policy::{
     PolicyTargetRef,
 };
 pub use protectedroute::{
-    Backend, BackendProtocol, Method, OAuth2Spec, Pkce, ProtectedRoute, ProtectedRouteSpec,
-    ProtectedRouteStatus, RouteTimeouts, RouteTls, ScopeRule, ServiceBackend,
+    Backend, BackendProtocol, BackendTls, CaCertificateRef, CaSourceKind, Method, OAuth2Spec, Pkce,
+    ProtectedRoute, ProtectedRouteSpec, ProtectedRouteStatus, RouteTimeouts, RouteTls, ScopeRule,
+    ServiceBackend,
 };
 pub use refs::{LocalRef, SecretKeyRef};
 pub use status::ObjectStatus;

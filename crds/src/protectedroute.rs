@@ -99,6 +99,61 @@ pub struct Backend {
     /// kubernetes.io/h2c` selects `h2c` too.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub protocol: Option<BackendProtocol>,
+    /// Speak TLS to the backend, verified with this CA bundle and/or name. A Service
+    /// backend's endpoints are then reached over TLS whatever its port's
+    /// `appProtocol`; a `url` backend must be `https://` or `grpcs://`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<BackendTls>,
+}
+
+/// How a ProtectedRoute verifies its backend's certificate.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize, KubeSchema)]
+#[x_kube(validation = Rule::new("has(self.caCertificateRef) || has(self.hostname)").message("set caCertificateRef, hostname or both"))]
+#[serde(rename_all = "camelCase")]
+pub struct BackendTls {
+    /// PEM CA bundle trusted instead of the system roots, from a ConfigMap or Secret
+    /// in the route's namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_certificate_ref: Option<CaCertificateRef>,
+    /// Name verified in the backend's certificate and sent as SNI (default: the
+    /// endpoint's address, which rarely matches a certificate in a cluster).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
+    pub hostname: Option<String>,
+}
+
+/// One key of a ConfigMap or Secret in the route's namespace holding a PEM CA bundle.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CaCertificateRef {
+    /// `ConfigMap` or `Secret`.
+    pub kind: CaSourceKind,
+    /// Name of the ConfigMap or Secret.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Key holding the bundle.
+    #[serde(default = "default_ca_key")]
+    #[schemars(length(min = 1, max = 253))]
+    pub key: String,
+}
+
+/// Where a CA bundle is kept.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+pub enum CaSourceKind {
+    #[default]
+    ConfigMap,
+    Secret,
+}
+
+/// The key a CA bundle is read from unless another is named (as cert-manager and
+/// BackendTLSPolicy use).
+pub const CA_KEY: &str = "ca.crt";
+
+fn default_ca_key() -> String {
+    CA_KEY.to_owned()
 }
 
 /// Wire protocol towards a backend.

@@ -86,6 +86,26 @@ impl TestUpstream {
         )
     }
 
+    /// Like [`TestUpstream::start_on`] behind TLS with `config`.
+    pub fn start_tls_on<F, Fut>(
+        listener: std::net::TcpListener,
+        handler: F,
+        config: Arc<rustls::ServerConfig>,
+    ) -> TestUpstream
+    where
+        F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Response<TestBody>> + Send + 'static,
+    {
+        listener
+            .set_nonblocking(true)
+            .expect("listener set non-blocking");
+        Self::serve(
+            TcpListener::from_std(listener).expect("listener registered with tokio"),
+            handler,
+            Some(tokio_rustls::TlsAcceptor::from(config)),
+        )
+    }
+
     fn serve<F, Fut>(
         listener: TcpListener,
         handler: F,

@@ -58,6 +58,13 @@ spec:
             ),
         ),
         (
+            "set caCertificateRef, hostname or both",
+            route(
+                "{clientCredentials: true}",
+                "{service: {name: api, port: 443}, tls: {}}",
+            ),
+        ),
+        (
             "mandatoryScope needs at least one scope in scopes",
             route("{authorizationCode: true, mandatoryScope: true}", service),
         ),

@@ -1,5 +1,5 @@
 //! `gatehouse controller` against a real kube-apiserver with the Gateway API CRDs of
-//! `sigs.k8s.io/gateway-api` (standard channel, [`GATEWAY_API`], fetched into the Go
+//! `sigs.k8s.io/gateway-api` (standard channel, `kube_support::GATEWAY_API`, fetched into the Go
 //! module cache with `go mod download`), installed after the controller started (it
 //! picks them up without a restart): Gateway + HTTPRoute + OAuth2Policy applied
 //! with kubectl, statuses read back (`HTTPRoute.status.parents` Accepted,
@@ -9,35 +9,13 @@
 
 mod kube_support;
 
-use std::path::PathBuf;
-
 use gatehouse_e2e::binary::{free_addr, Gatehouse};
 use gatehouse_e2e::redis_server::RedisServer;
-use kube_support::{admin_service_account, api, proxy, ready, wait_for, Backend, DEADLINE};
-use serde_json::Value;
+use kube_support::{
+    admin_service_account, api, gateway_api_dir, proxy, ready, wait_for, Backend, DEADLINE,
+};
 
-/// The Gateway API release whose standard-channel CRDs the test installs.
-const GATEWAY_API: &str = "sigs.k8s.io/gateway-api@v1.6.3";
 const NS: &str = "gw";
-
-/// The module's directory in the Go module cache (downloaded if missing).
-fn gateway_api_dir() -> PathBuf {
-    let out = std::process::Command::new("go")
-        .args(["mod", "download", "-json", GATEWAY_API])
-        .output()
-        .expect("go runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let info: Value = serde_json::from_slice(&out.stdout).unwrap();
-    PathBuf::from(
-        info["Dir"]
-            .as_str()
-            .expect("go reports the module directory"),
-    )
-}
 
 const OBJECTS: &str = r#"
 apiVersion: gateway.networking.k8s.io/v1

@@ -21,6 +21,7 @@ pub mod args;
 pub mod caches;
 #[cfg(test)]
 mod chart_metrics_tests;
+pub mod configmaps;
 pub mod events;
 pub mod lease;
 pub mod metrics;

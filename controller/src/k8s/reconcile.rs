@@ -43,6 +43,10 @@ pub struct Controller {
     pub(super) publisher: Publisher,
     pub(super) writer: Writer,
     pub(super) referenced: ReferencedSecrets,
+    /// Watches of the ConfigMaps named as CA bundles.
+    pub(super) config_maps: super::configmaps::ReferencedConfigMaps,
+    /// Bound on waiting for a newly watched ConfigMap's first list.
+    pub(super) config_map_wait: Duration,
     pub(super) leader: watch::Receiver<bool>,
     pub(super) health: Arc<Health>,
     pub(super) metrics: Arc<Metrics>,
@@ -156,6 +160,11 @@ impl Controller {
             .resolve(&self.client, &wanted, &self.caches.secrets, now)
             .await;
         input.secrets.extend(unlabelled);
+        let ca_maps = super::configmaps::referenced(&input);
+        self.config_maps
+            .update(&self.client, &ca_maps, self.config_map_wait)
+            .await;
+        input.config_maps = self.config_maps.list();
         input.last_good = std::mem::take(&mut self.last_good);
 
         let mut options = Options::cluster(Time(Timestamp::now()));

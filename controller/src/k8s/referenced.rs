@@ -1,4 +1,5 @@
-//! Referenced Secrets that carry no [`CREDENTIALS_LABEL`](super::CREDENTIALS_LABEL).
+//! Referenced Secrets that carry no [`CREDENTIALS_LABEL`](super::CREDENTIALS_LABEL)
+//! (credentials, provision keys, login client secrets, CA bundles of backends).
 //!
 //! The Secret watcher only sees labelled Secrets (watching every Secret of a cluster
 //! would hold Helm release blobs and service-account tokens in memory). A Secret that
@@ -23,7 +24,9 @@ use crate::translate::{generated_secret_name, Input};
 const CONCURRENCY: usize = 8;
 
 /// Every Secret the input refers to: credentials (named, or the generated name of a
-/// client without one) and provision keys.
+/// client without one), provision keys, login client secrets and backend CA bundles
+/// (`backend.tls.caCertificateRef`, BackendTLSPolicy `caCertificateRefs` of kind
+/// Secret).
 pub fn referenced(input: &Input) -> BTreeSet<Key> {
     let ns = |meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
         meta.namespace.clone().unwrap_or_default()
@@ -42,6 +45,22 @@ pub fn referenced(input: &Input) -> BTreeSet<Key> {
         }
         if let Some(login) = &r.spec.oauth2.login {
             out.insert((ns(&r.metadata), login.oidc.client_secret_ref.name.clone()));
+        }
+        let ca = r
+            .spec
+            .backend
+            .as_ref()
+            .and_then(|b| b.tls.as_ref())
+            .and_then(|t| t.ca_certificate_ref.as_ref());
+        if let Some(ca) = ca.filter(|c| c.kind == gatehouse_crds::CaSourceKind::Secret) {
+            out.insert((ns(&r.metadata), ca.name.clone()));
+        }
+    }
+    for p in &input.backend_tls_policies {
+        for r in &p.spec.validation.ca_certificate_refs {
+            if r.group.is_empty() && r.kind == "Secret" {
+                out.insert((ns(&p.metadata), r.name.clone()));
+            }
         }
     }
     out

@@ -121,6 +121,8 @@ pub async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
     );
     let caches = Arc::new(Caches::default());
     let (changes_tx, changes_rx) = watch::channel(0u64);
+    let config_maps =
+        super::configmaps::ReferencedConfigMaps::new(changes_tx.clone(), metrics.clone());
     let watchers = caches.spawn_watchers(
         &client,
         &scope,
@@ -143,6 +145,8 @@ pub async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
             metrics.clone(),
         ),
         referenced: ReferencedSecrets::new(args.missing_secret_retry, args.write_timeout),
+        config_maps,
+        config_map_wait: args.write_timeout,
         client,
         scope,
         login_key: args

@@ -1,7 +1,8 @@
 //! Watches for the route sources beyond Gatehouse's own kinds (issue 10):
 //! `OAuth2Policy` (with the other Gatehouse kinds' instance selector), `Ingress`
 //! (always), `kubernetes.io/tls` Secrets (those routes name), and the Gateway API kinds
-//! (`GatewayClass`, `Gateway`, `HTTPRoute`, `ReferenceGrant`) only when their CRDs are
+//! (`GatewayClass`, `Gateway`, `HTTPRoute`, `ReferenceGrant`, `BackendTLSPolicy`) only
+//! when their CRDs are
 //! installed — otherwise logged once and served as empty, and checked for again
 //! periodically so that CRDs installed later are picked up without a restart.
 //!
@@ -12,7 +13,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use gatehouse_crds::gateway_api::{Gateway, GatewayClass, HttpRoute, ReferenceGrant};
+use gatehouse_crds::gateway_api::{
+    BackendTlsPolicy, Gateway, GatewayClass, HttpRoute, ReferenceGrant,
+};
 use gatehouse_crds::OAuth2Policy;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::networking::v1::Ingress;
@@ -35,6 +38,7 @@ pub struct SourceCaches {
     pub gateways: Arc<Cache<Gateway>>,
     pub http_routes: Arc<Cache<HttpRoute>>,
     pub reference_grants: Arc<Cache<ReferenceGrant>>,
+    pub backend_tls_policies: Arc<Cache<BackendTlsPolicy>>,
     pub ingresses: Arc<Cache<Ingress>>,
     /// `kubernetes.io/tls` Secrets (the credentials watch sees only labelled ones).
     pub tls_secrets: Arc<Cache<Secret>>,
@@ -51,6 +55,7 @@ impl Default for SourceCaches {
             gateways: Arc::new(Cache::new("Gateway")),
             http_routes: Arc::new(Cache::new("HTTPRoute")),
             reference_grants: Arc::new(Cache::new("ReferenceGrant")),
+            backend_tls_policies: Arc::new(Cache::new("BackendTLSPolicy")),
             ingresses: Arc::new(Cache::new("Ingress")),
             tls_secrets: Arc::new(Cache::new("Secret (kubernetes.io/tls)")),
             classes_unreadable: Arc::new(AtomicBool::new(false)),
@@ -65,6 +70,7 @@ impl SourceCaches {
             && self.gateways.is_synced()
             && self.http_routes.is_synced()
             && self.reference_grants.is_synced()
+            && self.backend_tls_policies.is_synced()
             && self.ingresses.is_synced()
             && self.tls_secrets.is_synced()
     }
@@ -81,6 +87,7 @@ impl SourceCaches {
         input.gateways = self.gateways.list();
         input.http_routes = self.http_routes.list();
         input.reference_grants = self.reference_grants.list();
+        input.backend_tls_policies = self.backend_tls_policies.list();
         input.ingresses = self.ingresses.list();
         // A labelled TLS Secret is in both watches: keep one copy.
         for s in self.tls_secrets.list() {
@@ -191,8 +198,19 @@ impl SourceCaches {
         ));
         tasks.push(start(
             scope.api(client),
-            everything,
+            everything.clone(),
             &self.reference_grants,
+            changes,
+            metrics,
+            probe,
+            None,
+        ));
+        // Standard channel since Gateway API v1.4; an older install lacks its CRD
+        // (404): served as empty, checked again like the others.
+        tasks.push(start(
+            scope.api(client),
+            everything,
+            &self.backend_tls_policies,
             changes,
             metrics,
             probe,
@@ -242,7 +260,13 @@ where
                         Access::Missing if kind == "Gateway" => tracing::info!(
                             ?recheck,
                             "Gateway API CRDs are not installed; not watching GatewayClass, \
-                             Gateway, HTTPRoute, ReferenceGrant until they are"
+                             Gateway, HTTPRoute, ReferenceGrant, BackendTLSPolicy until they are"
+                        ),
+                        // Its own line: it can be missing where the others are not
+                        // (Gateway API releases before v1.4).
+                        Access::Missing if kind == "BackendTLSPolicy" => tracing::info!(
+                            ?recheck,
+                            "The BackendTLSPolicy CRD is not installed; not watching it until it is"
                         ),
                         Access::Forbidden => tracing::warn!(
                             kind,
@@ -262,6 +286,9 @@ where
             match said {
                 Some(Access::Missing) if kind == "Gateway" => {
                     tracing::info!("Gateway API CRDs are installed; watching their kinds")
+                }
+                Some(Access::Missing) if kind == "BackendTLSPolicy" => {
+                    tracing::info!("The BackendTLSPolicy CRD is installed; watching it")
                 }
                 Some(Access::Forbidden) => tracing::info!(kind, "Allowed to list now; watching"),
                 _ => {}

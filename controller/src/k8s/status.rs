@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use gatehouse_crds::gateway_api::{Gateway, GatewayClass, HttpRoute};
+use gatehouse_crds::gateway_api::{BackendTlsPolicy, Gateway, GatewayClass, HttpRoute};
 use gatehouse_crds::{conditions, Consumer, OAuth2Client, OAuth2Policy, ProtectedRoute};
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{ApiResource, DynamicObject, Patch, PatchParams};
@@ -30,6 +30,7 @@ pub fn api_resource(kind: Kind) -> ApiResource {
         Kind::Gateway => ApiResource::erase::<Gateway>(&()),
         Kind::HttpRoute => ApiResource::erase::<HttpRoute>(&()),
         Kind::Ingress => ApiResource::erase::<Ingress>(&()),
+        Kind::BackendTlsPolicy => ApiResource::erase::<BackendTlsPolicy>(&()),
     }
 }
 
@@ -46,8 +47,29 @@ pub fn same(a: &Status, b: &Status) -> bool {
                 && x.observed_generation == y.observed_generation
                 && conditions::same_ignoring_time(&x.conditions, &y.conditions)
         }
+        // The other kinds (Gateway API, Ingress, OAuth2Policy) nest conditions deeper
+        // (per parent, listener, ancestor): compare the written form without times.
+        (a, b) if std::mem::discriminant(a) == std::mem::discriminant(b) => {
+            without_times(a.to_json()) == without_times(b.to_json())
+        }
         _ => false,
     }
+}
+
+/// `status` JSON with every `lastTransitionTime` removed.
+fn without_times(mut v: serde_json::Value) -> serde_json::Value {
+    fn strip(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Object(map) => {
+                map.remove("lastTransitionTime");
+                map.values_mut().for_each(strip);
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(strip),
+            _ => {}
+        }
+    }
+    strip(&mut v);
+    v
 }
 
 /// The server-side apply body for one object's status: only the fields Gatehouse owns.
@@ -161,6 +183,32 @@ mod tests {
             &route_status(reason::READY, 1, 10),
             &route_status(reason::ROUTE_CONFLICT, 1, 10)
         ));
+    }
+
+    #[test]
+    fn nested_gateway_api_conditions_are_compared_without_their_times() {
+        use gatehouse_crds::gateway_api::BackendTlsPolicyStatus;
+        use gatehouse_crds::{AncestorRef, PolicyAncestorStatus};
+        let policy = |accepted: &str, t: i64| {
+            let mut c = conditions::ready("ok", Some(1), &at(t));
+            c.type_ = "Accepted".into();
+            c.status = accepted.into();
+            Status::BackendTlsPolicy(
+                BackendTlsPolicyStatus {
+                    ancestors: vec![PolicyAncestorStatus {
+                        ancestor_ref: AncestorRef {
+                            name: "gw".into(),
+                            ..Default::default()
+                        },
+                        controller_name: "gatehouse.dev/gateway-controller".into(),
+                        conditions: vec![c],
+                    }],
+                },
+                Vec::new(),
+            )
+        };
+        assert!(same(&policy("True", 1), &policy("True", 50)));
+        assert!(!same(&policy("True", 1), &policy("False", 1)));
     }
 
     #[test]

@@ -1,41 +1,78 @@
-//! Resolving a route's backend to upstream endpoint URLs: a Service port's ready
-//! endpoints from its EndpointSlices, or (standalone only) a literal URL.
+//! Resolving a route's backend to upstream endpoint URLs and TLS settings: a Service
+//! port's ready endpoints from its EndpointSlices (over TLS when a BackendTLSPolicy
+//! targets the port, or the route says so), or (standalone only) a literal URL.
 
+use gatehouse_config::snapshot::UpstreamTls;
 use gatehouse_crds::conditions::reason;
 use gatehouse_crds::{Backend, ServiceBackend};
 use k8s_openapi::api::core::v1::ServicePort;
 
+use super::backend_tls::{self, AncestorKey};
 use super::object::{Context, Verdict};
 
-/// Endpoint URLs for a backend (sorted, deduplicated). Problems go into `v`; the
-/// route is still served, with no endpoints, so the proxy answers 503.
+/// A backend's endpoint URLs (sorted, deduplicated) and how TLS ones are verified.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Resolved {
+    pub endpoints: Vec<String>,
+    pub tls: Option<UpstreamTls>,
+}
+
+/// Endpoints of a ProtectedRoute backend; `via` is the route (for BackendTLSPolicy
+/// status). Problems go into `v`; the route is still served, with no endpoints, so
+/// the proxy answers 503.
 pub fn resolve(
     ctx: &Context<'_>,
     namespace: &str,
     backend: &Backend,
+    via: &[AncestorKey],
     v: &mut Verdict,
-) -> Vec<String> {
-    let mut endpoints = match (&backend.service, &backend.url) {
-        (Some(svc), None) => service_endpoints(ctx, namespace, svc, v),
-        (None, Some(url)) if ctx.options.allow_backend_url => url_endpoint(url, v),
+) -> Resolved {
+    // The route's own `backend.tls` beats a BackendTLSPolicy on its Service.
+    let own_tls = match &backend.tls {
+        None => None,
+        Some(t) => match backend_tls::route_settings(ctx, namespace, t, v) {
+            Some(settings) => Some(settings),
+            // Fail closed: never reach the backend without the verification asked for.
+            None => return Resolved::default(),
+        },
+    };
+    let mut resolved = match (&backend.service, &backend.url) {
+        (Some(svc), None) => service_endpoints(ctx, namespace, svc, own_tls, via, v),
+        (None, Some(url)) if ctx.options.allow_backend_url => {
+            let endpoints = url_endpoint(url, v);
+            let plain = endpoints
+                .iter()
+                .any(|e| e.starts_with("http://") || e.starts_with("grpc://"));
+            if own_tls.is_some() && plain {
+                v.reject(
+                    reason::INVALID_BACKEND,
+                    format!("backend.tls needs an https:// or grpcs:// url, not {url:?}"),
+                );
+                return Resolved::default();
+            }
+            Resolved {
+                endpoints,
+                tls: own_tls,
+            }
+        }
         (None, Some(_)) => {
             v.reject(
                 reason::BACKEND_URL_NOT_ALLOWED,
                 "backend.url is only allowed in standalone mode; use backend.service",
             );
-            Vec::new()
+            Resolved::default()
         }
         _ => {
             v.reject(
                 reason::INVALID_BACKEND,
                 "backend must set exactly one of service or url",
             );
-            Vec::new()
+            Resolved::default()
         }
     };
-    endpoints.sort();
-    endpoints.dedup();
-    endpoints
+    resolved.endpoints.sort();
+    resolved.endpoints.dedup();
+    resolved
 }
 
 fn url_endpoint(raw: &str, v: &mut Verdict) -> Vec<String> {
@@ -65,12 +102,18 @@ fn url_endpoint(raw: &str, v: &mut Verdict) -> Vec<String> {
     Vec::new()
 }
 
+/// The ready endpoints of a Service port, over TLS with `own_tls` (a route's own
+/// settings) or the BackendTLSPolicy that targets the port. `via` are the objects
+/// whose traffic goes there (BackendTLSPolicy ancestors). A policy that cannot be
+/// honoured leaves the port without endpoints (503), reported in `v`.
 pub fn service_endpoints(
     ctx: &Context<'_>,
     namespace: &str,
     backend: &ServiceBackend,
+    own_tls: Option<UpstreamTls>,
+    via: &[AncestorKey],
     v: &mut Verdict,
-) -> Vec<String> {
+) -> Resolved {
     let Some(service) = ctx.service(namespace, &backend.name) else {
         v.reject(
             reason::BACKEND_NOT_FOUND,
@@ -79,7 +122,7 @@ pub fn service_endpoints(
                 backend.name
             ),
         );
-        return Vec::new();
+        return Resolved::default();
     };
     let spec = service.spec.as_ref();
     let port = spec
@@ -93,15 +136,35 @@ pub fn service_endpoints(
                 backend.name, backend.port
             ),
         );
-        return Vec::new();
+        return Resolved::default();
     };
-    let scheme = scheme(port);
+    let port_name = port.name.as_deref();
+    ctx.used_by(namespace, &backend.name, port_name, via);
+    let tls = match own_tls {
+        Some(own) => Some(own),
+        None => match ctx.backend_tls(namespace, &backend.name, port_name) {
+            None => None,
+            Some(Ok(settings)) => Some(settings.clone()),
+            Some(Err(problem)) => {
+                v.reject(
+                    reason::BACKEND_TLS_INVALID,
+                    format!(
+                        "the BackendTLSPolicy of Service {:?} port {} cannot be used: {problem}",
+                        backend.name, backend.port
+                    ),
+                );
+                return Resolved::default();
+            }
+        },
+    };
+    let scheme = scheme(port, tls.is_some());
 
     if spec.and_then(|s| s.type_.as_deref()) == Some("ExternalName") {
-        return match spec.and_then(|s| s.external_name.as_deref()) {
+        let endpoints = match spec.and_then(|s| s.external_name.as_deref()) {
             Some(host) => vec![format!("{scheme}://{host}:{}", port.port)],
             None => Vec::new(),
         };
+        return Resolved { endpoints, tls };
     }
 
     let mut out = Vec::new();
@@ -134,15 +197,26 @@ pub fn service_endpoints(
             }
         }
     }
-    out
+    Resolved {
+        endpoints: out,
+        tls,
+    }
 }
 
 /// From the Service port's `appProtocol`: `https` for TLS, `grpc` (the proxy's
-/// HTTP/2 cleartext scheme) for `kubernetes.io/h2c`, otherwise `http`.
-fn scheme(port: &ServicePort) -> &'static str {
-    match port.app_protocol.as_deref() {
-        Some("https") | Some("kubernetes.io/https") => "https",
-        Some("kubernetes.io/h2c") | Some("h2c") => "grpc",
+/// HTTP/2 cleartext scheme) for `kubernetes.io/h2c`, otherwise `http`. With `tls`
+/// (a BackendTLSPolicy or the route's `backend.tls`) always over TLS: `grpcs`
+/// (HTTP/2 over TLS) where the port speaks HTTP/2, otherwise `https`.
+fn scheme(port: &ServicePort, tls: bool) -> &'static str {
+    let h2 = matches!(
+        port.app_protocol.as_deref(),
+        Some("kubernetes.io/h2c" | "h2c" | "kubernetes.io/h2" | "h2" | "grpc")
+    );
+    match (port.app_protocol.as_deref(), tls, h2) {
+        (_, true, true) => "grpcs",
+        (_, true, false) => "https",
+        (Some("https") | Some("kubernetes.io/https"), false, _) => "https",
+        (Some("kubernetes.io/h2c") | Some("h2c"), false, _) => "grpc",
         _ => "http",
     }
 }

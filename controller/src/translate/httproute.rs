@@ -18,6 +18,7 @@ use gatehouse_crds::ServiceBackend;
 use gatehouse_proxy::headers::IDENTITY_HEADERS;
 
 use super::backend;
+use super::backend_tls::AncestorKey;
 use super::claims::{self, Claims, Owner};
 use super::gateway::{carried, summary, Attached, Gateways, ListenerInfo};
 use super::grants;
@@ -151,6 +152,19 @@ pub fn translate<'a>(
             continue;
         }
         let hosts: Vec<String> = hosts.map(|s| s.into_iter().collect()).unwrap_or_default();
+        // The Gateways this route is attached to: BackendTLSPolicy ancestors.
+        let via: Vec<AncestorKey> = item
+            .listeners
+            .iter()
+            .map(|(gw_ns, gw_name, _)| AncestorKey {
+                group: gateway_api::GROUP.to_owned(),
+                kind: "Gateway".to_owned(),
+                namespace: gw_ns.clone(),
+                name: gw_name.clone(),
+            })
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
         for (ri, rule) in r.spec.rules.iter().enumerate() {
             let attached = route_policy(policies, &ns, &name, rule, &gateway_policies);
             if let Some(Policy::Broken { policy }) = &attached {
@@ -166,7 +180,8 @@ pub fn translate<'a>(
                     break;
                 }
             };
-            let (endpoints, weights) = backends(ctx, &ns, rule, &mut item.resolved);
+            let (endpoints, weights, upstream_tls) =
+                backends(ctx, &ns, rule, &via, &mut item.resolved);
             let timeouts = match rule.timeouts.as_ref().map(route_timeouts) {
                 None => config::Timeouts::default(),
                 Some(Ok(t)) => t,
@@ -230,6 +245,7 @@ pub fn translate<'a>(
                     upstream: config::Upstream {
                         endpoints: endpoints.clone(),
                         weights: weights.clone(),
+                        tls: upstream_tls.clone(),
                         ..Default::default()
                     },
                     timeouts,
@@ -313,7 +329,12 @@ fn status(ctx: &Context<'_>, item: &Item<'_>) -> ObjectStatus {
             Err((why, msg)) => (false, *why, msg.clone()),
         };
         if !rok {
-            v.reject(reason::BACKEND_NOT_FOUND, rmsg.clone());
+            let summary = if rwhy == reason::BACKEND_TLS_INVALID {
+                reason::BACKEND_TLS_INVALID
+            } else {
+                reason::BACKEND_NOT_FOUND
+            };
+            v.reject(summary, rmsg.clone());
         }
         conditions.push(gateway_condition(
             gw::RESOLVED_REFS,
@@ -567,14 +588,17 @@ fn edits(m: Option<&HeaderModifier>) -> Result<config::HeaderEdits, String> {
 }
 
 /// Endpoints of every backendRef with per-endpoint weights that give each backend its
-/// share whatever its number of endpoints.
+/// share whatever its number of endpoints, and the TLS settings of those reached over
+/// TLS (one set per rule: the snapshot's upstream has one).
 fn backends(
     ctx: &Context<'_>,
     ns: &str,
     rule: &HttpRouteRule,
+    via: &[AncestorKey],
     resolved: &mut Result<(), (&'static str, String)>,
-) -> (Vec<String>, Vec<u32>) {
+) -> (Vec<String>, Vec<u32>, Option<config::UpstreamTls>) {
     let mut groups: Vec<(Vec<String>, u32)> = Vec::new();
+    let mut upstream_tls: Option<config::UpstreamTls> = None;
     for b in &rule.backend_refs {
         let fail = |resolved: &mut Result<(), (&'static str, String)>, why, msg: String| {
             if resolved.is_ok() {
@@ -624,17 +648,48 @@ fn backends(
         };
         let weight = b.weight.unwrap_or(1).max(0) as u32;
         let mut v = Verdict::default();
-        let eps = backend::service_endpoints(
+        let backend::Resolved {
+            endpoints: eps,
+            tls,
+        } = backend::service_endpoints(
             ctx,
             &to_ns,
             &ServiceBackend {
                 name: b.name.clone(),
                 port,
             },
+            None,
+            via,
             &mut v,
         );
-        if let Some((_, msg)) = v.problems().next() {
-            fail(resolved, gw::BACKEND_NOT_FOUND, msg.clone());
+        if let Some((why, msg)) = v.problems().next() {
+            let why = if why == reason::BACKEND_TLS_INVALID {
+                // No standard reason: the API says only that the backendRef is invalid
+                // when a BackendTLSPolicy's requirement cannot be met.
+                reason::BACKEND_TLS_INVALID
+            } else {
+                gw::BACKEND_NOT_FOUND
+            };
+            fail(resolved, why, msg.clone());
+        }
+        if let Some(tls) = tls {
+            match &upstream_tls {
+                Some(first) if *first != tls => {
+                    // One TLS configuration per upstream: never verify one backend
+                    // with another's CA or name. Leave this one out.
+                    fail(
+                        resolved,
+                        gw::UNSUPPORTED_VALUE,
+                        format!(
+                            "backendRef {} needs other TLS settings than an earlier backendRef of the same rule; Gatehouse supports one per rule, so it gets no traffic",
+                            b.name
+                        ),
+                    );
+                    continue;
+                }
+                Some(_) => {}
+                None => upstream_tls = Some(tls),
+            }
         }
         if weight > 0 && !eps.is_empty() {
             groups.push((eps, weight));
@@ -658,7 +713,7 @@ fn backends(
     if groups.len() <= 1 {
         weights.clear(); // one backend: plain round robin
     }
-    (endpoints, weights)
+    (endpoints, weights, upstream_tls)
 }
 
 fn lcm(a: u64, b: u64) -> u64 {

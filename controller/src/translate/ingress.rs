@@ -12,6 +12,7 @@ use k8s_openapi::api::networking::v1::{
 };
 
 use super::backend;
+use super::backend_tls::AncestorKey;
 use super::claims::{self, Claims, Owner};
 use super::gateway::summary;
 use super::object::{namespace, object_ref, Context, Verdict};
@@ -61,7 +62,13 @@ pub fn translate<'a>(
                             b: &IngressBackend,
                             v: &mut Verdict,
                             n: usize| {
-                let Some(endpoints) = resolve(ctx, &ns, b, v) else {
+                let via = [AncestorKey {
+                    group: "networking.k8s.io".to_owned(),
+                    kind: "Ingress".to_owned(),
+                    namespace: ns.clone(),
+                    name: name.clone(),
+                }];
+                let Some(resolved) = resolve(ctx, &ns, b, &via, v) else {
                     return;
                 };
                 let (id, oauth2, allow_encoded_slashes) = match &attached {
@@ -79,7 +86,8 @@ pub fn translate<'a>(
                     strip_path: false,
                     preserve_host: true,
                     upstream: config::Upstream {
-                        endpoints,
+                        endpoints: resolved.endpoints,
+                        tls: resolved.tls,
                         ..Default::default()
                     },
                     oauth2,
@@ -164,8 +172,9 @@ fn resolve(
     ctx: &Context<'_>,
     ns: &str,
     b: &IngressBackend,
+    via: &[AncestorKey],
     v: &mut Verdict,
-) -> Option<Vec<String>> {
+) -> Option<backend::Resolved> {
     let Some(svc) = &b.service else {
         v.reject(
             reason::INVALID_BACKEND,
@@ -192,7 +201,7 @@ fn resolve(
             reason::BACKEND_NOT_FOUND,
             format!("Service {:?} has no such port; requests get 503", svc.name),
         );
-        return Some(Vec::new());
+        return Some(Default::default());
     };
     Some(backend::service_endpoints(
         ctx,
@@ -201,6 +210,8 @@ fn resolve(
             name: svc.name.clone(),
             port,
         },
+        None,
+        via,
         v,
     ))
 }

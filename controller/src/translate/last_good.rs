@@ -100,7 +100,7 @@ impl Object {
             Kind::Gateway => Object::Gateway(pick(&input.gateways, o)?),
             Kind::HttpRoute => Object::HttpRoute(pick(&input.http_routes, o)?),
             Kind::Ingress => Object::Ingress(pick(&input.ingresses, o)?),
-            Kind::GatewayClass => return None,
+            Kind::GatewayClass | Kind::BackendTlsPolicy => return None,
         })
     }
 
@@ -303,6 +303,12 @@ impl Status {
                 note_all(summary, note);
             }
             Status::Ingress(_, summary) => note_all(summary, note),
+            Status::BackendTlsPolicy(s, summary) => {
+                for a in &mut s.ancestors {
+                    note_all(&mut a.conditions, note);
+                }
+                note_all(summary, note);
+            }
         }
     }
 }

@@ -14,6 +14,9 @@
 //! - secrets and provision keys appear in the snapshot only as SHA-256 hex digests.
 
 mod backend;
+mod backend_tls;
+#[cfg(test)]
+mod backend_tls_tests;
 mod claims;
 mod clients;
 mod consumers;
@@ -42,14 +45,14 @@ use std::sync::Arc;
 
 use gatehouse_config::snapshot::{Snapshot, TlsCertificate, FORMAT_VERSION};
 use gatehouse_crds::gateway_api::{
-    Gateway, GatewayClass, GatewayClassStatus, GatewayStatus, HttpRoute, HttpRouteStatus,
-    ReferenceGrant,
+    BackendTlsPolicy, BackendTlsPolicyStatus, Gateway, GatewayClass, GatewayClassStatus,
+    GatewayStatus, HttpRoute, HttpRouteStatus, ReferenceGrant,
 };
 use gatehouse_crds::{
     conditions, Consumer, ConsumerStatus, OAuth2Client, OAuth2ClientStatus, OAuth2Policy,
     OAuth2PolicyStatus, ProtectedRoute, ProtectedRouteStatus,
 };
-use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressLoadBalancerIngress, IngressStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
@@ -87,6 +90,11 @@ pub struct Input {
     pub gateways: Vec<Arc<Gateway>>,
     pub http_routes: Vec<Arc<HttpRoute>>,
     pub reference_grants: Vec<Arc<ReferenceGrant>>,
+    /// BackendTLSPolicies (empty when their CRD is not installed).
+    pub backend_tls_policies: Vec<Arc<BackendTlsPolicy>>,
+    /// ConfigMaps that may hold CA bundles (BackendTLSPolicy `caCertificateRefs`,
+    /// ProtectedRoute `backend.tls.caCertificateRef`).
+    pub config_maps: Vec<Arc<ConfigMap>>,
     /// Ingresses (only those of [`Options::ingress_class`] are served).
     pub ingresses: Vec<Arc<Ingress>>,
     /// Certificates of the snapshot in force: a Secret that turns bad keeps serving its
@@ -191,6 +199,7 @@ pub enum Kind {
     Gateway,
     HttpRoute,
     Ingress,
+    BackendTlsPolicy,
 }
 
 impl Kind {
@@ -205,6 +214,7 @@ impl Kind {
             Kind::Gateway => "Gateway",
             Kind::HttpRoute => "HTTPRoute",
             Kind::Ingress => "Ingress",
+            Kind::BackendTlsPolicy => "BackendTLSPolicy",
         }
     }
 }
@@ -254,6 +264,7 @@ pub enum Status {
     Gateway(GatewayStatus, Vec<Condition>),
     HttpRoute(HttpRouteStatus, Vec<Condition>),
     Ingress(IngressStatus, Vec<Condition>),
+    BackendTlsPolicy(BackendTlsPolicyStatus, Vec<Condition>),
 }
 
 impl Status {
@@ -266,7 +277,8 @@ impl Status {
             Status::GatewayClass(_, c)
             | Status::Gateway(_, c)
             | Status::HttpRoute(_, c)
-            | Status::Ingress(_, c) => c,
+            | Status::Ingress(_, c)
+            | Status::BackendTlsPolicy(_, c) => c,
         }
     }
 
@@ -280,6 +292,7 @@ impl Status {
             Status::Gateway(s, _) => serde_json::to_value(s),
             Status::HttpRoute(s, _) => serde_json::to_value(s),
             Status::Ingress(s, _) => serde_json::to_value(s),
+            Status::BackendTlsPolicy(s, _) => serde_json::to_value(s),
         };
         v.expect("statuses contain only JSON-representable data")
     }
@@ -374,6 +387,8 @@ fn translate_once(input: &Input, options: &Options, rng: &mut dyn RngCore) -> Ou
     statuses.extend(gateways.statuses(&ctx, &attached));
     statuses.extend(route_statuses);
     statuses.extend(ingress_statuses);
+    // Last: the route sources above recorded which Services they reach.
+    statuses.extend(ctx.backend_tls_statuses());
     statuses.sort_by(|a, b| a.object.cmp(&b.object));
 
     // ProtectedRoutes first (sorted by id, as before); then the other sources in

@@ -2,14 +2,16 @@
 //! objects this instance handles, age ordering, and collecting an object's problems
 //! into its `Ready` condition.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use gatehouse_crds::conditions;
-use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta, Time};
 
+use super::backend_tls::{AncestorKey, Settings, TlsPolicies, Uses};
 use super::{Input, Kind, ObjectRef, ObjectStatus, Options, Status};
 
 /// Namespace assumed for objects that name none (standalone manifests).
@@ -25,6 +27,12 @@ pub struct Context<'a> {
     secrets: HashMap<(&'a str, &'a str), &'a Secret>,
     services: HashMap<(&'a str, &'a str), &'a Service>,
     slices: HashMap<(&'a str, &'a str), Vec<&'a EndpointSlice>>,
+    config_maps: HashMap<(&'a str, &'a str), &'a ConfigMap>,
+    /// BackendTLSPolicies resolved (see [`Context::backend_tls`]).
+    tls_policies: TlsPolicies<'a>,
+    /// Which routes reach which Service ports, recorded while backends are resolved
+    /// (for BackendTLSPolicy ancestors): the one piece of state translators share.
+    uses: RefCell<Uses>,
 }
 
 impl<'a> Context<'a> {
@@ -53,13 +61,49 @@ impl<'a> Context<'a> {
         for list in slices.values_mut() {
             list.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
         }
-        Context {
+        let mut ctx = Context {
             input,
             options,
             secrets: index(&input.secrets),
             services: index(&input.services),
             slices,
+            config_maps: index(&input.config_maps),
+            tls_policies: TlsPolicies::default(),
+            uses: RefCell::default(),
+        };
+        ctx.tls_policies = TlsPolicies::new(&ctx);
+        ctx
+    }
+
+    pub fn config_map(&self, namespace: &str, name: &str) -> Option<&'a ConfigMap> {
+        self.config_maps.get(&(namespace, name)).copied()
+    }
+
+    /// The BackendTLSPolicy settings for a Service port, if a policy targets it.
+    pub fn backend_tls(
+        &self,
+        namespace: &str,
+        service: &str,
+        port: Option<&str>,
+    ) -> Option<&Settings> {
+        self.tls_policies.get(namespace, service, port)
+    }
+
+    /// Record that `via` sends traffic to a Service port.
+    pub fn used_by(&self, namespace: &str, service: &str, port: Option<&str>, via: &[AncestorKey]) {
+        let mut uses = self.uses.borrow_mut();
+        let entry = uses
+            .entry((namespace.to_owned(), service.to_owned()))
+            .or_default();
+        for a in via {
+            entry.insert((port.filter(|p| !p.is_empty()).map(str::to_owned), a.clone()));
         }
+    }
+
+    /// Statuses of every BackendTLSPolicy (after every route source has run).
+    pub fn backend_tls_statuses(&self) -> Vec<ObjectStatus> {
+        let uses = self.uses.borrow();
+        self.tls_policies.statuses(self, &uses)
     }
 
     pub fn secret(&self, namespace: &str, name: &str) -> Option<&'a Secret> {

@@ -13,6 +13,7 @@ use gatehouse_crds::{
 };
 use sha2::{Digest as _, Sha256};
 
+use super::backend_tls::AncestorKey;
 use super::claims::{self, Claims, MatchKey, Owner};
 use super::consumers::{Consumers, Lookup};
 use super::object::{is_scope_token, object_ref, Context, Verdict};
@@ -72,13 +73,19 @@ pub fn translate(
         let admitted = v.is_ok();
         let mut ok_message = "Route is in effect".to_owned();
         if admitted {
-            let endpoints = match &r.spec.backend {
-                Some(b) => backend::resolve(ctx, &object.namespace, b, &mut v),
-                None => Vec::new(),
+            let via = [AncestorKey {
+                group: gatehouse_crds::GROUP.to_owned(),
+                kind: Kind::ProtectedRoute.as_str().to_owned(),
+                namespace: object.namespace.clone(),
+                name: object.name.clone(),
+            }];
+            let resolved = match &r.spec.backend {
+                Some(b) => backend::resolve(ctx, &object.namespace, b, &via, &mut v),
+                None => Default::default(),
             };
             if r.spec.backend.is_none() {
                 ok_message = "Auth-only route is in effect (external authorization and /oauth2/* endpoints; direct requests get 404)".to_owned();
-            } else if v.is_ok() && endpoints.is_empty() {
+            } else if v.is_ok() && resolved.endpoints.is_empty() {
                 ok_message =
                     "Route is in effect; the backend has no ready endpoints yet (requests get 503)"
                         .to_owned();
@@ -100,7 +107,7 @@ pub fn translate(
             }
             let mut oauth2 = oauth2_config(o, provision_key_sha256, anonymous_consumer);
             oauth2.login = login;
-            out.routes.push(route(r, id, endpoints, oauth2));
+            out.routes.push(route(r, id, resolved, oauth2));
         }
 
         let previous = r.status.as_ref().map(|s| s.conditions.as_slice());
@@ -150,6 +157,23 @@ fn check_spec(r: &ProtectedRoute, v: &mut Verdict) {
                 reason::INVALID_SPEC,
                 format!("host {h:?} is not a host name or *.wildcard"),
             );
+        }
+    }
+    if let Some(tls) = s.backend.as_ref().and_then(|b| b.tls.as_ref()) {
+        // The CRD's CEL rule and pattern, for standalone manifests.
+        if tls.ca_certificate_ref.is_none() && tls.hostname.is_none() {
+            v.reject(
+                reason::INVALID_SPEC,
+                "backend.tls: set caCertificateRef, hostname or both",
+            );
+        }
+        if let Some(h) = &tls.hostname {
+            if h.starts_with('*') || !is_host_pattern(h) {
+                v.reject(
+                    reason::INVALID_SPEC,
+                    format!("backend.tls.hostname {h:?} is not a host name"),
+                );
+            }
         }
     }
     check_oauth2(&s.oauth2, v);
@@ -311,7 +335,7 @@ fn timeouts(t: Option<&RouteTimeouts>) -> config::Timeouts {
 fn route(
     r: &ProtectedRoute,
     id: String,
-    endpoints: Vec<String>,
+    resolved: backend::Resolved,
     oauth2: config::RouteOAuth2,
 ) -> config::Route {
     let s = &r.spec;
@@ -323,7 +347,8 @@ fn route(
         preserve_host: s.preserve_host,
         allow_encoded_slashes: s.oauth2.allow_encoded_slashes,
         upstream: config::Upstream {
-            endpoints,
+            endpoints: resolved.endpoints,
+            tls: resolved.tls,
             connect_timeout_ms: 5_000,
             response_timeout_ms: 60_000,
             protocol: match s.backend.as_ref().and_then(|b| b.protocol) {

@@ -89,6 +89,7 @@ fn url_backend(url: &str) -> Backend {
         service: None,
         url: Some(url.to_owned()),
         protocol: None,
+        tls: None,
     }
 }
 
@@ -100,6 +101,7 @@ fn service_backend(name: &str, port: i32) -> Backend {
         }),
         url: None,
         protocol: None,
+        tls: None,
     }
 }
 
@@ -969,10 +971,11 @@ fn every_reason_is_documented_in_the_crds_reason_list() {
         reason::LOGIN_SECRET_NOT_FOUND,
         reason::LOGIN_KEY_MISSING,
         reason::ISSUER_UNREACHABLE,
+        reason::BACKEND_TLS_INVALID,
     ] {
         assert!(reason::ALL.contains(&r), "{r}");
     }
-    assert_eq!(reason::ALL.len(), 24);
+    assert_eq!(reason::ALL.len(), 25);
 }
 
 // ---------------------------------------------------------------- oauth2.login

@@ -1,5 +1,6 @@
 //! The subset of Gateway API v1 (standard channel) that Gatehouse serves, as our own
-//! serde types: `GatewayClass`, `Gateway`, `HTTPRoute` and `ReferenceGrant`.
+//! serde types: `GatewayClass`, `Gateway`, `HTTPRoute`, `ReferenceGrant` and
+//! `BackendTLSPolicy`.
 //!
 //! Why our own: the `gateway-api` crate is built against other kube / k8s-openapi
 //! versions than ours. These types carry only the fields Gatehouse acts on; in a cluster
@@ -7,6 +8,7 @@
 //! CRD). The CRDs themselves come from `sigs.k8s.io/gateway-api`, never from here
 //! (`schema = "disabled"`).
 
+pub mod backendtlspolicy;
 pub mod gateway;
 pub mod gatewayclass;
 pub mod httproute;
@@ -15,6 +17,10 @@ pub mod referencegrant;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use serde::{Deserialize, Serialize};
 
+pub use backendtlspolicy::{
+    BackendTlsPolicy, BackendTlsPolicySpec, BackendTlsPolicyStatus, BackendTlsTargetRef,
+    BackendTlsValidation, LocalObjectReference, SubjectAltName,
+};
 pub use gateway::{
     AllowedRoutes, Gateway, GatewaySpec, GatewayStatus, GatewayStatusAddress, GatewayTls, Listener,
     ListenerStatus, RouteGroupKind, RouteNamespaces, SecretObjectReference,
@@ -62,4 +68,9 @@ pub mod reason {
     pub const TARGET_NOT_FOUND: &str = "TargetNotFound";
     pub const CONFLICTED: &str = "Conflicted";
     pub const INVALID_PARAMETERS: &str = "InvalidParameters";
+    /// BackendTLSPolicy `Accepted=False`: every `caCertificateRefs` entry is invalid.
+    pub const NO_VALID_CA_CERTIFICATE: &str = "NoValidCACertificate";
+    /// BackendTLSPolicy `ResolvedRefs=False`: a CA reference names a missing object,
+    /// one without `ca.crt`, or one that is not PEM.
+    pub const INVALID_CA_CERTIFICATE_REF: &str = "InvalidCACertificateRef";
 }

@@ -408,3 +408,47 @@ subjects: [{{kind: ServiceAccount, name: {name}, namespace: {ns}}}]
     api.kubeconfig_for_token(&format!("{ns}-{name}"), &token)
         .expect("kubeconfig")
 }
+
+/// The Gateway API release whose standard-channel CRDs the tests install.
+pub const GATEWAY_API: &str = "sigs.k8s.io/gateway-api@v1.6.3";
+
+/// The module's directory in the Go module cache (downloaded if missing).
+pub fn gateway_api_dir() -> PathBuf {
+    let out = std::process::Command::new("go")
+        .args(["mod", "download", "-json", GATEWAY_API])
+        .output()
+        .expect("go runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let info: Value = serde_json::from_slice(&out.stdout).unwrap();
+    PathBuf::from(
+        info["Dir"]
+            .as_str()
+            .expect("go reports the module directory"),
+    )
+}
+
+/// Apply the standard-channel CRDs of `kinds` (plural names) and wait until each is
+/// Established.
+pub fn install_gateway_api_crds(api: &KubeApiServer, kinds: &[&str]) {
+    let crds = gateway_api_dir().join("config/crd/standard");
+    for kind in kinds {
+        let file = crds.join(format!("gateway.networking.k8s.io_{kind}.yaml"));
+        api.kubectl_ok(&["apply", "--server-side", "-f", file.to_str().unwrap()])
+            .expect("Gateway API CRD applies");
+        // Retried: right after creation the CRD has no status for `wait` to read.
+        api.kubectl_eventually(
+            &[
+                "wait",
+                "--for=condition=Established",
+                "--timeout=60s",
+                &format!("crd/{kind}.gateway.networking.k8s.io"),
+            ],
+            DEADLINE,
+        )
+        .expect("CRD established");
+    }
+}
