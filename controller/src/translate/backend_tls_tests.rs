@@ -4,12 +4,10 @@
 //! the older of two policies on one Service wins.
 
 use gatehouse_config::snapshot::{Route, Snapshot};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use k8s_openapi::jiff::Timestamp;
-use rand::SeedableRng;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 
-use crate::manifests::Manifests;
-use crate::translate::{translate, Kind, Output, Status};
+use super::manifest_tests::{now, translate_files};
+use crate::translate::{Kind, LastGood, Options, Output, Status};
 
 /// A test CA certificate in PEM.
 fn ca_pem() -> String {
@@ -88,14 +86,10 @@ fn run(extra: &[String]) -> Output {
     for (i, e) in extra.iter().enumerate() {
         files.push((format!("extra{i}.yaml"), e.clone()));
     }
-    let m = Manifests::read_strs(files.iter().map(|(a, b)| (a.as_str(), b.as_str())));
-    assert!(m.errors.is_empty(), "{:?}", m.errors);
-    translate(
-        &m.input,
-        &crate::translate::Options::standalone(Time(
-            Timestamp::from_second(1_700_000_000).unwrap(),
-        )),
-        &mut rand::rngs::StdRng::seed_from_u64(1),
+    translate_files(
+        files.iter().map(|(a, b)| (a.as_str(), b.as_str())),
+        &Options::standalone(now()),
+        &LastGood::default(),
     )
 }
 

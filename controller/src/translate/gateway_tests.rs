@@ -1,11 +1,8 @@
 //! Translate tests for the Gateway API, Ingress and OAuth2Policy sources, driven by
 //! manifests as a user writes them.
 
-use crate::manifests::Manifests;
-use crate::translate::{translate, Kind, Options, Output, Status};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use k8s_openapi::jiff::Timestamp;
-use rand::SeedableRng;
+use super::manifest_tests::{now, translate_files};
+use crate::translate::{Kind, LastGood, Options, Output, Status};
 
 const BASE: &str = r#"
 apiVersion: gateway.networking.k8s.io/v1
@@ -35,13 +32,10 @@ endpoints: [{addresses: [127.0.0.1]}]
 "#;
 
 fn run(extra: &str) -> Output {
-    let m = Manifests::read_strs([("base.yaml", BASE), ("extra.yaml", extra)]);
-    assert!(m.errors.is_empty(), "{:?}", m.errors);
-    let now = Time(Timestamp::from_second(1_700_000_000).unwrap());
-    translate(
-        &m.input,
-        &Options::standalone(now),
-        &mut rand::rngs::StdRng::seed_from_u64(1),
+    translate_files(
+        [("base.yaml", BASE), ("extra.yaml", extra)],
+        &Options::standalone(now()),
+        &LastGood::default(),
     )
 }
 
@@ -307,12 +301,9 @@ spec:
   gatewayClassName: other
   listeners: [{name: http, port: 80, protocol: HTTP}]
 "#;
-    let m = Manifests::read_strs([("objects.yaml", objects)]);
-    assert!(m.errors.is_empty(), "{:?}", m.errors);
-    let now = Time(Timestamp::from_second(1_700_000_000).unwrap());
-    let mut options = Options::standalone(now);
+    let mut options = Options::standalone(now());
     let gateways = |options: &Options| {
-        let out = translate(&m.input, options, &mut rand::rngs::StdRng::seed_from_u64(1));
+        let out = translate_files([("objects.yaml", objects)], options, &LastGood::default());
         out.statuses
             .into_iter()
             .filter(|s| s.object.kind == Kind::Gateway)
@@ -345,9 +336,7 @@ spec:
 
 #[test]
 fn gateways_report_the_proxy_addresses_as_ingresses_do() {
-    let m = Manifests::read_strs([("base.yaml", BASE)]);
-    let now = Time(Timestamp::from_second(1_700_000_000).unwrap());
-    let mut options = Options::standalone(now);
+    let mut options = Options::standalone(now());
     options.load_balancer = vec![
         k8s_openapi::api::networking::v1::IngressLoadBalancerIngress {
             ip: Some("203.0.113.7".into()),
@@ -358,11 +347,7 @@ fn gateways_report_the_proxy_addresses_as_ingresses_do() {
             ..Default::default()
         },
     ];
-    let out = translate(
-        &m.input,
-        &options,
-        &mut rand::rngs::StdRng::seed_from_u64(1),
-    );
+    let out = translate_files([("base.yaml", BASE)], &options, &LastGood::default());
     let gw = out
         .statuses
         .iter()

@@ -3,12 +3,9 @@
 //! manifests as a user writes them, passing each output's memory to the next pass.
 
 use gatehouse_config::snapshot::Route;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use k8s_openapi::jiff::Timestamp;
-use rand::SeedableRng;
 
-use crate::manifests::Manifests;
-use crate::translate::{translate, Kind, LastGood, ObjectStatus, Options, Output, Status};
+use super::manifest_tests::{now, translate_files};
+use crate::translate::{Kind, LastGood, ObjectStatus, Options, Output, Status};
 
 /// A Service with one endpoint, and a Gateway for the Gateway API cases.
 const WORLD: &str = r#"
@@ -43,15 +40,11 @@ fn pass(yaml: &str, memory: &LastGood) -> Output {
 }
 
 fn pass_with(yaml: &str, memory: &LastGood, options: Options) -> Output {
-    let m = Manifests::read_strs([("world.yaml", WORLD), ("objects.yaml", yaml)]);
-    assert!(m.errors.is_empty(), "{:?}", m.errors);
-    let mut input = m.input;
-    input.last_good = memory.clone();
-    translate(&input, &options, &mut rand::rngs::StdRng::seed_from_u64(3))
-}
-
-fn now() -> Time {
-    Time(Timestamp::from_second(1_700_000_000).unwrap())
+    translate_files(
+        [("world.yaml", WORLD), ("objects.yaml", yaml)],
+        &options,
+        memory,
+    )
 }
 
 fn status<'a>(out: &'a Output, kind: Kind, name: &str) -> &'a ObjectStatus {
@@ -218,13 +211,11 @@ fn an_unchanged_object_that_stops_being_ready_is_not_replaced() {
     let good = protected_route("admin", "u-admin", 1, ADMIN_GOOD);
     let first = pass(&good, &LastGood::default());
     // The Service's endpoints move away; the route itself did not change.
-    let m = Manifests::read_strs([("objects.yaml", good.as_str())]);
-    let mut input = m.input;
-    input.last_good = first.last_good.clone();
-    let second = translate(
-        &input,
+    // (Without the world: no Service any more.)
+    let second = translate_files(
+        [("objects.yaml", good.as_str())],
         &Options::cluster(now()),
-        &mut rand::rngs::StdRng::seed_from_u64(3),
+        &first.last_good,
     );
     assert_eq!(
         status(&second, Kind::ProtectedRoute, "admin")

@@ -31,6 +31,8 @@ mod last_good;
 #[cfg(test)]
 mod last_good_tests;
 mod login;
+#[cfg(test)]
+mod manifest_tests;
 mod object;
 mod policy;
 #[cfg(test)]

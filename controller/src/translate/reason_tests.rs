@@ -3,12 +3,10 @@
 //! manifest as a user would write it. (The reasons of the first three kinds have their
 //! own tests in `tests.rs`.)
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use k8s_openapi::jiff::Timestamp;
-use rand::SeedableRng;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 
-use crate::manifests::Manifests;
-use crate::translate::{translate, Kind, ObjectStatus, Options, Status};
+use super::manifest_tests::{now, translate_files};
+use crate::translate::{Kind, LastGood, ObjectStatus, Options, Status};
 
 /// Our GatewayClass, a Gateway with an HTTP listener for `*.example.com` routes of its
 /// own namespace, and a Service with an endpoint.
@@ -41,12 +39,10 @@ endpoints: [{addresses: [127.0.0.1]}]
 /// Every condition of `kind`/`name` (the summary `Ready` and the written ones) as
 /// (type, status, reason).
 fn conditions(extra: &str, kind: Kind, name: &str) -> Vec<(String, String, String)> {
-    let m = Manifests::read_strs([("base.yaml", BASE), ("extra.yaml", extra)]);
-    assert!(m.errors.is_empty(), "{:?}", m.errors);
-    let out = translate(
-        &m.input,
-        &Options::standalone(Time(Timestamp::from_second(1_700_000_000).unwrap())),
-        &mut rand::rngs::StdRng::seed_from_u64(1),
+    let out = translate_files(
+        [("base.yaml", BASE), ("extra.yaml", extra)],
+        &Options::standalone(now()),
+        &LastGood::default(),
     );
     let s: &ObjectStatus = out
         .statuses
