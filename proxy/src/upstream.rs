@@ -13,6 +13,7 @@ pub mod tunnel;
 mod upload;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::header::{HOST, TE, UPGRADE};
@@ -40,7 +41,7 @@ use upload::UpstreamBody;
 #[derive(Debug, Default)]
 pub struct Trace {
     /// `scheme://host:port` of the endpoint used.
-    pub address: Option<String>,
+    pub address: Option<Arc<str>>,
     /// Time from sending to the response headers.
     pub elapsed: Option<Duration>,
     /// The connection was upgraded (WebSocket) and is now a tunnel.
@@ -75,7 +76,15 @@ pub async fn forward(
         None => routed.forward_path(route.strip_path),
     };
     // Enforcement may have rewritten the query (hide_credentials), so read it here.
-    let target = endpoint.origin_uri(upstream_path, parts.uri.query())?;
+    // The common case, the request's own path and query sent as they came, reuses the
+    // request's parsed target instead of building and re-parsing a copy.
+    let same_target = (upstream_path == parts.uri.path())
+        .then(|| endpoint.forward_target(&parts.uri))
+        .flatten();
+    let target = match same_target {
+        Some(target) => target,
+        None => endpoint.origin_uri(upstream_path, parts.uri.query())?,
+    };
     let upgrade = tunnel::requested(parts.version, &parts.method, &parts.headers);
     strip_hop_by_hop(&mut parts.headers);
     conn.set_forwarded_headers(&mut parts.headers, routed.host.as_ref());
@@ -90,7 +99,7 @@ pub async fn forward(
     };
     parts.headers.insert(HOST, upstream_host);
     parts.uri = target;
-    trace.address = Some(endpoint.address().to_owned());
+    trace.address = Some(endpoint.address.clone());
     let sent_at = tokio::time::Instant::now();
     let Some(protocol) = upgrade else {
         let mut resp = upstreams
@@ -156,6 +165,8 @@ pub struct Endpoint {
     h2: bool,
     /// Pool key: connections are shared only between identical scheme/authority/protocol.
     key: String,
+    /// `scheme://host:port`, for logs.
+    address: Arc<str>,
     health: EndpointHealth,
     /// Share of the traffic relative to the other endpoints (Gateway API `weight`).
     weight: u32,
@@ -194,7 +205,8 @@ impl Endpoint {
         let base_path = uri.path().trim_end_matches('/').to_owned();
         let h2 = grpc || protocol != UpstreamProtocol::Http1;
         let scheme = if tls { Scheme::HTTPS } else { Scheme::HTTP };
-        let key = format!("{scheme}://{authority}{}", if h2 { "#h2" } else { "" });
+        let address: Arc<str> = format!("{scheme}://{authority}").into();
+        let key = format!("{address}{}", if h2 { "#h2" } else { "" });
         Ok(Endpoint {
             scheme,
             authority,
@@ -205,6 +217,7 @@ impl Endpoint {
             tls,
             h2,
             key,
+            address,
             weight: 1,
             health: EndpointHealth::default(),
         })
@@ -231,6 +244,20 @@ impl Endpoint {
         Ok(Uri::from(self.path_and_query(path, query)?))
     }
 
+    /// The request target for a request forwarded with the path and query it came
+    /// with: `original`'s own origin form (no copy, no parsing), when this endpoint
+    /// has no base path and speaks HTTP/1.1; `None` otherwise.
+    pub fn forward_target(&self, original: &Uri) -> Option<Uri> {
+        if self.h2 || !self.base_path.is_empty() {
+            return None;
+        }
+        original
+            .path_and_query()
+            .filter(|pq| pq.as_str().starts_with('/'))
+            .cloned()
+            .map(Uri::from)
+    }
+
     fn path_and_query(&self, path: &str, query: Option<&str>) -> Result<PathAndQuery, Rejection> {
         let mut pq = String::with_capacity(
             self.base_path.len() + path.len() + query.map_or(0, |q| q.len() + 1),
@@ -251,7 +278,7 @@ impl Endpoint {
 
     /// `scheme://host:port`, for logs.
     pub fn address(&self) -> &str {
-        self.key.split('#').next().unwrap_or(&self.key)
+        &self.address
     }
 }
 

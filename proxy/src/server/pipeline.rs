@@ -24,6 +24,10 @@ use crate::metrics::Metrics;
 use crate::store::{TokenStore, UnixTime};
 use crate::{enforce, filters, grpc, login, oauth2, router, upstream};
 
+/// Headers the proxy may add to a request before forwarding it: four
+/// `X-Forwarded-*`, up to six identity headers, `Host`.
+const HEADERS_ADDED: usize = 11;
+
 /// Request limits from the command line.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
@@ -89,6 +93,9 @@ async fn serve(
     // client's `Connection` list may name only headers the client sent.
     strip_identity(&mut parts.headers);
     drop_connection_listed(&mut parts.headers);
+    // Room for what the proxy adds (`X-Forwarded-*`, identity headers), so the map
+    // grows at most once on the way; at the size limit it simply grows as it goes.
+    let _ = parts.headers.try_reserve(HEADERS_ADDED);
     // External authorization answers for a proxy in front; never routed or proxied.
     if authz::is_authz_path(parts.uri.path()) {
         record.outcome = "authz";
@@ -117,7 +124,7 @@ async fn serve(
     let uri = parts.uri.clone();
     let routed = router::route(&compiled.router, &parts.method, &uri, &parts.headers)?;
     let route = &compiled.snapshot.routes[routed.index];
-    record.route = Some(route.id.clone());
+    record.route = Some((compiled.clone(), routed.index));
     let mut body = Either::Left(body);
     // A redirect route answers before OAuth2: an HTTP→HTTPS redirect needs no token.
     if let Some(redirect) = &route.filters.redirect {
