@@ -1,7 +1,7 @@
 //! Fast lookups over a [`Snapshot`]: clients by `client_id`, consumers by id.
 //! Built once per snapshot, shared read-only by every request.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 
 use http::HeaderValue;
 

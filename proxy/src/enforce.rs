@@ -68,7 +68,8 @@ pub async fn check(
     let mut form: Option<Bytes> = None;
     let mut body = body;
     if found.is_none() && !header_only && is_form(&parts.headers) {
-        let bytes = read_limited(&parts.headers, body, ctx.body_limit).await?;
+        // Boxed: rare, and inline it would size every request's future.
+        let bytes = Box::pin(read_limited(&parts.headers, body, ctx.body_limit)).await?;
         found = form_param(&bytes, "access_token").map(|t| (t, TokenSource::Body));
         // The stream is consumed: the upstream gets the bytes we read.
         body = full(bytes.clone());
@@ -119,8 +120,13 @@ pub async fn check(
                 .ok_or_else(|| Rejection::token_invalid(realm))?,
         ),
         None if record.consumer_id.is_empty()
-            && unvetted_client_alive(ctx.store, &record.route_id, ctx.oauth, &record.client_id)
-                .await
+            && Box::pin(unvetted_client_alive(
+                ctx.store,
+                &record.route_id,
+                ctx.oauth,
+                &record.client_id,
+            ))
+            .await
                 .map_err(store_failed)? =>
         {
             None

@@ -67,7 +67,8 @@ fn is_client_sent_proxy_header(name: &str) -> bool {
     if !(13..=23).contains(&name.len()) || !name.starts_with('x') {
         return false;
     }
-    IDENTITY_HEADERS.iter().any(|h| same_but_underscores(name, h.as_str()))
+    static IDENTITY: [HeaderName; 8] = IDENTITY_HEADERS;
+    IDENTITY.iter().any(|h| same_but_underscores(name, h.as_str()))
         || (name.contains('_')
             && FORWARDING_HEADERS
                 .iter()
@@ -120,7 +121,8 @@ pub fn drop_connection_listed(headers: &mut HeaderMap) {
 
 /// Hop-by-hop headers besides `Connection` (RFC 9110 §7.6.1, plus the obsolete
 /// `Keep-Alive` and `Proxy-Connection`).
-const HOP_BY_HOP: [HeaderName; 8] = [
+// A `static`, not a `const`: a `const` array is built and dropped at every use.
+static HOP_BY_HOP: [HeaderName; 8] = [
     KEEP_ALIVE,
     PROXY_CONNECTION,
     PROXY_AUTHENTICATE,

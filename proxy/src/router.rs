@@ -12,7 +12,7 @@
 //! is skipped and the search goes on (shorter prefixes, less specific hosts).
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use foldhash::HashMap;
 
 use gatehouse_config::path::{normalize_path, normalize_prefix, NormalPath, PathError};
 use http::header::HOST;

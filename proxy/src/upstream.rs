@@ -112,8 +112,8 @@ pub async fn forward(
     };
     tunnel::restore_headers(&mut parts.headers, protocol);
     let client_side = parts.extensions.remove::<OnUpgrade>();
-    let mut resp = upstreams
-        .send_upgrade(endpoint, Request::from_parts(parts, body))
+    // Boxed: rare, and it would otherwise size every request's future.
+    let mut resp = Box::pin(upstreams.send_upgrade(endpoint, Request::from_parts(parts, body)))
         .await?;
     trace.elapsed = Some(sent_at.elapsed());
     let accepted = resp.headers().get(UPGRADE).cloned();
@@ -524,10 +524,12 @@ impl UpstreamSet {
             let sender = match pooled {
                 Some(sender) => sender,
                 None => {
+                    // Boxed: connecting (TCP, TLS, handshake) is a large future that a
+                    // request on a pooled connection never needs.
                     let fresh = if upgrade || !endpoint.h2 {
-                        conn::connect_h1(&target, upgrade).await
+                        Box::pin(conn::connect_h1(&target, upgrade)).await
                     } else {
-                        conn::connect_h2(&target).await
+                        Box::pin(conn::connect_h2(&target)).await
                     };
                     match fresh {
                         Ok(sender) => sender,

@@ -101,7 +101,10 @@ async fn serve(
         record.outcome = "authz";
         let store = shared.store.as_ref();
         let now = unix_now();
-        return Ok(authz::serve(
+        // Boxed, as every branch below that a proxied request does not take: an
+        // inline future would make the request's future (moved and copied at every
+        // step of every request) as large as the largest of them.
+        return Ok(Box::pin(authz::serve(
             &compiled,
             store,
             &shared.signin,
@@ -109,7 +112,7 @@ async fn serve(
             conn,
             &parts,
             now,
-        )
+        ))
         .await);
     }
     // Discovery documents whose location sits outside the route's path (RFC 8414,
@@ -157,7 +160,8 @@ async fn serve(
                 now,
             };
             if let Some(endpoint) = login::Endpoint::from_request(&parts.method, routed.suffix()) {
-                let bytes = crate::body::read_limited(&parts.headers, body, body_limit).await?;
+                let bytes =
+                    Box::pin(crate::body::read_limited(&parts.headers, body, body_limit)).await?;
                 let issuer = oauth2::base_url(oauth, &routed, conn, &parts.headers);
                 let request = login::LoginRequest {
                     endpoint,
@@ -171,14 +175,14 @@ async fn serve(
                 };
                 record.outcome = "oauth2";
                 record.log_query = false;
-                let out = login::serve(&ctx, request).await;
+                let out = Box::pin(login::serve(&ctx, request)).await;
                 shared.metrics.oauth2();
                 return Ok(out.into_response());
             }
             let gate = if route.auth_only {
                 Ok(login::gate::Gate::Enforce)
             } else {
-                login::gate::check(&ctx, &mut parts, routed.prefix()).await
+                Box::pin(login::gate::check(&ctx, &mut parts, routed.prefix())).await
             };
             match gate {
                 Ok(login::gate::Gate::Enforce) => {}
@@ -203,8 +207,10 @@ async fn serve(
                 documents: &shared.signin.documents,
                 now,
             };
-            let resp =
-                oauth2::serve(&site, endpoint, &routed, conn, &parts, body, body_limit).await?;
+            let resp = Box::pin(oauth2::serve(
+                &site, endpoint, &routed, conn, &parts, body, body_limit,
+            ))
+            .await?;
             shared.metrics.oauth2();
             return Ok(resp);
         }

@@ -10,7 +10,7 @@
 //! - HTTP/2: one multiplexed connection per endpoint, shared by the worker's requests.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt as _};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
