@@ -483,7 +483,9 @@ impl UpstreamSet {
         });
         let response_timer = async {
             // An error means the body was dropped unsent: the attempt is over anyway.
-            let _ = uploaded.await;
+            if let Some(uploaded) = uploaded {
+                let _ = uploaded.await;
+            }
             tokio::time::sleep(self.response_timeout).await;
         };
         let attempt = self.attempts(endpoint, Request::from_parts(parts, body), replay, upgrade);

@@ -45,8 +45,7 @@ pub struct Record {
 impl Record {
     /// Open the record for `req` and give it its request id.
     pub fn start<B>(shared: &Arc<Shared>, conn: &ConnInfo, req: &mut Request<B>) -> Record {
-        let request_id = access_log::request_id(req.headers());
-        req.headers_mut().insert(X_REQUEST_ID, request_id.clone());
+        let request_id = access_log::set_request_id(req.headers_mut());
         let entry = shared.access_log.wants().then(|| Entry {
             ts_ms: SystemTime::now()
                 .duration_since(UNIX_EPOCH)

@@ -24,9 +24,9 @@ use crate::metrics::Metrics;
 use crate::store::{TokenStore, UnixTime};
 use crate::{enforce, filters, grpc, login, oauth2, router, upstream};
 
-/// Headers the proxy may add to a request before forwarding it: four
-/// `X-Forwarded-*`, up to six identity headers, `Host`.
-const HEADERS_ADDED: usize = 11;
+/// Headers the proxy may add to a request before forwarding it: `X-Request-Id`,
+/// four `X-Forwarded-*`, up to six identity headers, `Host`.
+const HEADERS_ADDED: usize = 12;
 
 /// Request limits from the command line.
 #[derive(Clone, Copy, Debug)]
@@ -56,6 +56,9 @@ pub async fn handle(
     conn: &ConnInfo,
     mut req: Request<Incoming>,
 ) -> Response<Observed> {
+    // Room for what the proxy adds (`X-Request-Id`, `X-Forwarded-*`, identity
+    // headers), so the map grows at most once; at the size limit it grows as it goes.
+    let _ = req.headers_mut().try_reserve(HEADERS_ADDED);
     let mut record = Record::start(shared, conn, &mut req);
     let is_grpc = grpc::is_grpc(req.headers());
     let resp = match serve(shared, conn, req, &mut record).await {
@@ -93,9 +96,6 @@ async fn serve(
     // client's `Connection` list may name only headers the client sent.
     strip_identity(&mut parts.headers);
     drop_connection_listed(&mut parts.headers);
-    // Room for what the proxy adds (`X-Forwarded-*`, identity headers), so the map
-    // grows at most once on the way; at the size limit it simply grows as it goes.
-    let _ = parts.headers.try_reserve(HEADERS_ADDED);
     // External authorization answers for a proxy in front; never routed or proxied.
     if authz::is_authz_path(parts.uri.path()) {
         record.outcome = "authz";
