@@ -261,6 +261,7 @@ async fn certificate_expiry_is_exposed_for_the_default_and_each_sni_certificate(
         hosts: vec!["shop.example".into(), "*.shop.example".into()],
         cert_pem,
         key_pem,
+        key_sealed: None,
     };
     let file = dir.path().join("snapshot.json");
     write_snapshot(
