@@ -143,7 +143,10 @@ async fn security_events_are_audited_one_json_line_each_without_secrets() {
     )
     .await;
     assert_eq!(r.status, 400, "{r:?}");
-    assert!(r.json()["redirect_uri"].as_str().unwrap().contains("error=invalid_scope"));
+    assert!(r.json()["redirect_uri"]
+        .as_str()
+        .unwrap()
+        .contains("error=invalid_scope"));
 
     // 5. A client-credentials token, revoked.
     let r = post_form(

@@ -127,7 +127,7 @@ pub async fn check(
                 &record.client_id,
             ))
             .await
-                .map_err(store_failed)? =>
+            .map_err(store_failed)? =>
         {
             None
         }

@@ -68,7 +68,9 @@ fn is_client_sent_proxy_header(name: &str) -> bool {
         return false;
     }
     static IDENTITY: [HeaderName; 8] = IDENTITY_HEADERS;
-    IDENTITY.iter().any(|h| same_but_underscores(name, h.as_str()))
+    IDENTITY
+        .iter()
+        .any(|h| same_but_underscores(name, h.as_str()))
         || (name.contains('_')
             && FORWARDING_HEADERS
                 .iter()

@@ -310,7 +310,10 @@ impl Metrics {
                 .request_duration
                 .get_or_init(|| self.request_duration.get_or_create_owned(&only()))
                 .observe(elapsed),
-            None => self.request_duration.get_or_create(&only()).observe(elapsed),
+            None => self
+                .request_duration
+                .get_or_create(&only())
+                .observe(elapsed),
         }
     }
 
@@ -324,7 +327,10 @@ impl Metrics {
                 .upstream_duration
                 .get_or_init(|| self.upstream_duration.get_or_create_owned(&only()))
                 .observe(elapsed),
-            None => self.upstream_duration.get_or_create(&only()).observe(elapsed),
+            None => self
+                .upstream_duration
+                .get_or_create(&only())
+                .observe(elapsed),
         }
     }
 

@@ -113,8 +113,8 @@ pub async fn forward(
     tunnel::restore_headers(&mut parts.headers, protocol);
     let client_side = parts.extensions.remove::<OnUpgrade>();
     // Boxed: rare, and it would otherwise size every request's future.
-    let mut resp = Box::pin(upstreams.send_upgrade(endpoint, Request::from_parts(parts, body)))
-        .await?;
+    let mut resp =
+        Box::pin(upstreams.send_upgrade(endpoint, Request::from_parts(parts, body))).await?;
     trace.elapsed = Some(sent_at.elapsed());
     let accepted = resp.headers().get(UPGRADE).cloned();
     let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
