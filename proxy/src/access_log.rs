@@ -203,19 +203,47 @@ fn write_lines(rx: mpsc::Receiver<String>, out: Box<dyn Write + Send>) {
 /// The request id for a request: the client's when it is 1–128 visible characters
 /// from a safe set, else 32 random hex digits.
 pub fn request_id(headers: &HeaderMap) -> HeaderValue {
-    if let Some(v) = headers.get(X_REQUEST_ID) {
-        let bytes = v.as_bytes();
-        let sane = !bytes.is_empty()
-            && bytes.len() <= MAX_REQUEST_ID
-            && bytes
-                .iter()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(b));
-        if sane {
-            return v.clone();
-        }
+    match headers.get(X_REQUEST_ID) {
+        Some(v) if is_sane_request_id(v) => v.clone(),
+        _ => new_request_id(),
     }
+}
+
+/// Give `headers` its request id ([`request_id`]) with one lookup, and return it.
+pub fn set_request_id(headers: &mut HeaderMap) -> HeaderValue {
+    match headers.entry(X_REQUEST_ID) {
+        // The first value decides; only the id is kept (other values are dropped).
+        http::header::Entry::Occupied(mut o) => {
+            let id = if is_sane_request_id(o.get()) {
+                o.get().clone()
+            } else {
+                new_request_id()
+            };
+            o.insert(id.clone());
+            id
+        }
+        http::header::Entry::Vacant(v) => v.insert(new_request_id()).clone(),
+    }
+}
+
+fn is_sane_request_id(v: &HeaderValue) -> bool {
+    let bytes = v.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= MAX_REQUEST_ID
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(b))
+}
+
+fn new_request_id() -> HeaderValue {
     let id: u128 = rand::rng().random();
-    HeaderValue::from_str(&format!("{id:032x}")).expect("hex digits are a valid header value")
+    // Hex by hand: `format!` costs more than the rest of the request id.
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut text = [0u8; 32];
+    for (i, digit) in text.iter_mut().enumerate() {
+        *digit = HEX[((id >> (124 - 4 * i)) & 0xf) as usize];
+    }
+    HeaderValue::from_bytes(&text).expect("hex digits are a valid header value")
 }
 
 /// `query` with the value of every credential-carrying parameter replaced.
@@ -275,6 +303,26 @@ mod tests {
         h.insert(X_REQUEST_ID, "x".repeat(129).parse().unwrap());
         assert_ne!(request_id(&h), "x".repeat(129).as_str());
         assert_eq!(request_id(&HeaderMap::new()).len(), 32);
+        assert!(request_id(&HeaderMap::new())
+            .as_bytes()
+            .iter()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+    }
+
+    #[test]
+    fn the_request_id_set_on_a_request_is_its_only_value() {
+        let mut h = HeaderMap::new();
+        h.append(X_REQUEST_ID, "first".parse().unwrap());
+        h.append(X_REQUEST_ID, "second".parse().unwrap());
+        assert_eq!(set_request_id(&mut h), "first");
+        assert_eq!(h.get_all(X_REQUEST_ID).iter().count(), 1);
+        h.insert(X_REQUEST_ID, "has space".parse().unwrap());
+        let generated = set_request_id(&mut h);
+        assert_eq!(generated.len(), 32);
+        assert_eq!(h[X_REQUEST_ID], generated);
+        let mut empty = HeaderMap::new();
+        let generated = set_request_id(&mut empty);
+        assert_eq!(empty[X_REQUEST_ID], generated);
     }
 
     #[test]

@@ -30,6 +30,8 @@ pub struct Compiled {
     pub rules: Vec<Vec<Rule>>,
     /// Certificates by SNI.
     pub certs: CertTable,
+    /// Per-route metric handles, same index as `snapshot.routes`.
+    pub route_metrics: Vec<crate::metrics::RouteHandles>,
 }
 
 /// Receiving end of compiled configs (`None` until the first snapshot arrives).
@@ -82,6 +84,7 @@ impl Compiled {
                 })
             })
             .collect();
+        let route_metrics = snapshot.routes.iter().map(|_| Default::default()).collect();
         Compiled {
             snapshot,
             router,
@@ -90,6 +93,7 @@ impl Compiled {
             loaded_at: crate::server::pipeline::unix_now(),
             rules,
             certs,
+            route_metrics,
         }
     }
 }

@@ -16,8 +16,8 @@ use http::{HeaderMap, HeaderValue, Uri};
 
 use crate::binding::valid_on_route;
 use crate::body::{full, read_limited, ProxyBody};
-use crate::catalog::Catalog;
-use crate::config::{Consumer, Route, RouteOAuth2, ScopeRule};
+use crate::catalog::{Catalog, ClientEntry, ConsumerEntry};
+use crate::config::{Route, RouteOAuth2, ScopeRule};
 use crate::error::Rejection;
 use crate::headers::*;
 use crate::methods::{effective_methods, rule_applies};
@@ -68,7 +68,8 @@ pub async fn check(
     let mut form: Option<Bytes> = None;
     let mut body = body;
     if found.is_none() && !header_only && is_form(&parts.headers) {
-        let bytes = read_limited(&parts.headers, body, ctx.body_limit).await?;
+        // Boxed: rare, and inline it would size every request's future.
+        let bytes = Box::pin(read_limited(&parts.headers, body, ctx.body_limit)).await?;
         found = form_param(&bytes, "access_token").map(|t| (t, TokenSource::Body));
         // The stream is consumed: the upstream gets the bytes we read.
         body = full(bytes.clone());
@@ -89,7 +90,7 @@ pub async fn check(
                 set_anonymous_headers(
                     &mut parts.headers,
                     consumer_id,
-                    ctx.catalog.consumer(consumer_id),
+                    ctx.catalog.consumer_entry(consumer_id),
                 );
                 Ok(body)
             }
@@ -111,16 +112,22 @@ pub async fn check(
     // A token whose client or consumer was deleted from the configuration is dead;
     // so is one of a client nobody registered once the route stops accepting it or
     // its registration ends.
-    let consumer = match ctx.catalog.client(&record.client_id) {
+    let client = ctx.catalog.client(&record.client_id);
+    let consumer = match client {
         Some(_) => Some(
             ctx.catalog
-                .consumer(&record.consumer_id)
+                .consumer_entry(&record.consumer_id)
                 .ok_or_else(|| Rejection::token_invalid(realm))?,
         ),
         None if record.consumer_id.is_empty()
-            && unvetted_client_alive(ctx.store, &record.route_id, ctx.oauth, &record.client_id)
-                .await
-                .map_err(store_failed)? =>
+            && Box::pin(unvetted_client_alive(
+                ctx.store,
+                &record.route_id,
+                ctx.oauth,
+                &record.client_id,
+            ))
+            .await
+            .map_err(store_failed)? =>
         {
             None
         }
@@ -129,7 +136,7 @@ pub async fn check(
     if !required.iter().all(|s| record.scopes.contains(s)) {
         return Err(Rejection::insufficient_scope(realm, required.join(" ")));
     }
-    set_identity_headers(&mut parts.headers, consumer, &record);
+    set_identity_headers(&mut parts.headers, consumer, client, &record);
     Ok(body)
 }
 
@@ -293,17 +300,26 @@ pub fn required_scopes<'r>(rules: &'r [Rule], suffix: &str, method: &str) -> Opt
         .filter(|scopes| !scopes.is_empty())
 }
 
-/// Identity headers for a request carrying a valid token.
+/// Identity headers for a request carrying a valid token (`client`: the token's
+/// client in the configuration, whose header value is rendered already).
 pub fn set_identity_headers(
     headers: &mut HeaderMap,
-    consumer: Option<&Consumer>,
+    consumer: Option<&ConsumerEntry>,
+    client: Option<&ClientEntry>,
     token: &AccessToken,
 ) {
     // Clients nobody registered by hand belong to no consumer.
     if let Some(consumer) = consumer {
         set_consumer_headers(headers, consumer);
     }
-    insert_text(headers, X_CREDENTIAL_IDENTIFIER, &token.client_id);
+    match client {
+        Some(c) if c.client.client_id == token.client_id => {
+            if let Some(v) = &c.id_value {
+                headers.insert(X_CREDENTIAL_IDENTIFIER, v.clone());
+            }
+        }
+        _ => insert_text(headers, X_CREDENTIAL_IDENTIFIER, &token.client_id),
+    }
     if !token.scopes.is_empty() {
         insert_text(headers, X_AUTHENTICATED_SCOPE, &token.scopes.join(" "));
     }
@@ -316,7 +332,7 @@ pub fn set_identity_headers(
 pub fn set_anonymous_headers(
     headers: &mut HeaderMap,
     consumer_id: &str,
-    consumer: Option<&Consumer>,
+    consumer: Option<&ConsumerEntry>,
 ) {
     match consumer {
         Some(c) => set_consumer_headers(headers, c),
@@ -325,13 +341,17 @@ pub fn set_anonymous_headers(
     headers.insert(X_ANONYMOUS_CONSUMER, HeaderValue::from_static("true"));
 }
 
-fn set_consumer_headers(headers: &mut HeaderMap, consumer: &Consumer) {
-    insert_text(headers, X_CONSUMER_ID, &consumer.id);
-    if let Some(custom) = &consumer.custom_id {
-        insert_text(headers, X_CONSUMER_CUSTOM_ID, custom);
-    }
-    if let Some(username) = &consumer.username {
-        insert_text(headers, X_CONSUMER_USERNAME, username);
+fn set_consumer_headers(headers: &mut HeaderMap, consumer: &ConsumerEntry) {
+    // Rendered with the snapshot: a clone here is a reference count.
+    let values = [
+        (X_CONSUMER_ID, &consumer.id_value),
+        (X_CONSUMER_CUSTOM_ID, &consumer.custom_id_value),
+        (X_CONSUMER_USERNAME, &consumer.username_value),
+    ];
+    for (name, value) in values {
+        if let Some(v) = value {
+            headers.insert(name, v.clone());
+        }
     }
 }
 
@@ -402,7 +422,7 @@ fn is_form(headers: &HeaderMap) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Upstream;
+    use crate::config::{Consumer, Upstream};
     use crate::store::Grant;
 
     fn mk_route(id: &str, global: bool) -> (Route, RouteOAuth2) {
@@ -571,7 +591,8 @@ mod tests {
             custom_id: Some("sfs".into()),
         };
         let mut h = HeaderMap::new();
-        set_identity_headers(&mut h, Some(&consumer), &mk_token("r", false, None));
+        let consumer = ConsumerEntry::new(consumer);
+        set_identity_headers(&mut h, Some(&consumer), None, &mk_token("r", false, None));
         assert_eq!(h[X_CONSUMER_ID], "k");
         assert_eq!(h[X_CONSUMER_USERNAME], "shoeflyshoe");
         assert_eq!(h[X_CONSUMER_CUSTOM_ID], "sfs");

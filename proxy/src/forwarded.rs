@@ -127,21 +127,37 @@ impl ConnInfo {
     /// trusted peer the incoming values are kept (the peer is appended to the `For`
     /// chain); from anyone else they are replaced by what this hop saw.
     pub fn set_forwarded_headers(&self, headers: &mut HeaderMap, host: Option<&HeaderValue>) {
-        let for_value = match (self.trusted, headers.get(&X_FORWARDED_FOR)) {
-            (true, Some(prev)) => {
+        // Which of the four a trusted peer sent: one walk over the names present
+        // instead of a hashed lookup each (nothing from an untrusted peer is kept).
+        let (mut has_for, mut has_proto, mut has_host, mut has_port) = (false, false, false, false);
+        if self.trusted {
+            for name in headers.keys() {
+                if *name == X_FORWARDED_FOR {
+                    has_for = true;
+                } else if *name == X_FORWARDED_PROTO {
+                    has_proto = true;
+                } else if *name == X_FORWARDED_HOST {
+                    has_host = true;
+                } else if *name == X_FORWARDED_PORT {
+                    has_port = true;
+                }
+            }
+        }
+        let for_value = match has_for.then(|| headers.get(&X_FORWARDED_FOR)).flatten() {
+            Some(prev) => {
                 let mut joined = Vec::with_capacity(prev.len() + 2 + self.peer_ip.len());
                 joined.extend_from_slice(prev.as_bytes());
                 joined.extend_from_slice(b", ");
                 joined.extend_from_slice(self.peer_ip.as_bytes());
                 HeaderValue::from_bytes(&joined).unwrap_or_else(|_| self.peer_ip.clone())
             }
-            _ => self.peer_ip.clone(),
+            None => self.peer_ip.clone(),
         };
         headers.insert(X_FORWARDED_FOR, for_value);
-        if !(self.trusted && headers.contains_key(&X_FORWARDED_PROTO)) {
+        if !has_proto {
             headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(self.scheme()));
         }
-        if !(self.trusted && headers.contains_key(&X_FORWARDED_HOST)) {
+        if !has_host {
             match host {
                 Some(h) => {
                     headers.insert(X_FORWARDED_HOST, h.clone());
@@ -151,7 +167,7 @@ impl ConnInfo {
                 }
             }
         }
-        if !(self.trusted && headers.contains_key(&X_FORWARDED_PORT)) {
+        if !has_port {
             headers.insert(X_FORWARDED_PORT, self.local_port_value.clone());
         }
     }

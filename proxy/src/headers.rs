@@ -45,32 +45,45 @@ const FORWARDING_HEADERS: [&str; 4] = [
 /// `underscores_in_headers`) map `X_Authenticated_Userid` and `X-Authenticated-Userid`
 /// to the same variable, so `_` for `-` is removed too — for the proxy's forwarding
 /// headers as well. Case needs no work: header names arrive lowercased.
+///
+/// One walk over the names present (a request carries a handful), comparing bytes;
+/// a hashed removal only for a name that matched (normally none).
 pub fn strip_identity(headers: &mut HeaderMap) {
-    for name in &IDENTITY_HEADERS {
-        if headers.contains_key(name) {
-            headers.remove(name);
+    let mut spoofed: Vec<HeaderName> = Vec::new();
+    for name in headers.keys() {
+        if is_client_sent_proxy_header(name.as_str()) {
+            spoofed.push(name.clone());
         }
     }
-    let spoofed: Vec<HeaderName> = headers
-        .keys()
-        .filter(|k| k.as_str().contains('_') && is_proxy_header_spelling(k.as_str()))
-        .cloned()
-        .collect();
     for name in spoofed {
         headers.remove(name);
     }
 }
 
-/// `name` (lowercase) is a proxy-set header with some `-` written as `_`.
-fn is_proxy_header_spelling(name: &str) -> bool {
-    let same = |target: &str| {
-        name.len() == target.len()
-            && name
-                .bytes()
-                .zip(target.bytes())
-                .all(|(a, b)| a == b || (a == b'_' && b == b'-'))
-    };
-    IDENTITY_HEADERS.iter().any(|h| same(h.as_str())) || FORWARDING_HEADERS.iter().any(|h| same(h))
+/// `name` (lowercase) is an identity header in any `-`/`_` spelling, or a forwarding
+/// header with some `-` written as `_`.
+fn is_client_sent_proxy_header(name: &str) -> bool {
+    // Every proxy-set name starts with `x` and is 13 to 23 bytes long.
+    if !(13..=23).contains(&name.len()) || !name.starts_with('x') {
+        return false;
+    }
+    static IDENTITY: [HeaderName; 8] = IDENTITY_HEADERS;
+    IDENTITY
+        .iter()
+        .any(|h| same_but_underscores(name, h.as_str()))
+        || (name.contains('_')
+            && FORWARDING_HEADERS
+                .iter()
+                .any(|h| same_but_underscores(name, h)))
+}
+
+/// `name` is `target` with any number of its `-` written as `_`.
+fn same_but_underscores(name: &str, target: &str) -> bool {
+    name.len() == target.len()
+        && name
+            .bytes()
+            .zip(target.bytes())
+            .all(|(a, b)| a == b || (a == b'_' && b == b'-'))
 }
 
 /// First step on a request, before the proxy adds a header of its own: remove every
@@ -108,35 +121,63 @@ pub fn drop_connection_listed(headers: &mut HeaderMap) {
     }
 }
 
+/// Hop-by-hop headers besides `Connection` (RFC 9110 §7.6.1, plus the obsolete
+/// `Keep-Alive` and `Proxy-Connection`).
+// A `static`, not a `const`: a `const` array is built and dropped at every use.
+static HOP_BY_HOP: [HeaderName; 8] = [
+    KEEP_ALIVE,
+    PROXY_CONNECTION,
+    PROXY_AUTHENTICATE,
+    PROXY_AUTHORIZATION,
+    TE,
+    TRAILER,
+    TRANSFER_ENCODING,
+    UPGRADE,
+];
+
 /// Remove hop-by-hop headers, including every header named in `Connection`. On
 /// requests [`drop_connection_listed`] ran first, so `Connection` names nothing the
 /// proxy set; `Host` is end-to-end and never removed this way.
+///
+/// One walk over the names present finds which hop-by-hop headers are there (most
+/// messages carry none but `Connection: keep-alive`); only those are removed.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    if headers.contains_key(CONNECTION) {
-        let named: Vec<HeaderName> = headers
+    // Bit i: HOP_BY_HOP[i] is present.
+    let mut present = 0u16;
+    let mut connection = false;
+    for name in headers.keys() {
+        if *name == CONNECTION {
+            connection = true;
+        } else if let Some(i) = HOP_BY_HOP.iter().position(|h| h == name) {
+            present |= 1 << i;
+        }
+    }
+    if connection {
+        let mut named: Vec<HeaderName> = Vec::new();
+        for token in headers
             .get_all(CONNECTION)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
-            .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
-            .filter(|n| *n != http::header::HOST)
-            .collect();
+        {
+            let token = token.trim();
+            // `keep-alive` names a header of the standard list, removed below if present.
+            if token.eq_ignore_ascii_case("keep-alive") {
+                continue;
+            }
+            if let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {
+                if name != http::header::HOST {
+                    named.push(name);
+                }
+            }
+        }
         for name in named {
             headers.remove(name);
         }
         headers.remove(CONNECTION);
     }
-    for name in [
-        KEEP_ALIVE,
-        PROXY_CONNECTION,
-        PROXY_AUTHENTICATE,
-        PROXY_AUTHORIZATION,
-        TE,
-        TRAILER,
-        TRANSFER_ENCODING,
-        UPGRADE,
-    ] {
-        if headers.contains_key(&name) {
+    for (i, name) in HOP_BY_HOP.iter().enumerate() {
+        if present & (1 << i) != 0 {
             headers.remove(name);
         }
     }

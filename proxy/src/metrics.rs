@@ -1,6 +1,8 @@
 //! Proxy metrics (prometheus-client), exposed on the admin listener's `/metrics`.
 //! Outcomes are a bounded label set; nothing is labelled by token, user or client.
 
+use std::sync::OnceLock;
+
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -50,6 +52,18 @@ struct TokenLabels {
 struct CertificateLabels {
     certificate: String,
     host: String,
+}
+
+/// One route's per-route metric handles, kept with the compiled snapshot (one per
+/// route) so a request's metrics cost an atomic add, not a label-set hash and a map
+/// lookup. Each handle is resolved from its family on first use, so a series still
+/// appears only once something was counted in it.
+#[derive(Debug, Default)]
+pub struct RouteHandles {
+    request_duration: OnceLock<Histogram>,
+    upstream_duration: OnceLock<Histogram>,
+    /// `class="2xx", outcome="proxied"`: nearly every request of a busy route.
+    proxied_2xx: OnceLock<Counter>,
 }
 
 /// Counters of the OAuth2 endpoints (token requests, abuse); cheap to clone (shared
@@ -264,6 +278,60 @@ impl Metrics {
 
     pub fn oauth2(&self) {
         self.oauth2.inc();
+    }
+
+    /// Count a request of `route` (`""` when none matched; `handles` are that
+    /// route's) that ended with `class` and `outcome` after `elapsed` seconds.
+    pub fn request_done(
+        &self,
+        route: &str,
+        handles: Option<&RouteHandles>,
+        class: &'static str,
+        outcome: &'static str,
+        elapsed: f64,
+    ) {
+        let labels = || RouteLabels {
+            route: route.to_owned(),
+            class,
+            outcome,
+        };
+        let only = || RouteOnly {
+            route: route.to_owned(),
+        };
+        match handles {
+            Some(h) if class == "2xx" && outcome == "proxied" => h
+                .proxied_2xx
+                .get_or_init(|| self.route_requests.get_or_create_owned(&labels()))
+                .inc(),
+            _ => self.route_requests.get_or_create(&labels()).inc(),
+        };
+        match handles {
+            Some(h) => h
+                .request_duration
+                .get_or_init(|| self.request_duration.get_or_create_owned(&only()))
+                .observe(elapsed),
+            None => self
+                .request_duration
+                .get_or_create(&only())
+                .observe(elapsed),
+        }
+    }
+
+    /// Time from sending a request of `route` upstream to its response headers.
+    pub fn upstream_done(&self, route: &str, handles: Option<&RouteHandles>, elapsed: f64) {
+        let only = || RouteOnly {
+            route: route.to_owned(),
+        };
+        match handles {
+            Some(h) => h
+                .upstream_duration
+                .get_or_init(|| self.upstream_duration.get_or_create_owned(&only()))
+                .observe(elapsed),
+            None => self
+                .upstream_duration
+                .get_or_create(&only())
+                .observe(elapsed),
+        }
     }
 
     /// A configuration with `revision` is now in force (only its revision is labelled).

@@ -11,8 +11,8 @@
 //! an exact tie goes to the route listed first. A route whose conditions do not hold
 //! is skipped and the search goes on (shorter prefixes, less specific hosts).
 
+use foldhash::HashMap;
 use std::borrow::Cow;
-use std::collections::HashMap;
 
 use gatehouse_config::path::{normalize_path, normalize_prefix, NormalPath, PathError};
 use http::header::HOST;

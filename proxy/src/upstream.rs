@@ -13,6 +13,7 @@ pub mod tunnel;
 mod upload;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::header::{HOST, TE, UPGRADE};
@@ -40,7 +41,7 @@ use upload::UpstreamBody;
 #[derive(Debug, Default)]
 pub struct Trace {
     /// `scheme://host:port` of the endpoint used.
-    pub address: Option<String>,
+    pub address: Option<Arc<str>>,
     /// Time from sending to the response headers.
     pub elapsed: Option<Duration>,
     /// The connection was upgraded (WebSocket) and is now a tunnel.
@@ -75,7 +76,15 @@ pub async fn forward(
         None => routed.forward_path(route.strip_path),
     };
     // Enforcement may have rewritten the query (hide_credentials), so read it here.
-    let target = endpoint.origin_uri(upstream_path, parts.uri.query())?;
+    // The common case, the request's own path and query sent as they came, reuses the
+    // request's parsed target instead of building and re-parsing a copy.
+    let same_target = (upstream_path == parts.uri.path())
+        .then(|| endpoint.forward_target(&parts.uri))
+        .flatten();
+    let target = match same_target {
+        Some(target) => target,
+        None => endpoint.origin_uri(upstream_path, parts.uri.query())?,
+    };
     let upgrade = tunnel::requested(parts.version, &parts.method, &parts.headers);
     strip_hop_by_hop(&mut parts.headers);
     conn.set_forwarded_headers(&mut parts.headers, routed.host.as_ref());
@@ -90,7 +99,7 @@ pub async fn forward(
     };
     parts.headers.insert(HOST, upstream_host);
     parts.uri = target;
-    trace.address = Some(endpoint.address().to_owned());
+    trace.address = Some(endpoint.address.clone());
     let sent_at = tokio::time::Instant::now();
     let Some(protocol) = upgrade else {
         let mut resp = upstreams
@@ -103,9 +112,9 @@ pub async fn forward(
     };
     tunnel::restore_headers(&mut parts.headers, protocol);
     let client_side = parts.extensions.remove::<OnUpgrade>();
-    let mut resp = upstreams
-        .send_upgrade(endpoint, Request::from_parts(parts, body))
-        .await?;
+    // Boxed: rare, and it would otherwise size every request's future.
+    let mut resp =
+        Box::pin(upstreams.send_upgrade(endpoint, Request::from_parts(parts, body))).await?;
     trace.elapsed = Some(sent_at.elapsed());
     let accepted = resp.headers().get(UPGRADE).cloned();
     let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
@@ -156,6 +165,8 @@ pub struct Endpoint {
     h2: bool,
     /// Pool key: connections are shared only between identical scheme/authority/protocol.
     key: String,
+    /// `scheme://host:port`, for logs.
+    address: Arc<str>,
     health: EndpointHealth,
     /// Share of the traffic relative to the other endpoints (Gateway API `weight`).
     weight: u32,
@@ -194,7 +205,8 @@ impl Endpoint {
         let base_path = uri.path().trim_end_matches('/').to_owned();
         let h2 = grpc || protocol != UpstreamProtocol::Http1;
         let scheme = if tls { Scheme::HTTPS } else { Scheme::HTTP };
-        let key = format!("{scheme}://{authority}{}", if h2 { "#h2" } else { "" });
+        let address: Arc<str> = format!("{scheme}://{authority}").into();
+        let key = format!("{address}{}", if h2 { "#h2" } else { "" });
         Ok(Endpoint {
             scheme,
             authority,
@@ -205,6 +217,7 @@ impl Endpoint {
             tls,
             h2,
             key,
+            address,
             weight: 1,
             health: EndpointHealth::default(),
         })
@@ -231,6 +244,20 @@ impl Endpoint {
         Ok(Uri::from(self.path_and_query(path, query)?))
     }
 
+    /// The request target for a request forwarded with the path and query it came
+    /// with: `original`'s own origin form (no copy, no parsing), when this endpoint
+    /// has no base path and speaks HTTP/1.1; `None` otherwise.
+    pub fn forward_target(&self, original: &Uri) -> Option<Uri> {
+        if self.h2 || !self.base_path.is_empty() {
+            return None;
+        }
+        original
+            .path_and_query()
+            .filter(|pq| pq.as_str().starts_with('/'))
+            .cloned()
+            .map(Uri::from)
+    }
+
     fn path_and_query(&self, path: &str, query: Option<&str>) -> Result<PathAndQuery, Rejection> {
         let mut pq = String::with_capacity(
             self.base_path.len() + path.len() + query.map_or(0, |q| q.len() + 1),
@@ -251,7 +278,7 @@ impl Endpoint {
 
     /// `scheme://host:port`, for logs.
     pub fn address(&self) -> &str {
-        self.key.split('#').next().unwrap_or(&self.key)
+        &self.address
     }
 }
 
@@ -456,7 +483,9 @@ impl UpstreamSet {
         });
         let response_timer = async {
             // An error means the body was dropped unsent: the attempt is over anyway.
-            let _ = uploaded.await;
+            if let Some(uploaded) = uploaded {
+                let _ = uploaded.await;
+            }
             tokio::time::sleep(self.response_timeout).await;
         };
         let attempt = self.attempts(endpoint, Request::from_parts(parts, body), replay, upgrade);
@@ -497,10 +526,12 @@ impl UpstreamSet {
             let sender = match pooled {
                 Some(sender) => sender,
                 None => {
+                    // Boxed: connecting (TCP, TLS, handshake) is a large future that a
+                    // request on a pooled connection never needs.
                     let fresh = if upgrade || !endpoint.h2 {
-                        conn::connect_h1(&target, upgrade).await
+                        Box::pin(conn::connect_h1(&target, upgrade)).await
                     } else {
-                        conn::connect_h2(&target).await
+                        Box::pin(conn::connect_h2(&target)).await
                     };
                     match fresh {
                         Ok(sender) => sender,

@@ -150,6 +150,7 @@ pub async fn registration(
 fn unvetted(client: OAuth2Client, origin: Origin) -> Client<'static> {
     Client {
         entry: Cow::Owned(ClientEntry {
+            id_value: http::HeaderValue::from_str(&client.client_id).ok(),
             client,
             secret: None,
         }),

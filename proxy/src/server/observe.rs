@@ -18,8 +18,8 @@ use tokio::time::Instant;
 use super::pipeline::Shared;
 use crate::access_log::{self, Entry, X_REQUEST_ID};
 use crate::body::ProxyBody;
+use crate::compiled::Compiled;
 use crate::forwarded::ConnInfo;
-use crate::metrics::{RouteLabels, RouteOnly};
 
 /// Facts about one request, gathered while it is served.
 pub struct Record {
@@ -27,13 +27,13 @@ pub struct Record {
     started: Instant,
     /// The request id sent upstream and back to the client.
     pub request_id: HeaderValue,
-    /// Matched route id.
-    pub route: Option<String>,
+    /// Matched route: the configuration it belongs to and its index there.
+    pub route: Option<(Arc<Compiled>, usize)>,
     /// `proxied`, `oauth2`, `upgraded`, or a refusal reason.
     pub outcome: &'static str,
     pub consumer: Option<String>,
     pub client_id: Option<String>,
-    pub upstream: Option<String>,
+    pub upstream: Option<Arc<str>>,
     /// Time from sending upstream to the response headers.
     pub upstream_time: Option<std::time::Duration>,
     /// Whether the query string may be logged (false for `/oauth2/*`).
@@ -45,8 +45,7 @@ pub struct Record {
 impl Record {
     /// Open the record for `req` and give it its request id.
     pub fn start<B>(shared: &Arc<Shared>, conn: &ConnInfo, req: &mut Request<B>) -> Record {
-        let request_id = access_log::request_id(req.headers());
-        req.headers_mut().insert(X_REQUEST_ID, request_id.clone());
+        let request_id = access_log::set_request_id(req.headers_mut());
         let entry = shared.access_log.wants().then(|| Entry {
             ts_ms: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
@@ -91,18 +90,26 @@ impl Record {
         self.entry.is_some()
     }
 
+    /// The matched route's id (`""` when none matched) and metric handles.
+    fn route(&self) -> (&str, Option<&crate::metrics::RouteHandles>) {
+        match &self.route {
+            Some((compiled, index)) => (
+                compiled.snapshot.routes[*index].id.as_str(),
+                compiled.route_metrics.get(*index),
+            ),
+            None => ("", None),
+        }
+    }
+
     /// Attach the record to the response: it is closed when the body is done.
     pub fn finish(self, mut resp: Response<ProxyBody>) -> Response<Observed> {
         resp.headers_mut()
             .insert(X_REQUEST_ID, self.request_id.clone());
         if let Some(elapsed) = self.upstream_time {
+            let (route, handles) = self.route();
             self.shared
                 .metrics
-                .upstream_duration
-                .get_or_create(&RouteOnly {
-                    route: self.route.clone().unwrap_or_default(),
-                })
-                .observe(elapsed.as_secs_f64());
+                .upstream_done(route, handles, elapsed.as_secs_f64());
         }
         let status = resp.status();
         resp.map(|inner| Observed {
@@ -113,26 +120,20 @@ impl Record {
     }
 
     fn close(mut self, status: StatusCode, sent: u64) {
-        let route = self.route.take().unwrap_or_default();
         let elapsed = self.started.elapsed();
-        let metrics = &self.shared.metrics;
-        metrics
-            .route_requests
-            .get_or_create(&RouteLabels {
-                route: route.clone(),
-                class: status_class(status),
-                outcome: self.outcome,
-            })
-            .inc();
-        metrics
-            .request_duration
-            .get_or_create(&RouteOnly {
-                route: route.clone(),
-            })
-            .observe(elapsed.as_secs_f64());
-        let Some(mut entry) = self.entry.take() else {
+        let entry = self.entry.take();
+        let (route, handles) = self.route();
+        self.shared.metrics.request_done(
+            route,
+            handles,
+            status_class(status),
+            self.outcome,
+            elapsed.as_secs_f64(),
+        );
+        let Some(mut entry) = entry else {
             return;
         };
+        let route = route.to_owned();
         entry.query = match entry.query.take() {
             Some(q) if self.log_query => Some(access_log::redact_query(&q)),
             _ => None,
@@ -142,7 +143,7 @@ impl Record {
         entry.outcome = self.outcome;
         entry.consumer = self.consumer.take();
         entry.client_id = self.client_id.take();
-        entry.upstream = self.upstream.take();
+        entry.upstream = self.upstream.take().map(|a| a.to_string());
         entry.bytes_sent = sent;
         entry.duration_ms = elapsed.as_secs_f64() * 1000.0;
         entry.upstream_ms = self.upstream_time.map(|d| d.as_secs_f64() * 1000.0);

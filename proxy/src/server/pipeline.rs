@@ -24,6 +24,10 @@ use crate::metrics::Metrics;
 use crate::store::{TokenStore, UnixTime};
 use crate::{enforce, filters, grpc, login, oauth2, router, upstream};
 
+/// Headers the proxy may add to a request before forwarding it: `X-Request-Id`,
+/// four `X-Forwarded-*`, up to six identity headers, `Host`.
+const HEADERS_ADDED: usize = 12;
+
 /// Request limits from the command line.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
@@ -52,6 +56,9 @@ pub async fn handle(
     conn: &ConnInfo,
     mut req: Request<Incoming>,
 ) -> Response<Observed> {
+    // Room for what the proxy adds (`X-Request-Id`, `X-Forwarded-*`, identity
+    // headers), so the map grows at most once; at the size limit it grows as it goes.
+    let _ = req.headers_mut().try_reserve(HEADERS_ADDED);
     let mut record = Record::start(shared, conn, &mut req);
     let is_grpc = grpc::is_grpc(req.headers());
     let resp = match serve(shared, conn, req, &mut record).await {
@@ -94,7 +101,10 @@ async fn serve(
         record.outcome = "authz";
         let store = shared.store.as_ref();
         let now = unix_now();
-        return Ok(authz::serve(
+        // Boxed, as every branch below that a proxied request does not take: an
+        // inline future would make the request's future (moved and copied at every
+        // step of every request) as large as the largest of them.
+        return Ok(Box::pin(authz::serve(
             &compiled,
             store,
             &shared.signin,
@@ -102,7 +112,7 @@ async fn serve(
             conn,
             &parts,
             now,
-        )
+        ))
         .await);
     }
     // Discovery documents whose location sits outside the route's path (RFC 8414,
@@ -117,7 +127,7 @@ async fn serve(
     let uri = parts.uri.clone();
     let routed = router::route(&compiled.router, &parts.method, &uri, &parts.headers)?;
     let route = &compiled.snapshot.routes[routed.index];
-    record.route = Some(route.id.clone());
+    record.route = Some((compiled.clone(), routed.index));
     let mut body = Either::Left(body);
     // A redirect route answers before OAuth2: an HTTP→HTTPS redirect needs no token.
     if let Some(redirect) = &route.filters.redirect {
@@ -150,7 +160,8 @@ async fn serve(
                 now,
             };
             if let Some(endpoint) = login::Endpoint::from_request(&parts.method, routed.suffix()) {
-                let bytes = crate::body::read_limited(&parts.headers, body, body_limit).await?;
+                let bytes =
+                    Box::pin(crate::body::read_limited(&parts.headers, body, body_limit)).await?;
                 let issuer = oauth2::base_url(oauth, &routed, conn, &parts.headers);
                 let request = login::LoginRequest {
                     endpoint,
@@ -164,14 +175,14 @@ async fn serve(
                 };
                 record.outcome = "oauth2";
                 record.log_query = false;
-                let out = login::serve(&ctx, request).await;
+                let out = Box::pin(login::serve(&ctx, request)).await;
                 shared.metrics.oauth2();
                 return Ok(out.into_response());
             }
             let gate = if route.auth_only {
                 Ok(login::gate::Gate::Enforce)
             } else {
-                login::gate::check(&ctx, &mut parts, routed.prefix()).await
+                Box::pin(login::gate::check(&ctx, &mut parts, routed.prefix())).await
             };
             match gate {
                 Ok(login::gate::Gate::Enforce) => {}
@@ -196,8 +207,10 @@ async fn serve(
                 documents: &shared.signin.documents,
                 now,
             };
-            let resp =
-                oauth2::serve(&site, endpoint, &routed, conn, &parts, body, body_limit).await?;
+            let resp = Box::pin(oauth2::serve(
+                &site, endpoint, &routed, conn, &parts, body, body_limit,
+            ))
+            .await?;
             shared.metrics.oauth2();
             return Ok(resp);
         }

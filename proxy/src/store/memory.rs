@@ -144,7 +144,8 @@ struct UsedCode {
 struct Inner {
     codes: HashMap<Digest, AuthorizationCode>,
     used_codes: HashMap<Digest, UsedCode>,
-    access: HashMap<Digest, AccessToken>,
+    /// Looked up on every proxied request: a fast seeded hasher, not SipHash.
+    access: foldhash::HashMap<Digest, AccessToken>,
     refresh: HashMap<Digest, RefreshToken>,
     /// Rotated-away refresh token → family.
     rotated: HashMap<Digest, String>,

@@ -10,7 +10,7 @@
 //! proxy (or one answering from its cache) still notices, from a `PING` every
 //! [`PROBE_INTERVAL`].
 
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -51,6 +51,8 @@ struct ErrorLabels {
 #[derive(Clone, Debug)]
 pub struct StoreMetrics {
     duration: Family<OperationLabels, Histogram, fn() -> Histogram>,
+    /// `operation="access_token"` (every proxied request with a token), resolved once.
+    access_token_duration: OnceLock<Histogram>,
     errors: Family<ErrorLabels, Counter>,
     /// `Some` for a Redis-backed store: 1 while Redis answers, 0 after a failure.
     up: Option<Gauge>,
@@ -60,6 +62,7 @@ impl StoreMetrics {
     fn new(redis: bool) -> Self {
         StoreMetrics {
             duration: Family::new_with_constructor(store_histogram),
+            access_token_duration: OnceLock::new(),
             errors: Family::default(),
             up: redis.then(Gauge::default),
         }
@@ -88,9 +91,19 @@ impl StoreMetrics {
     }
 
     fn record<T>(&self, operation: &'static str, started: Instant, result: &Result<T>) {
-        self.duration
-            .get_or_create(&OperationLabels { operation })
-            .observe(started.elapsed().as_secs_f64());
+        let seconds = started.elapsed().as_secs_f64();
+        if operation == "access_token" {
+            self.access_token_duration
+                .get_or_init(|| {
+                    self.duration
+                        .get_or_create_owned(&OperationLabels { operation })
+                })
+                .observe(seconds);
+        } else {
+            self.duration
+                .get_or_create(&OperationLabels { operation })
+                .observe(seconds);
+        }
         let error = match result {
             Ok(_) => None,
             Err(StoreError::Unavailable(_)) => Some("unavailable"),

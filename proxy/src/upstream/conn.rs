@@ -9,8 +9,8 @@
 //!   request and put back at once (checkout skips it until it is ready again).
 //! - HTTP/2: one multiplexed connection per endpoint, shared by the worker's requests.
 
+use foldhash::{HashMap, HashMapExt as _};
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 

@@ -18,16 +18,20 @@ pub struct UpstreamBody {
 
 impl UpstreamBody {
     /// Wrap `inner`; the receiver fires once its last byte has been handed to the
-    /// connection (at once for an empty body, or when the body is dropped unsent).
-    pub fn new(inner: ProxyBody) -> (UpstreamBody, oneshot::Receiver<()>) {
+    /// connection (or when the body is dropped unsent). An empty body is sent
+    /// already: no receiver (and no channel) then.
+    pub fn new(inner: ProxyBody) -> (UpstreamBody, Option<oneshot::Receiver<()>>) {
+        if inner.is_end_stream() {
+            return (UpstreamBody { inner, done: None }, None);
+        }
         let (tx, rx) = oneshot::channel();
-        let done = if inner.is_end_stream() {
-            let _ = tx.send(());
-            None
-        } else {
-            Some(tx)
-        };
-        (UpstreamBody { inner, done }, rx)
+        (
+            UpstreamBody {
+                inner,
+                done: Some(tx),
+            },
+            Some(rx),
+        )
     }
 
     /// Whether the body is empty, so the request can be sent again as it is.
