@@ -50,7 +50,11 @@ async fn respond(state: &AdminState, req: Request<Incoming>) -> Response<ProxyBo
             if let Some(compiled) = &current {
                 state
                     .metrics
-                    .config_loaded(&compiled.snapshot.revision, compiled.loaded_at);
+                    .config_loaded(
+                    &compiled.snapshot.revision,
+                    compiled.loaded_at,
+                    compiled.compile_time,
+                );
             }
             let snapshot_certificates = current
                 .iter()

@@ -4,6 +4,7 @@
 //! `Arc<Compiled>` at once is what keeps a request from ever seeing half a config.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use gatehouse_config::seal::LoginKey;
 use tokio::sync::watch;
@@ -30,6 +31,9 @@ pub struct Compiled {
     pub rules: Vec<Vec<Rule>>,
     /// Certificates by SNI.
     pub certs: CertTable,
+    /// How long compiling this snapshot took (the `gatehouse_proxy_config_compile_seconds`
+    /// gauge; logged with each reload).
+    pub compile_time: Duration,
 }
 
 /// Receiving end of compiled configs (`None` until the first snapshot arrives).
@@ -52,6 +56,7 @@ impl Compiled {
         previous: Option<&Compiled>,
         login_key: Option<&LoginKey>,
     ) -> Self {
+        let started = Instant::now();
         let (certs, problems) = CertTable::new(
             &snapshot.certificates,
             previous.map(|p| &p.certs),
@@ -90,7 +95,13 @@ impl Compiled {
             loaded_at: crate::server::pipeline::unix_now(),
             rules,
             certs,
+            compile_time: started.elapsed(),
         }
+    }
+
+    /// Compile time in milliseconds, for log lines.
+    pub fn compile_ms(&self) -> f64 {
+        self.compile_time.as_secs_f64() * 1e3
     }
 }
 
@@ -98,7 +109,14 @@ impl Compiled {
 /// served from the first request).
 pub fn compile_current(config: &ConfigRx, login_key: Option<&LoginKey>) -> Option<Arc<Compiled>> {
     let snapshot = config.borrow().clone()?;
-    Some(Arc::new(Compiled::with_previous(snapshot, None, login_key)))
+    let compiled = Compiled::with_previous(snapshot, None, login_key);
+    tracing::info!(
+        revision = %compiled.snapshot.revision,
+        routes = compiled.snapshot.routes.len(),
+        compile_ms = compiled.compile_ms(),
+        "Configuration compiled"
+    );
+    Some(Arc::new(compiled))
 }
 
 /// Compile every snapshot published on `config` into `out` until the source goes away
@@ -128,9 +146,10 @@ pub async fn follow(
             previous.as_deref(),
             login_key.as_ref(),
         ));
+        let compile_ms = compiled.compile_ms();
         out.send_replace(Some(compiled));
         reloads.inc();
-        tracing::info!(%revision, routes, "Configuration loaded");
+        tracing::info!(%revision, routes, compile_ms, "Configuration loaded");
     }
     tracing::debug!("Configuration source closed; keeping the last configuration");
 }
