@@ -110,8 +110,9 @@ setup_gatehouse_cases() {
     write_snapshot "$GH_BIG_ORIG" "$BIG_ROUTES" "$UPSTREAM_URL" "$sha" true
     SNAPSHOT_VARIANT=b write_snapshot "$GH_BIG_ALT" "$BIG_ROUTES" "$UPSTREAM_URL" "$sha" true
     cp "$GH_BIG_ORIG" "$RUN_DIR/snapshot-big.json"
-    # Info for the config modules only: their lines carry read and compile times.
-    GH_LOG="warn,gatehouse_proxy::compiled=info,gatehouse_proxy::source=info" \
+    # The config modules only log more: read and compile times (info), compile phases
+    # (debug).
+    GH_LOG="warn,gatehouse_proxy::compiled=debug,gatehouse_proxy::source=info" \
       GH_START_SECONDS=60 start_gatehouse gh-mem-big "$RUN_DIR/snapshot-big.json" \
       --config-poll-ms "$SWAP_POLL_MS"
     tok=$(fetch_token "$(token_url gh-mem-big)")

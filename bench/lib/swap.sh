@@ -5,7 +5,8 @@
 # alternating between two snapshots that differ in every filler route. The proxy polls
 # the file every $SWAP_POLL_MS ms (`--config-poll-ms`) and logs, at info, how long
 # reading + parsing took (`read_ms`, file source) and how long compiling took
-# (`compile_ms`, the same figure as `gatehouse_proxy_config_compile_seconds`). Any
+# (`compile_ms`, the same figure as `gatehouse_proxy_config_compile_seconds`) and, at
+# debug, the time of each compile phase. Any
 # non-2xx answer or socket error during the run fails the bench.
 
 SWAP_POLL_MS=100
@@ -49,6 +50,14 @@ swap_case() {
   SWAP_COMPILE_MS=$(printf '%s\n' "$compiles" | awk 'NF { printf "%s%.1f", s, $1; s = ", " }')
   SWAP_COMPILE_MAX=$(printf '%s\n' "$compiles" | awk 'NF && $1 > m { m = $1 } END { printf "%.1f", m }')
   SWAP_READ_MS=$(printf '%s\n' "$reads" | awk 'NF { printf "%s%.0f", s, $1; s = ", " }')
+  # Median of each compile phase over the swaps (the debug line "Compile phases").
+  local phase
+  SWAP_PHASES=""
+  for phase in router catalog upstreams rules certs; do
+    SWAP_PHASES+="$phase $(log_field "$log_file" "Compile phases" "${phase}_ms" |
+      tail -n "$SWAP_COUNT" | sort -n | awk '{ v[NR] = $1 } END { if (NR) printf "%.0f", v[int((NR + 1) / 2)] }') ms, "
+  done
+  SWAP_PHASES=${SWAP_PHASES%, }
   SWAP_START_MS=$(log_field "$log_file" "Configuration compiled" compile_ms | awk 'NR == 1 { printf "%.1f", $1 }')
   SWAP_REQUESTS=$(report_value "$report" requests)
   SWAP_P99=$(awk -v v="$(report_value "$report" p99_us)" 'BEGIN { printf "%.3f", v / 1000 }')
@@ -58,6 +67,7 @@ swap_case() {
   printf '    swap  %s: %s/%s swaps compiled (ms: %s; read+parse ms: %s), %s requests, non-2xx %s, socket errors %s, timeouts %s, p99 %s ms, max %s ms\n' \
     "$c" "$SWAP_SEEN" "$SWAP_COUNT" "$SWAP_COMPILE_MS" "$SWAP_READ_MS" "$SWAP_REQUESTS" \
     "$SWAP_STATUS" "$SWAP_SOCK" "$SWAP_TIMEOUTS" "$SWAP_P99" "$SWAP_MAX" >&2
+  printf '    swap  %s: compile phases (median over swaps): %s\n' "$c" "$SWAP_PHASES" >&2
   if [ "$SWAP_STATUS" != 0 ] || [ "$SWAP_SOCK" != 0 ]; then
     FAILURES+=("case $c swap run: $SWAP_STATUS non-2xx, $SWAP_SOCK socket errors")
   fi
@@ -75,4 +85,6 @@ swap_results() {
   echo "| routes | compile at start ms | compile per swap ms | read + parse per swap ms | swaps seen | requests | non-2xx | socket errors | timeouts | p99 ms | max ms | RSS after MiB |"
   echo "|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
   echo "| $(thousands "$BIG_ROUTES") | ${SWAP_START_MS:-—} | ${SWAP_COMPILE_MS:-—} | ${SWAP_READ_MS:-—} | $SWAP_SEEN/$SWAP_COUNT | $SWAP_REQUESTS | $SWAP_STATUS | $SWAP_SOCK | $SWAP_TIMEOUTS | $SWAP_P99 | $SWAP_MAX | $SWAP_RSS |"
+  echo
+  echo "Compile phases, median over the swaps: $SWAP_PHASES."
 }

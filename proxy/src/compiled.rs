@@ -65,8 +65,11 @@ impl Compiled {
         for problem in problems {
             tracing::warn!(%problem, "TLS certificate not loaded; keeping the previous one if any");
         }
+        let certs_done = started.elapsed();
         let router = Router::new(&snapshot.routes);
+        let router_done = started.elapsed();
         let catalog = Catalog::new(&snapshot);
+        let catalog_done = started.elapsed();
         let upstreams = snapshot
             .routes
             .iter()
@@ -78,6 +81,7 @@ impl Compiled {
                 set
             })
             .collect();
+        let upstreams_done = started.elapsed();
         let rules = snapshot
             .routes
             .iter()
@@ -87,6 +91,16 @@ impl Compiled {
                 })
             })
             .collect();
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        tracing::debug!(
+            routes = snapshot.routes.len(),
+            certs_ms = ms(certs_done),
+            router_ms = ms(router_done - certs_done),
+            catalog_ms = ms(catalog_done - router_done),
+            upstreams_ms = ms(upstreams_done - catalog_done),
+            rules_ms = ms(started.elapsed() - upstreams_done),
+            "Compile phases"
+        );
         Compiled {
             snapshot,
             router,
@@ -121,6 +135,10 @@ pub fn compile_current(config: &ConfigRx, login_key: Option<&LoginKey>) -> Optio
 
 /// Compile every snapshot published on `config` into `out` until the source goes away
 /// (the last compiled config then stays in force).
+///
+/// This task runs on a serving worker, so compiling (hundreds of milliseconds for
+/// 100,000 routes) and freeing the replaced config run on tokio's blocking pool: the
+/// worker keeps answering requests with the old config until the new one is swapped in.
 pub async fn follow(
     mut config: ConfigRx,
     out: CompiledTx,
@@ -141,15 +159,29 @@ pub async fn follow(
         let revision = snapshot.revision.clone();
         let routes = snapshot.routes.len();
         let previous = out.borrow().clone();
-        let compiled = Arc::new(Compiled::with_previous(
-            snapshot,
-            previous.as_deref(),
-            login_key.as_ref(),
-        ));
+        let key = login_key.clone();
+        let compiled = tokio::task::spawn_blocking(move || {
+            Arc::new(Compiled::with_previous(
+                snapshot,
+                previous.as_deref(),
+                key.as_ref(),
+            ))
+        })
+        .await;
+        let compiled = match compiled {
+            Ok(compiled) => compiled,
+            Err(error) => {
+                tracing::error!(%revision, %error, "Compiling the configuration failed; keeping the last one");
+                continue;
+            }
+        };
         let compile_ms = compiled.compile_ms();
-        out.send_replace(Some(compiled));
+        let replaced = out.send_replace(Some(compiled));
         reloads.inc();
         tracing::info!(%revision, routes, compile_ms, "Configuration loaded");
+        // Requests still running hold their own reference; when none does, the whole
+        // old config is freed here, off the worker.
+        tokio::task::spawn_blocking(move || drop(replaced));
     }
     tracing::debug!("Configuration source closed; keeping the last configuration");
 }
@@ -209,5 +241,47 @@ mod tests {
         );
         // The last compiled config stays in force after the source goes away.
         assert_eq!(out_rx.borrow().as_ref().unwrap().snapshot.revision, "two");
+    }
+
+    #[tokio::test]
+    async fn a_large_snapshot_compiles_off_the_worker_and_still_routes_exactly() {
+        use crate::config::{Route, Upstream};
+        let routes = (0..10_000)
+            .map(|i| Route {
+                id: format!("r{i}"),
+                paths: vec![format!("/svc-{i}")],
+                upstream: Upstream {
+                    endpoints: vec!["http://127.0.0.1:1".into()],
+                    connect_timeout_ms: 1000,
+                    response_timeout_ms: 1000,
+                    ..Default::default()
+                },
+                ..Default::default()
+            })
+            .collect();
+        let (config_tx, config_rx) = crate::source::channel();
+        let (out_tx, mut out_rx) = watch::channel(None);
+        let reloads = prometheus_client::metrics::counter::Counter::<u64>::default();
+        let task = tokio::spawn(follow(config_rx, out_tx, reloads, None));
+        config_tx.send_replace(Some(Arc::new(Snapshot {
+            format: FORMAT_VERSION,
+            revision: "big".into(),
+            routes,
+            ..Default::default()
+        })));
+        out_rx.changed().await.unwrap();
+        let compiled = out_rx.borrow_and_update().clone().unwrap();
+        assert!(compiled.compile_time > Duration::ZERO);
+        assert_eq!(compiled.upstreams.len(), 10_000);
+        let index = |path: &str| compiled.router.lookup(None, path).map(|m| m.index);
+        // Prefixes match on whole segments only: `/svc-1` never answers `/svc-10…`.
+        assert_eq!(index("/svc-1"), Some(1));
+        assert_eq!(index("/svc-1/x"), Some(1));
+        assert_eq!(index("/svc-10"), Some(10));
+        assert_eq!(index("/svc-9999/a/b"), Some(9999));
+        assert_eq!(index("/svc-10000"), None);
+        assert_eq!(index("/svc-1x"), None);
+        drop(config_tx);
+        task.await.unwrap();
     }
 }
