@@ -42,6 +42,11 @@ swap_case() {
   done
   wait "$wrk_pid" || die "case $c: wrk failed during the swap run"
   check_alive "$proc"
+  # A slow (debug) build may still be compiling the last swap: wait for it up to 60 s.
+  for i in $(seq 1 600); do
+    [ "$(log_field "$log_file" "Configuration loaded" compile_ms | wc -l)" -ge $((before + SWAP_COUNT)) ] && break
+    sleep 0.1
+  done
 
   local compiles reads
   compiles=$(log_field "$log_file" "Configuration loaded" compile_ms | tail -n +$((before + 1)))
