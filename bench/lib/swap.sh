@@ -85,7 +85,7 @@ swap_case() {
 swap_results() {
   echo "## Snapshot swap under load (d100k)"
   echo
-  echo "$(thousands "$BIG_ROUTES") routes (three shapes, half OAuth2-protected, $(thousands $((BIG_ROUTES / 10))) consumers and clients), served by \`gatehouse proxy --config-file\` polling every ${SWAP_POLL_MS} ms; wrk (same settings) loads the token-checked route for $(((SWAP_COUNT + 1) * SWAP_GAP)) s while the file is replaced $SWAP_COUNT times (rename over it, every ${SWAP_GAP} s; the two snapshots differ in every filler route). Compile time is the proxy's own figure (\`gatehouse_proxy_config_compile_seconds\`: routing table, catalog, upstreams, scope rules, certificates), on worker 0; read + parse is the file source reading, parsing and validating the JSON before that."
+  echo "$(thousands "$BIG_ROUTES") routes (three shapes, half OAuth2-protected, $(thousands $((BIG_ROUTES / 10))) consumers and clients), served by \`gatehouse proxy --config-file\` polling every ${SWAP_POLL_MS} ms; wrk (same settings) loads the token-checked route for $(((SWAP_COUNT + 1) * SWAP_GAP)) s while the file is replaced $SWAP_COUNT times (rename over it, every ${SWAP_GAP} s; the two snapshots differ in every filler route). Compile time is the proxy's own figure (\`gatehouse_proxy_config_compile_seconds\`: routing table, catalog, upstreams, scope rules, certificates), on tokio's blocking pool; read + parse is the file source reading, parsing and validating the JSON before that."
   echo
   echo "| routes | compile at start ms | compile per swap ms | read + parse per swap ms | swaps seen | requests | non-2xx | socket errors | timeouts | p99 ms | max ms | RSS after MiB |"
   echo "|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
