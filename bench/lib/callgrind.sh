@@ -31,8 +31,9 @@ callgrind_case() {
       -c "$RUN_DIR/$name.conf"
     wait_listening "$name" "$port" 60
   else
+    # Up to 240 s to start: valgrind reads and compiles a 100,000-route snapshot slowly.
     # shellcheck disable=SC2086 # GH_FLAGS holds a word list
-    GH_WRAPPER="${vg[*]}" GH_START_SECONDS=60 start_gatehouse "$name" \
+    GH_WRAPPER="${vg[*]}" GH_START_SECONDS=240 start_gatehouse "$name" \
       "${GH_SNAPSHOT[$proc]}" --workers 1 ${GH_FLAGS[$proc]}
     port=$(gh_port "$name")
   fi

@@ -39,7 +39,7 @@ start_gatehouse() {
   GH_FLAGS[$name]="$*"
   alloc_port port
   # shellcheck disable=SC2086 # GH_WRAPPER is a word list on purpose
-  spawn "$name" env GATEHOUSE_LOG=warn ${GH_WRAPPER:-} "$GATEHOUSE" proxy \
+  spawn "$name" env GATEHOUSE_LOG="${GH_LOG:-warn}" ${GH_WRAPPER:-} "$GATEHOUSE" proxy \
     --config-file "$snapshot" --listen "127.0.0.1:$port" "$@"
   wait_listening "$name" "$port" "${GH_START_SECONDS:-10}"
   # Listening is not serving: wait until the snapshot is loaded and routes answer.
@@ -77,7 +77,7 @@ gatehouse_case() {
 }
 
 setup_gatehouse_cases() {
-  needs c d e f g h j l d10k e10k e1m f1m || return 0
+  needs c d e f g h j l d10k e10k e1m f1m d100k || return 0
   [ -x "$GATEHOUSE" ] || die "no gatehouse binary at $GATEHOUSE"
 
   local small="$RUN_DIR/snapshot-small.json" big="$RUN_DIR/snapshot-$SCALE_ROUTES.json"
@@ -102,6 +102,21 @@ setup_gatehouse_cases() {
     start_gatehouse gh-mem "$small"
     tok=$(fetch_token "$(token_url gh-mem)")
     gatehouse_case d gh-mem /api/bench "$tok"
+  fi
+  if needs d100k; then
+    # The served file, and the two versions the swap run renames over it.
+    GH_BIG_ORIG="$RUN_DIR/snapshot-big-a.json"
+    GH_BIG_ALT="$RUN_DIR/snapshot-big-b.json"
+    write_snapshot "$GH_BIG_ORIG" "$BIG_ROUTES" "$UPSTREAM_URL" "$sha" true
+    SNAPSHOT_VARIANT=b write_snapshot "$GH_BIG_ALT" "$BIG_ROUTES" "$UPSTREAM_URL" "$sha" true
+    cp "$GH_BIG_ORIG" "$RUN_DIR/snapshot-big.json"
+    # The config modules only log more: read and compile times (info), compile phases
+    # (debug).
+    GH_LOG="warn,gatehouse_proxy::compiled=debug,gatehouse_proxy::source=info" \
+      GH_START_SECONDS=60 start_gatehouse gh-mem-big "$RUN_DIR/snapshot-big.json" \
+      --config-poll-ms "$SWAP_POLL_MS"
+    tok=$(fetch_token "$(token_url gh-mem-big)")
+    gatehouse_case d100k gh-mem-big /api/bench "$tok"
   fi
   if needs d10k; then
     start_gatehouse gh-mem-10k "$big"

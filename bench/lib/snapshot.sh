@@ -16,7 +16,11 @@
 # Each OAuth2 route has its own token endpoint (`<path>/oauth2/token`); a token is
 # valid on the route that issued it.
 # One consumer and one confidential client (`bench-client`) that may use
-# client_credentials.
+# client_credentials; with fillers, also one filler consumer and client per 10 filler
+# routes (`fill-consumer-N`, `fill-client-N`), as a cluster with many routes has.
+# $SNAPSHOT_VARIANT (optional, e.g. `b`) changes the revision and every filler route's
+# path and host (`svc-N` becomes `svc<variant>-N`) but none of the measured routes: the
+# changed snapshot the swap-under-load run replaces the file with.
 
 BENCH_CLIENT_ID=bench-client
 BENCH_CONSUMER_ID=bench/consumer
@@ -26,7 +30,8 @@ BENCH_CONSUMER_ID=bench/consumer
 write_snapshot() {
   local file=$1 fillers=$2 upstream=$3 secret_sha=$4 forwarded=$5 ws=${6:-} grpc=${7:-}
   awk -v n="$fillers" -v up="$upstream" -v sha="$secret_sha" -v fwd="$forwarded" \
-    -v client="$BENCH_CLIENT_ID" -v consumer="$BENCH_CONSUMER_ID" -v ws="$ws" -v grpc="$grpc" '
+    -v client="$BENCH_CLIENT_ID" -v consumer="$BENCH_CONSUMER_ID" -v ws="$ws" -v grpc="$grpc" \
+    -v variant="${SNAPSHOT_VARIANT:-}" '
     function ups_of(u) {
       return "\"upstream\":{\"endpoints\":[\"" u "\"],\"connect_timeout_ms\":2000,\"response_timeout_ms\":10000}"
     }
@@ -41,9 +46,9 @@ write_snapshot() {
       printf ",\n{\"id\":\"%s\",\"hosts\":[],\"paths\":[\"%s\"],\"strip_path\":false,\"preserve_host\":false,%s,%s}", id, path, ups_of(u), oauth_of()
     }
     BEGIN {
-      printf "{\"format\":1,\"revision\":\"bench-%d\",\"routes\":[\n", n
+      printf "{\"format\":1,\"revision\":\"bench-%d%s\",\"routes\":[\n", n, variant
       for (i = 1; i <= n; i++) {
-        id = sprintf("svc-%05d", i)
+        id = sprintf("svc%s-%05d", variant, i)
         shape = i % 3
         if (shape == 0) { hosts = "[]"; path = "/" id }
         else if (shape == 1) { hosts = "[\"" id ".example.com\"]"; path = "/" id "/v1" }
@@ -55,8 +60,17 @@ write_snapshot() {
       printf "{\"id\":\"bench/api\",\"hosts\":[],\"paths\":[\"/api\"],\"strip_path\":false,\"preserve_host\":false,%s,%s}", ups(), oauth_of()
       if (ws != "") route("bench/ws", "/ws", ws)
       if (grpc != "") route("bench/grpc", "/gatehouse.test.echo.Echo", grpc)
-      printf "\n],\"consumers\":[{\"id\":\"%s\",\"username\":\"bench\",\"custom_id\":\"bench-001\"}],\n", consumer
-      printf "\"clients\":[{\"client_id\":\"%s\",\"secret_sha256\":\"%s\",\"name\":\"Bench client\",", client, sha
+      nc = int(n / 10)
+      printf "\n],\"consumers\":[{\"id\":\"%s\",\"username\":\"bench\",\"custom_id\":\"bench-001\"}", consumer
+      for (i = 1; i <= nc; i++)
+        printf ",\n{\"id\":\"fill/consumer-%05d\",\"username\":\"fill-%05d\",\"custom_id\":\"fill-%05d\"}", i, i, i
+      printf "],\n\"clients\":["
+      for (i = 1; i <= nc; i++) {
+        printf "{\"client_id\":\"fill-client-%05d\",\"secret_sha256\":\"%s\",\"name\":\"Filler client %d\",", i, sha, i
+        printf "\"consumer_id\":\"fill/consumer-%05d\",\"client_type\":\"confidential\",\"redirect_uris\":[\"https://fill-%05d.invalid/cb\"],", i, i
+        printf "\"grant_types\":[\"client_credentials\"],\"scopes\":null},\n"
+      }
+      printf "{\"client_id\":\"%s\",\"secret_sha256\":\"%s\",\"name\":\"Bench client\",", client, sha
       printf "\"consumer_id\":\"%s\",\"client_type\":\"confidential\",\"redirect_uris\":[\"https://bench.invalid/cb\"],", consumer
       printf "\"grant_types\":[\"client_credentials\"],\"scopes\":null}]}\n"
     }' >"$file"

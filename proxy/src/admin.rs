@@ -48,9 +48,11 @@ async fn respond(state: &AdminState, req: Request<Incoming>) -> Response<ProxyBo
         "/metrics" => {
             let current = state.compiled.borrow().clone();
             if let Some(compiled) = &current {
-                state
-                    .metrics
-                    .config_loaded(&compiled.snapshot.revision, compiled.loaded_at);
+                state.metrics.config_loaded(
+                    &compiled.snapshot.revision,
+                    compiled.loaded_at,
+                    compiled.compile_time,
+                );
             }
             let snapshot_certificates = current
                 .iter()

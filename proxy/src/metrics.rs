@@ -1,6 +1,7 @@
 //! Proxy metrics (prometheus-client), exposed on the admin listener's `/metrics`.
 //! Outcomes are a bounded label set; nothing is labelled by token, user or client.
 
+use std::sync::atomic::AtomicU64;
 use std::sync::OnceLock;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -146,6 +147,8 @@ pub struct Metrics {
     config_info: Family<RevisionLabels, Gauge>,
     /// Unix time the configuration in force was loaded.
     pub config_loaded: Gauge,
+    /// How long the configuration in force took to compile.
+    config_compile: Gauge<f64, AtomicU64>,
     requests: Family<OutcomeLabels, Counter>,
     // Pre-resolved handles so the hot path is one atomic add, no map lookup.
     proxied: Counter,
@@ -242,6 +245,13 @@ impl Metrics {
             "Unix time the configuration in force was loaded (age = time() - this)",
             config_loaded.clone(),
         );
+        let config_compile = Gauge::<f64, AtomicU64>::default();
+        registry.register_with_unit(
+            "gatehouse_proxy_config_compile",
+            "Time the configuration in force took to compile (routing table, catalog, upstreams, scope rules, certificates)",
+            Unit::Seconds,
+            config_compile.clone(),
+        );
         let certificates = Family::<CertificateLabels, Gauge>::default();
         registry.register(
             "gatehouse_proxy_tls_certificate_expiry_timestamp_seconds",
@@ -262,6 +272,7 @@ impl Metrics {
             tunnels,
             config_info,
             config_loaded,
+            config_compile,
             requests,
             proxied,
             oauth2,
@@ -334,8 +345,10 @@ impl Metrics {
         }
     }
 
-    /// A configuration with `revision` is now in force (only its revision is labelled).
-    pub fn config_loaded(&self, revision: &str, unix_now: u64) {
+    /// A configuration with `revision` is now in force (only its revision is labelled),
+    /// loaded at `unix_now` after compiling for `compile_time`.
+    pub fn config_loaded(&self, revision: &str, unix_now: u64, compile_time: std::time::Duration) {
+        self.config_compile.set(compile_time.as_secs_f64());
         self.config_info.clear();
         self.config_info
             .get_or_create(&RevisionLabels {

@@ -19,7 +19,7 @@ fn exposed() -> BTreeSet<String> {
     let mut proxy = Registry::default();
     let p = gatehouse_proxy::metrics::Metrics::register(&mut proxy);
     p.proxied();
-    p.config_loaded("r1", 1);
+    p.config_loaded("r1", 1, std::time::Duration::from_millis(5));
     p.access_log_dropped.inc();
     let route = || RouteOnly {
         route: "ns/r".into(),

@@ -91,10 +91,13 @@ impl FileSource {
                 _ = ticker.tick() => {}
                 _ = tx.closed() => return,
             }
+            let started = std::time::Instant::now();
             match poller.poll(&tx) {
                 Poll::Unchanged | Poll::Same => {}
                 Poll::Published(revision) => {
-                    tracing::info!(path = %poller.path.display(), %revision, "Snapshot file reloaded");
+                    // Read, parse, validate and compare; compiling follows on a worker.
+                    let read_ms = started.elapsed().as_secs_f64() * 1e3;
+                    tracing::info!(path = %poller.path.display(), %revision, read_ms, "Snapshot file reloaded");
                 }
                 Poll::Rejected(error) => {
                     tracing::error!(%error, "Snapshot file rejected; keeping the last good snapshot");
