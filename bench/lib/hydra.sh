@@ -10,6 +10,9 @@
 #   p  Gatehouse, token introspection, Redis store without the local cache (every
 #      call one Redis GET, like Hydra's one database read), the client authenticated
 #      with its secret in the body
+#   q  (n) with Hydra on PostgreSQL (Debian's, a private cluster on a run-time port,
+#      synchronous_commit off: our Redis does not fsync either)
+#   r  (o) with Hydra on that PostgreSQL
 #
 # (g) — Gatehouse's token endpoint with the Redis store — is the Gatehouse side of
 # (m) and (n). Hydra runs `hydra serve all --dev` (plain HTTP on loopback, as our
@@ -18,9 +21,9 @@
 # time. Hydra is built from the module pinned in bench/hydra (bench/hydra/build).
 # Sourced by bench/run after the Gatehouse cases are up.
 
-HYDRA_CASES=(m n o p)
+HYDRA_CASES=(m n o p q r)
 # Gatehouse case of each Hydra case, and which side is the base of a ratio.
-declare -A HYDRA_PAIR=([m]=g [n]=g [o]=p)
+declare -A HYDRA_PAIR=([m]=g [n]=g [o]=p [q]=g [r]=p)
 
 # hydra_wanted: whether the Hydra cases join a run that did not list its cases:
 # with --hydra, or in a full run when Hydra is already built (never in --quick, which
@@ -58,6 +61,46 @@ start_hydra() {
 hydra_public() { local v="HYDRA_PUBLIC_${1//-/_}"; printf '%s' "${!v}"; }
 hydra_admin() { local v="HYDRA_ADMIN_${1//-/_}"; printf '%s' "${!v}"; }
 
+# start_postgres NAME: a private PostgreSQL cluster (trust auth, loopback, run-time
+# port) owned by the postgres user, data in $RUN_DIR/NAME; sets PG_DSN_<NAME>.
+start_postgres() {
+  local name=$1 port bin dir=$RUN_DIR/$1
+  bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+  [ -x "$bin/initdb" ] || die "PostgreSQL's initdb not found under /usr/lib/postgresql"
+  alloc_port port
+  # PostgreSQL refuses to run as root; its user must reach the data directory.
+  chmod o+x "$RUN_DIR"
+  mkdir -p "$dir"
+  chown postgres: "$dir"
+  runuser -u postgres -- "$bin/initdb" -D "$dir/data" -A trust -U postgres \
+    >"$RUN_DIR/$name.initdb.log" 2>&1 || die "initdb failed: $(tail -n 5 "$RUN_DIR/$name.initdb.log")"
+  spawn "$name" runuser -u postgres -- "$bin/postgres" -D "$dir/data" -k "$dir" \
+    -c listen_addresses=127.0.0.1 -p "$port" -c synchronous_commit=off -c max_connections=200
+  wait_listening "$name" "$port" 30
+  printf -v "PG_DSN_${name//-/_}" '%s' "postgres://postgres@127.0.0.1:$port/postgres?sslmode=disable"
+}
+pg_dsn() { local v="PG_DSN_${1//-/_}"; printf '%s' "${!v}"; }
+
+# hydra_token NAME GRANT_CASE: one access token from Hydra NAME, with GRANT_CASE's
+# client credentials.
+hydra_token() {
+  local resp tok
+  resp=$(curl -s --max-time 10 -X POST -H "${CASE_HEADER[$2]}" --data-raw grant_type=client_credentials \
+    "$(hydra_public "$1")/oauth2/token")
+  tok=$(printf '%s' "$resp" | sed -n 's/.*"access_token" *: *"\([^"]*\)".*/\1/p')
+  [ -n "$tok" ] || die "$1: no access_token: $(printf '%s' "$resp" | head -c 300)"
+  printf '%s' "$tok"
+}
+
+# hydra_introspect_case CASE NAME TOKEN
+hydra_introspect_case() {
+  CASE_PROC[$1]=$2
+  CASE_URL[$1]="$(hydra_admin "$2")/admin/oauth2/introspect"
+  CASE_METHOD[$1]=POST
+  CASE_CTYPE[$1]=application/x-www-form-urlencoded
+  CASE_BODY[$1]="token=$3"
+}
+
 # hydra_client NAME: create a confidential client_credentials client with the bench
 # secret through the admin API; prints its (server-chosen) client id.
 hydra_client() {
@@ -86,11 +129,14 @@ setup_hydra_cases() {
   CASE_DESC[n]="Ory Hydra token endpoint, client_credentials, in-memory, PBKDF2 ×1"
   CASE_DESC[o]="Ory Hydra introspection (admin API), in-memory"
   CASE_DESC[p]="Gatehouse introspection, Redis, no local cache"
-  needs m n o p || return 0
+  CASE_DESC[q]="Ory Hydra token endpoint, client_credentials, PostgreSQL, PBKDF2 ×1"
+  CASE_DESC[r]="Ory Hydra introspection (admin API), PostgreSQL"
+  needs m n o p q r || return 0
   # Ratio column of the Hydra table: each Gatehouse case over its Hydra twin.
   CASE_BASE[g]=m CASE_BASE[m]=m CASE_BASE[n]=n CASE_BASE[o]=o CASE_BASE[p]=o
+  CASE_BASE[q]=q CASE_BASE[r]=r
 
-  if needs m n o; then
+  if needs m n o q r; then
     HYDRA_BIN=$("$BENCH_DIR/hydra/build") || die "building Ory Hydra failed (bench/hydra/build)"
     HYDRA_VERSION=$("$HYDRA_BIN" version 2>/dev/null | awk '/^Version:/ { print $2 }')
   fi
@@ -99,21 +145,21 @@ setup_hydra_cases() {
     start_hydra hydra
     id=$(hydra_client hydra)
     hydra_grant_case m hydra "$id"
-    if needs o; then
-      resp=$(curl -s --max-time 10 -X POST -H "${CASE_HEADER[m]}" --data-raw grant_type=client_credentials \
-        "$(hydra_public hydra)/oauth2/token")
-      tok=$(printf '%s' "$resp" | sed -n 's/.*"access_token" *: *"\([^"]*\)".*/\1/p')
-      [ -n "$tok" ] || die "hydra: no access_token: $(printf '%s' "$resp" | head -c 300)"
-      CASE_PROC[o]=hydra
-      CASE_URL[o]="$(hydra_admin hydra)/admin/oauth2/introspect"
-      CASE_METHOD[o]=POST
-      CASE_CTYPE[o]=application/x-www-form-urlencoded
-      CASE_BODY[o]="token=$tok"
-    fi
+    if needs o; then hydra_introspect_case o hydra "$(hydra_token hydra m)"; fi
   fi
   if needs n; then
     start_hydra hydra-pbkdf1 OAUTH2_HASHERS_PBKDF2_ITERATIONS=1
     hydra_grant_case n hydra-pbkdf1 "$(hydra_client hydra-pbkdf1)"
+  fi
+  if needs q r; then
+    start_postgres postgres-hydra
+    local dsn
+    dsn=$(pg_dsn postgres-hydra)
+    DSN=$dsn "$HYDRA_BIN" migrate sql up -e --yes >"$RUN_DIR/hydra-pg-migrate.log" 2>&1 ||
+      die "hydra migrate failed: $(tail -n 5 "$RUN_DIR/hydra-pg-migrate.log")"
+    start_hydra hydra-pg DSN="$dsn" OAUTH2_HASHERS_PBKDF2_ITERATIONS=1
+    hydra_grant_case q hydra-pg "$(hydra_client hydra-pg)"
+    if needs r; then hydra_introspect_case r hydra-pg "$(hydra_token hydra-pg q)"; fi
   fi
   if needs p; then
     [ -x "$GATEHOUSE" ] || die "no gatehouse binary at $GATEHOUSE"
@@ -140,7 +186,7 @@ hydra_section() {
   echo "Hydra: \`hydra serve all --dev --sqa-opt-out\`, DSN=memory (SQLite in memory), log level warn, GOMAXPROCS unset ($(nproc) cores), built by \`bench/hydra/build\` from the pinned module. Gatehouse: one \`gatehouse proxy\` per case with its own Redis. Goal (issue 15): ≥ 10× Hydra's rate at equal or better p99."
   echo
   local c
-  for c in m n o; do
+  for c in m n o q r; do
     selected "$c" || continue
     selected "${HYDRA_PAIR[$c]}" || continue
     echo "- $(delta_line "${HYDRA_PAIR[$c]}" "$c")"
