@@ -8,9 +8,9 @@
 # cpu_ticks is -1 when the case has no proxy process (case a).
 
 # summary_table BASE_MODE CASES...: a Markdown table of the medians over rounds.
-# BASE_MODE "b" divides by case b of the same round; "own" and "nginx" divide by each
-# case's own base (CASE_BASE): the small case of a scale run, or the nginx twin of a
-# WebSocket or gRPC case.
+# BASE_MODE "b" divides by case b of the same round; "own", "nginx" and "hydra" divide
+# by each case's own base (CASE_BASE): the small case of a scale run, the nginx twin of
+# a WebSocket or gRPC case, or the Ory Hydra twin of an OAuth2 endpoint case.
 summary_table() {
   local mode=$1
   shift
@@ -21,6 +21,7 @@ summary_table() {
   local base_header="× (b)"
   [ "$mode" = own ] && base_header="× small case"
   [ "$mode" = nginx ] && base_header="× nginx"
+  [ "$mode" = hydra ] && base_header="× Hydra"
   awk -F'\t' -v spec="$spec" -v tck="$CLK_TCK" -v mode="$mode" -v bh="$base_header" '
     function median(list,    n, a, i, j, t) {
       n = split(list, a, " ")
