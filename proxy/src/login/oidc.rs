@@ -303,8 +303,17 @@ impl Providers {
         issuer: &str,
         current: Arc<Cached>,
     ) -> Result<Arc<Cached>, LoginError> {
-        if current.jwks_fetched.elapsed() < JWKS_MIN_REFETCH {
-            return Ok(current);
+        let wait = JWKS_MIN_REFETCH.saturating_sub(current.jwks_fetched.elapsed());
+        if !wait.is_zero() {
+            // The provider rotated its key right after our last fetch: wait out the
+            // interval instead of refusing a genuine sign-in (the ID token came from the
+            // provider's own token endpoint), and use a fetch that happened meanwhile.
+            tokio::time::sleep(wait).await;
+            if let Some(newer) = self.cached(issuer) {
+                if newer.jwks_fetched > current.jwks_fetched {
+                    return Ok(newer);
+                }
+            }
         }
         let jwks: JwkSet = self.get_json(&current.metadata.jwks_uri).await?;
         tracing::info!(
