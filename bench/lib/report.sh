@@ -115,3 +115,25 @@ delta_line() {
         c, median(ratios), b, b, median(base), median(deltas), b
     }' "$RUN_DIR/runs.tsv"
 }
+
+# noisy_rounds: a warning line for every round in which nginx (b), the baseline of every
+# ratio, served more than 15 % below its median over the rounds: in such a window
+# something else took the cores, and every ratio of that round flatters the others.
+# Prints nothing when every round is within 15 % (or b did not run).
+noisy_rounds() {
+  awk -F'\t' '
+    $2 == "b" { v[$1] = $3; list = list " " $3 }
+    END {
+      n = split(list, a, " ")
+      if (n == 0) exit
+      for (i = 2; i <= n; i++) {           # insertion sort (mawk has no asort)
+        t = a[i] + 0
+        for (j = i - 1; j >= 1 && a[j] + 0 > t; j--) a[j + 1] = a[j]
+        a[j + 1] = t
+      }
+      m = (n % 2) ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+      for (r in v)
+        if (v[r] < 0.85 * m)
+          printf "**Warning: noisy window.** In round %d nginx (b) served %.0f req/s, %.0f %% below its median of %.0f: something else used the cores, and that round'"'"'s ratios flatter the cases measured against it.\n\n", r, v[r], 100 * (1 - v[r] / m), m
+    }' "$RUN_DIR/runs.tsv"
+}
