@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use gatehouse_config::loopback::is_loopback_host;
 use gatehouse_config::snapshot as config;
 use gatehouse_crds::conditions::reason;
 use gatehouse_crds::{ClientType, GrantType, OAuth2Client, OAuth2ClientStatus};
@@ -186,7 +187,7 @@ fn check_redirect_uris(uris: &[String], v: &mut Verdict) {
                 Some(format!("redirect URI {raw:?} must not contain a fragment"))
             }
             Ok(u) if u.scheme() == "https" && u.host().is_some() => None,
-            Ok(u) if u.scheme() == "http" && is_loopback(&u) => None,
+            Ok(u) if u.scheme() == "http" && is_loopback_host(&u) => None,
             Ok(_) => Some(format!(
                 "redirect URI {raw:?} must use https (http is allowed only for localhost)"
             )),
@@ -194,15 +195,6 @@ fn check_redirect_uris(uris: &[String], v: &mut Verdict) {
         if let Some(p) = problem {
             v.reject(reason::INVALID_REDIRECT_URI, p);
         }
-    }
-}
-
-fn is_loopback(u: &url::Url) -> bool {
-    match u.host() {
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        None => false,
     }
 }
 

@@ -379,15 +379,9 @@ fn find_key(jwks: &JwkSet, kid: Option<&str>, alg: Algorithm) -> Option<Jwk> {
 fn check_url(url: &str) -> Result<(), LoginError> {
     let parsed = url::Url::parse(url)
         .map_err(|e| LoginError::Provider(format!("{url:?} is not a URL: {e}")))?;
-    let loopback = match parsed.host() {
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        None => false,
-    };
     match parsed.scheme() {
         "https" => Ok(()),
-        "http" if loopback => Ok(()),
+        "http" if gatehouse_config::loopback::is_loopback_host(&parsed) => Ok(()),
         _ => Err(LoginError::Provider(format!(
             "{url:?} must use https (plain http only to loopback)"
         ))),

@@ -65,15 +65,9 @@ pub fn check_unvetted(uri: &str) -> Result<(), String> {
     if !u.username().is_empty() || u.password().is_some() {
         return Err(format!("{uri} carries credentials"));
     }
-    let loopback_host = match u.host() {
-        Some(Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(Host::Ipv6(ip)) => ip.is_loopback(),
-        Some(Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        None => false,
-    };
     match u.scheme() {
         "https" if u.host().is_some() => Ok(()),
-        "http" if loopback_host => Ok(()),
+        "http" if gatehouse_config::loopback::is_loopback_host(&u) => Ok(()),
         "http" | "https" => Err(format!(
             "{uri}: plain http is allowed for loopback addresses only"
         )),
