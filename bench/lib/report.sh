@@ -7,6 +7,22 @@
 #   peak_rss_kib timeouts
 # cpu_ticks is -1 when the case has no proxy process (case a).
 
+# AWK_MEDIAN: the awk function median(list) of a space-separated list of numbers (""
+# when empty), put in front of every awk program here that takes a median.
+AWK_MEDIAN='
+    function median(list,    n, a, i, j, t) {
+      n = split(list, a, " ")
+      if (n == 0) return ""
+      for (i = 2; i <= n; i++) {           # insertion sort (mawk has no asort)
+        t = a[i] + 0
+        for (j = i - 1; j >= 1 && a[j] + 0 > t; j--) a[j + 1] = a[j]
+        a[j + 1] = t
+      }
+      if (n % 2) return a[(n + 1) / 2] + 0
+      return (a[n / 2] + a[n / 2 + 1]) / 2
+    }
+'
+
 # summary_table BASE_MODE CASES...: a Markdown table of the medians over rounds.
 # BASE_MODE "b" divides by case b of the same round; "own", "nginx" and "hydra" divide
 # by each case's own base (CASE_BASE): the small case of a scale run, the nginx twin of
@@ -22,18 +38,7 @@ summary_table() {
   [ "$mode" = own ] && base_header="× small case"
   [ "$mode" = nginx ] && base_header="× nginx"
   [ "$mode" = hydra ] && base_header="× Hydra"
-  awk -F'\t' -v spec="$spec" -v tck="$CLK_TCK" -v mode="$mode" -v bh="$base_header" '
-    function median(list,    n, a, i, j, t) {
-      n = split(list, a, " ")
-      if (n == 0) return ""
-      for (i = 2; i <= n; i++) {           # insertion sort (mawk has no asort)
-        t = a[i] + 0
-        for (j = i - 1; j >= 1 && a[j] + 0 > t; j--) a[j + 1] = a[j]
-        a[j + 1] = t
-      }
-      if (n % 2) return a[(n + 1) / 2] + 0
-      return (a[n / 2] + a[n / 2 + 1]) / 2
-    }
+  awk -F'\t' -v spec="$spec" -v tck="$CLK_TCK" -v mode="$mode" -v bh="$base_header" "$AWK_MEDIAN"'
     function add(arr, key, v) { arr[key] = (key in arr) ? arr[key] " " v : v }
     {
       r = $1; c = $2
@@ -89,18 +94,7 @@ rounds_table() {
 # (CASE − BASE), each the median over rounds of the per-round value, so both sides of
 # every comparison ran in the same window.
 delta_line() {
-  awk -F'\t' -v c="$1" -v b="$2" '
-    function median(list,    n, a, i, j, t) {
-      n = split(list, a, " ")
-      if (n == 0) return ""
-      for (i = 2; i <= n; i++) {
-        t = a[i] + 0
-        for (j = i - 1; j >= 1 && a[j] + 0 > t; j--) a[j + 1] = a[j]
-        a[j + 1] = t
-      }
-      if (n % 2) return a[(n + 1) / 2] + 0
-      return (a[n / 2] + a[n / 2 + 1]) / 2
-    }
+  awk -F'\t' -v c="$1" -v b="$2" "$AWK_MEDIAN"'
     { rps[$2, $1] = $3; p99[$2, $1] = $5; if ($1 > rounds) rounds = $1 }
     END {
       ratios = ""; deltas = ""; base = ""
@@ -121,17 +115,11 @@ delta_line() {
 # something else took the cores, and every ratio of that round flatters the others.
 # Prints nothing when every round is within 15 % (or b did not run).
 noisy_rounds() {
-  awk -F'\t' '
+  awk -F'\t' "$AWK_MEDIAN"'
     $2 == "b" { v[$1] = $3; list = list " " $3 }
     END {
-      n = split(list, a, " ")
-      if (n == 0) exit
-      for (i = 2; i <= n; i++) {           # insertion sort (mawk has no asort)
-        t = a[i] + 0
-        for (j = i - 1; j >= 1 && a[j] + 0 > t; j--) a[j + 1] = a[j]
-        a[j + 1] = t
-      }
-      m = (n % 2) ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+      if (list == "") exit
+      m = median(list)
       for (r in v)
         if (v[r] < 0.85 * m)
           printf "**Warning: noisy window.** In round %d nginx (b) served %.0f req/s, %.0f %% below its median of %.0f: something else used the cores, and that round'"'"'s ratios flatter the cases measured against it.\n\n", r, v[r], 100 * (1 - v[r] / m), m
