@@ -104,11 +104,14 @@ setup_gatehouse_cases() {
     gatehouse_case d gh-mem /api/bench "$tok"
   fi
   if needs d100k; then
-    # The served file, and the two versions the swap run renames over it.
+    # The served file, and for each swap mode the version the swap run alternates
+    # with it (see SWAP_MODES in bench/lib/swap.sh).
     GH_BIG_ORIG="$RUN_DIR/snapshot-big-a.json"
-    GH_BIG_ALT="$RUN_DIR/snapshot-big-b.json"
     write_snapshot "$GH_BIG_ORIG" "$BIG_ROUTES" "$UPSTREAM_URL" "$sha" true
-    SNAPSHOT_VARIANT=b write_snapshot "$GH_BIG_ALT" "$BIG_ROUTES" "$UPSTREAM_URL" "$sha" true
+    for mode in "${SWAP_MODES[@]}"; do
+      GH_BIG_ALT[$mode]="$RUN_DIR/snapshot-big-$mode.json"
+      swap_mode_env "$mode" write_snapshot "${GH_BIG_ALT[$mode]}" "$BIG_ROUTES" "$UPSTREAM_URL" "$sha" true
+    done
     cp "$GH_BIG_ORIG" "$RUN_DIR/snapshot-big.json"
     # The config modules only log more: read and compile times (info), compile phases
     # (debug).

@@ -18,9 +18,13 @@
 # One consumer and one confidential client (`bench-client`) that may use
 # client_credentials; with fillers, also one filler consumer and client per 10 filler
 # routes (`fill-consumer-N`, `fill-client-N`), as a cluster with many routes has.
-# $SNAPSHOT_VARIANT (optional, e.g. `b`) changes the revision and every filler route's
-# path and host (`svc-N` becomes `svc<variant>-N`) but none of the measured routes: the
-# changed snapshot the swap-under-load run replaces the file with.
+# $SNAPSHOT_VARIANT (optional, e.g. `b`) changes the revision and filler routes but none
+# of the measured routes: the changed snapshots the swap-under-load run replaces the
+# file with. Which fillers: every one, or with $SNAPSHOT_CHANGE_EVERY=K only every K-th
+# (K=100: 1 %). How: $SNAPSHOT_CHANGE=ids (default) renames the route (id, path and
+# host: `svc-N` becomes `svc<variant>-N`, so the routing table changes too);
+# $SNAPSHOT_CHANGE=upstream keeps id, path and host and points its upstream at another
+# base path (`<upstream>/<variant>`), as an Endpoints update does.
 
 BENCH_CLIENT_ID=bench-client
 BENCH_CONSUMER_ID=bench/consumer
@@ -31,7 +35,8 @@ write_snapshot() {
   local file=$1 fillers=$2 upstream=$3 secret_sha=$4 forwarded=$5 ws=${6:-} grpc=${7:-}
   awk -v n="$fillers" -v up="$upstream" -v sha="$secret_sha" -v fwd="$forwarded" \
     -v client="$BENCH_CLIENT_ID" -v consumer="$BENCH_CONSUMER_ID" -v ws="$ws" -v grpc="$grpc" \
-    -v variant="${SNAPSHOT_VARIANT:-}" '
+    -v variant="${SNAPSHOT_VARIANT:-}" -v every="${SNAPSHOT_CHANGE_EVERY:-1}" \
+    -v change="${SNAPSHOT_CHANGE:-ids}" '
     function ups_of(u) {
       return "\"upstream\":{\"endpoints\":[\"" u "\"],\"connect_timeout_ms\":2000,\"response_timeout_ms\":10000}"
     }
@@ -48,13 +53,15 @@ write_snapshot() {
     BEGIN {
       printf "{\"format\":1,\"revision\":\"bench-%d%s\",\"routes\":[\n", n, variant
       for (i = 1; i <= n; i++) {
-        id = sprintf("svc%s-%05d", variant, i)
+        changed = variant != "" && i % every == 0
+        id = sprintf("svc%s-%05d", (changed && change == "ids") ? variant : "", i)
+        fu = (changed && change == "upstream") ? up "/" variant : up
         shape = i % 3
         if (shape == 0) { hosts = "[]"; path = "/" id }
         else if (shape == 1) { hosts = "[\"" id ".example.com\"]"; path = "/" id "/v1" }
         else { hosts = "[]"; path = "/api/" id }
         oauth = (i % 2 == 0) ? ",\"oauth2\":{\"enable_client_credentials\":true}" : ""
-        printf "{\"id\":\"fill/%s\",\"hosts\":%s,\"paths\":[\"%s\"],\"strip_path\":true,\"preserve_host\":false,%s%s},\n", id, hosts, path, ups(), oauth
+        printf "{\"id\":\"fill/%s\",\"hosts\":%s,\"paths\":[\"%s\"],\"strip_path\":true,\"preserve_host\":false,%s%s},\n", id, hosts, path, ups_of(fu), oauth
       }
       printf "{\"id\":\"bench/plain\",\"hosts\":[],\"paths\":[\"/plain\"],\"strip_path\":false,\"preserve_host\":false,%s},\n", ups()
       printf "{\"id\":\"bench/api\",\"hosts\":[],\"paths\":[\"/api\"],\"strip_path\":false,\"preserve_host\":false,%s,%s}", ups(), oauth_of()

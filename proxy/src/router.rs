@@ -186,9 +186,15 @@ impl PathTable {
         } else {
             &mut self.prefixes
         };
-        let list = table.entry(path.into()).or_default();
-        if !list.contains(&index) {
-            list.push(index);
+        match table.get_mut(path) {
+            Some(list) => {
+                if !list.contains(&index) {
+                    list.push(index);
+                }
+            }
+            None => {
+                table.insert(path.into(), vec![index]);
+            }
         }
     }
 
@@ -263,57 +269,112 @@ pub struct Router {
 }
 
 impl Router {
+    /// Whether `Router::new(old)` and `Router::new(new)` build the same table: the
+    /// same number of routes with, at each index, equal match fields (`hosts`,
+    /// `paths`, `path_match`, `conditions`, `allow_encoded_slashes`), which are all
+    /// that [`Router::new`] reads. Ids, upstreams, OAuth2 settings and filters play
+    /// no part in routing. Keep this in step with `new`.
+    pub fn same_inputs(old: &[Route], new: &[Route]) -> bool {
+        old.len() == new.len()
+            && old
+                .iter()
+                .zip(new)
+                .all(|(a, b)| Router::same_route_inputs(a, b))
+    }
+
+    /// Whether two routes at the same index index the same way (see
+    /// [`Router::same_inputs`]).
+    pub fn same_route_inputs(a: &Route, b: &Route) -> bool {
+        a.hosts == b.hosts
+            && a.paths == b.paths
+            && a.path_match == b.path_match
+            && a.allow_encoded_slashes == b.allow_encoded_slashes
+            && a.conditions == b.conditions
+    }
+
     /// Index `routes` (their order is the tie-break order).
+    ///
+    /// Reads each route's `hosts`, `paths`, `path_match`, `conditions` and
+    /// `allow_encoded_slashes` only ([`Router::same_inputs`] compares exactly these).
+    /// Built in two passes so every map is allocated once at its final size: at
+    /// 100,000 routes growing them rehashed every entry several times.
     pub fn new(routes: &[Route]) -> Self {
-        let mut router = Router {
-            encoded_slashes: routes.iter().map(|r| r.allow_encoded_slashes).collect(),
-            ..Router::default()
-        };
-        for (index, route) in routes.iter().enumerate() {
-            let exact_path = route.path_match == PathMatch::Exact;
-            let paths: Vec<String> = if route.paths.is_empty() {
-                vec!["/".to_owned()]
-            } else if exact_path {
-                route
-                    .paths
-                    .iter()
-                    // A configured path the policy refuses is kept as written: it can
-                    // never match a request (as `normalize_prefix` does for prefixes).
-                    .map(|p| {
-                        normalize_path(p)
-                            .map(|n| n.matched().to_owned())
-                            .unwrap_or_else(|_| p.clone())
-                    })
-                    .collect()
-            } else {
-                route.paths.iter().map(|p| normalize_prefix(p)).collect()
-            };
-            let mut exact_keys = Vec::new();
-            let mut wildcard_keys = Vec::new();
-            for host in &route.hosts {
-                let host = host.trim().trim_end_matches('.').to_ascii_lowercase();
-                match host.strip_prefix("*.") {
-                    Some(suffix) => wildcard_keys.push(suffix.to_owned()),
-                    None => exact_keys.push(host),
+        // Pass 1: how many entries each map gets (an upper bound: duplicates merge).
+        let mut any_host = (0, 0);
+        let (mut exact_hosts, mut wildcard_hosts) = (0, 0);
+        for route in routes {
+            let paths = route.paths.len().max(1);
+            if route.hosts.is_empty() {
+                if route.path_match == PathMatch::Exact {
+                    any_host.0 += paths;
+                } else {
+                    any_host.1 += paths;
                 }
             }
-            for path in &paths {
+            for host in &route.hosts {
+                if host.trim().starts_with("*.") {
+                    wildcard_hosts += 1;
+                } else {
+                    exact_hosts += 1;
+                }
+            }
+        }
+        fn map<V>(n: usize) -> HashMap<Box<str>, V> {
+            HashMap::with_capacity_and_hasher(n, Default::default())
+        }
+        let mut router = Router {
+            exact: map(exact_hosts),
+            wildcard: map(wildcard_hosts),
+            any_host: PathTable {
+                exact: map(any_host.0),
+                prefixes: map(any_host.1),
+            },
+            conditions: Vec::with_capacity(routes.len()),
+            encoded_slashes: routes.iter().map(|r| r.allow_encoded_slashes).collect(),
+        };
+        // Pass 2: index every (host class, path) of every route.
+        let root = ["/".to_owned()];
+        for (index, route) in routes.iter().enumerate() {
+            let exact_path = route.path_match == PathMatch::Exact;
+            let configured = if route.paths.is_empty() {
+                &root[..]
+            } else {
+                &route.paths[..]
+            };
+            for configured in configured {
+                let path: Cow<'_, str> = if exact_path {
+                    // A configured path the policy refuses is kept as written: it can
+                    // never match a request (as `normalize_prefix` does for prefixes).
+                    match normalize_path(configured) {
+                        Ok(n) => Cow::Owned(n.matched().to_owned()),
+                        Err(_) => Cow::Borrowed(configured.as_str()),
+                    }
+                } else {
+                    Cow::Owned(normalize_prefix(configured))
+                };
                 if route.hosts.is_empty() {
-                    router.any_host.insert(exact_path, path, index);
+                    router.any_host.insert(exact_path, &path, index);
                 }
-                for key in &exact_keys {
-                    router
-                        .exact
-                        .entry(key.as_str().into())
-                        .or_default()
-                        .insert(exact_path, path, index);
-                }
-                for key in &wildcard_keys {
-                    router
-                        .wildcard
-                        .entry(key.as_str().into())
-                        .or_default()
-                        .insert(exact_path, path, index);
+                for host in &route.hosts {
+                    let host = host.trim().trim_end_matches('.');
+                    let host: Cow<'_, str> = if host.bytes().any(|b| b.is_ascii_uppercase()) {
+                        Cow::Owned(host.to_ascii_lowercase())
+                    } else {
+                        Cow::Borrowed(host)
+                    };
+                    let (map, key) = match host.strip_prefix("*.") {
+                        Some(suffix) => (&mut router.wildcard, suffix),
+                        None => (&mut router.exact, host.as_ref()),
+                    };
+                    // Look up first: a host is often there already (several routes,
+                    // several paths), and `entry` would allocate the key every time.
+                    if let Some(table) = map.get_mut(key) {
+                        table.insert(exact_path, &path, index);
+                    } else {
+                        let mut table = PathTable::default();
+                        table.insert(exact_path, &path, index);
+                        map.insert(key.into(), table);
+                    }
                 }
             }
             router
@@ -578,6 +639,38 @@ mod tests {
         assert_eq!(at(&post, &headers, "/a/b"), Some("method"));
         // Plain lookup never picks a route with conditions.
         assert_eq!(id(&routes, &r, None, "/a/b"), Some("plain"));
+    }
+
+    #[test]
+    fn same_inputs_looks_at_every_match_field_and_nothing_else() {
+        let base = vec![
+            mk_route("a", &["a.example"], &["/a"]),
+            mk_route("b", &[], &["/b"]),
+        ];
+        let mut other = base.clone();
+        other[0].id = "renamed".into();
+        other[0].upstream.endpoints = vec!["http://10.0.0.1".into()];
+        other[1].strip_path = true;
+        other[1].preserve_host = true;
+        assert!(Router::same_inputs(&base, &other));
+        let edits: [fn(&mut Route); 5] = [
+            |r| r.paths[0] = "/c".into(),
+            |r| r.hosts.push("b.example".into()),
+            |r| r.path_match = PathMatch::Exact,
+            |r| r.allow_encoded_slashes = true,
+            |r| r.conditions.method = Some("GET".into()),
+        ];
+        for edit in edits {
+            let mut changed = base.clone();
+            edit(&mut changed[1]);
+            assert!(!Router::same_inputs(&base, &changed));
+        }
+        assert!(!Router::same_inputs(&base, &base[..1]));
+        let swapped = vec![base[1].clone(), base[0].clone()];
+        assert!(
+            !Router::same_inputs(&base, &swapped),
+            "order is the tie-break"
+        );
     }
 
     #[test]

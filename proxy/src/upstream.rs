@@ -377,6 +377,18 @@ impl UpstreamSet {
         (set, problems)
     }
 
+    /// Whether a set compiled from `upstream` may be taken over by the next config
+    /// when the route's upstream and timeouts are unchanged. [`UpstreamSet::new`]
+    /// reads nothing but its two arguments, except files named in the TLS settings
+    /// (a CA bundle, a client certificate and key): those can change on disk while
+    /// the snapshot stays the same (a rotated Secret), so a set that names any is
+    /// always built afresh, re-reading them as a fresh compile would.
+    pub fn reusable(upstream: &Upstream) -> bool {
+        upstream.tls.as_ref().is_none_or(|tls| {
+            tls.ca_file.is_none() && tls.client_cert_file.is_none() && tls.client_key_file.is_none()
+        })
+    }
+
     /// Next endpoint not ejected, round robin across every worker; when every
     /// endpoint is ejected, the next one anyway.
     pub fn pick(&self) -> Result<&Endpoint, Rejection> {
@@ -624,6 +636,43 @@ impl UpstreamSet {
             tracing::debug!(error = %error.error(), upstream = endpoint.address(), "Upstream request failed");
             Rejection::UpstreamUnavailable
         })
+    }
+}
+
+#[cfg(test)]
+impl UpstreamSet {
+    /// Everything [`UpstreamSet::new`] derived from its inputs, as text: tests compare
+    /// a set taken over from the previous config with a freshly compiled one.
+    pub(crate) fn fingerprint(&self) -> String {
+        let endpoints: Vec<String> = self
+            .endpoints
+            .iter()
+            .map(|e| {
+                format!(
+                    "{} {} {} {} {} {} {:?} {} {} {}",
+                    e.scheme,
+                    e.authority,
+                    e.key,
+                    e.address,
+                    e.connect_host,
+                    e.port,
+                    e.host,
+                    e.base_path,
+                    e.tls,
+                    e.h2
+                ) + &format!(" w={}", e.weight)
+            })
+            .collect();
+        format!(
+            "{endpoints:?} cumulative={:?} tls={} connect={:?} response={:?} request={:?} idle={:?} policy={:?}",
+            self.cumulative,
+            self.tls.is_some(),
+            self.connect_timeout,
+            self.response_timeout,
+            self.request_timeout,
+            self.tunnel_idle,
+            self.policy
+        )
     }
 }
 
