@@ -70,13 +70,14 @@ median_of() { sort -n | awk 'NF { v[++n] = $1 } END { if (n) printf "%.1f", v[in
 
 # swap_case CASE: runs every mode of SWAP_MODES; fills SWAP_*[mode] for the results and
 # FAILURES on errors.
-declare -A SWAP_SEEN SWAP_COMPILE_MS SWAP_COMPILE_MED SWAP_READ_MS SWAP_PHASES SWAP_REUSED \
+declare -A SWAP_SEEN SWAP_COMPILE_MS SWAP_COMPILE_MED SWAP_CPU_MS SWAP_READ_MS SWAP_PHASES SWAP_REUSED \
   SWAP_REQUESTS SWAP_P99 SWAP_MAX SWAP_STATUS SWAP_SOCK SWAP_TIMEOUTS SWAP_RSS
 swap_case() {
   local c=$1 proc=${CASE_PROC[$1]} file=${GH_SNAPSHOT[${CASE_PROC[$1]}]}
   local log_file="$RUN_DIR/$proc.log"
   local secs=$(((SWAP_COUNT + 1) * SWAP_GAP)) before i mode at_orig=1
   SWAP_START_MS=$(log_field "$log_file" "Configuration compiled" compile_ms | awk 'NR == 1 { printf "%.1f", $1 }')
+  SWAP_START_CPU=$(log_field "$log_file" "Configuration compiled" compile_cpu_ms | awk 'NR == 1 && $1 >= 0 { printf ", CPU %.1f ms", $1 }')
   for mode in "${SWAP_MODES[@]}"; do
     local report="$RUN_DIR/swap-$c-$mode.txt"
     if [ "$at_orig" = 0 ]; then
@@ -112,6 +113,9 @@ swap_case() {
     SWAP_SEEN[$mode]=$(printf '%s\n' "$compiles" | grep -c . || true)
     SWAP_COMPILE_MS[$mode]=$(printf '%s\n' "$compiles" | awk 'NF { printf "%s%.1f", s, $1; s = ", " }')
     SWAP_COMPILE_MED[$mode]=$(printf '%s\n' "$compiles" | median_of)
+    # CPU time of the compiling thread (absent before it was logged; -1 where unknown).
+    SWAP_CPU_MS[$mode]=$(log_field "$log_file" "Configuration loaded" compile_cpu_ms | tail -n +$((before + 1)) |
+      awk 'NF && $1 >= 0 { printf "%s%.1f", s, $1; s = ", " }')
     SWAP_READ_MS[$mode]=$(printf '%s\n' "$reads" | awk 'NF { printf "%s%.0f", s, $1; s = ", " }')
     # What each swap took over from the previous config.
     SWAP_REUSED[$mode]=$(paste -d' ' \
@@ -134,8 +138,8 @@ swap_case() {
       "$c" "$mode" "${SWAP_SEEN[$mode]}" "$SWAP_COUNT" "${SWAP_COMPILE_MS[$mode]}" "${SWAP_READ_MS[$mode]}" \
       "${SWAP_REQUESTS[$mode]}" "${SWAP_STATUS[$mode]}" "${SWAP_SOCK[$mode]}" "${SWAP_TIMEOUTS[$mode]}" \
       "${SWAP_P99[$mode]}" "${SWAP_MAX[$mode]}" "${SWAP_RSS[$mode]}" >&2
-    printf '    swap  %s %s: taken over: %s; compile phases (median over swaps): %s\n' \
-      "$c" "$mode" "${SWAP_REUSED[$mode]}" "${SWAP_PHASES[$mode]}" >&2
+    printf '    swap  %s %s: compile CPU ms: %s; taken over: %s; compile phases (median over swaps): %s\n' \
+      "$c" "$mode" "${SWAP_CPU_MS[$mode]:-—}" "${SWAP_REUSED[$mode]}" "${SWAP_PHASES[$mode]}" >&2
     if [ "${SWAP_STATUS[$mode]}" != 0 ] || [ "${SWAP_SOCK[$mode]}" != 0 ]; then
       FAILURES+=("case $c swap run ($mode): ${SWAP_STATUS[$mode]} non-2xx, ${SWAP_SOCK[$mode]} socket errors")
     fi
@@ -150,14 +154,14 @@ swap_results() {
   local mode
   echo "## Snapshot swap under load (d100k)"
   echo
-  echo "$(thousands "$BIG_ROUTES") routes (three shapes, half OAuth2-protected, $(thousands $((BIG_ROUTES / 10))) consumers and clients), served by \`gatehouse proxy --config-file\` polling every ${SWAP_POLL_MS} ms; for each mode, wrk (same settings) loads the token-checked route for $(((SWAP_COUNT + 1) * SWAP_GAP)) s while the file is replaced $SWAP_COUNT times (rename over it, every ${SWAP_GAP} s), alternating between the original snapshot and the mode's changed one. Modes: **few-upstreams**, 1 % of the filler routes point at another upstream (an Endpoints update; match fields unchanged); **few-routes**, 1 % of the filler routes renamed (id, path, host: the routing table is rebuilt); **all**, every filler route renamed (nothing can be taken over). Compile time is the proxy's own figure (\`gatehouse_proxy_config_compile_seconds\`: routing table, catalog, upstreams, scope rules, certificates, taking over from the previous config what is unchanged), on the proxy's config thread; read + parse is the file source reading, parsing and validating the JSON before that. RSS is the proxy's VmRSS after each mode's swaps (modes run in the order listed, on one process)."
+  echo "$(thousands "$BIG_ROUTES") routes (three shapes, half OAuth2-protected, $(thousands $((BIG_ROUTES / 10))) consumers and clients), served by \`gatehouse proxy --config-file\` polling every ${SWAP_POLL_MS} ms; for each mode, wrk (same settings) loads the token-checked route for $(((SWAP_COUNT + 1) * SWAP_GAP)) s while the file is replaced $SWAP_COUNT times (rename over it, every ${SWAP_GAP} s), alternating between the original snapshot and the mode's changed one. Modes: **few-upstreams**, 1 % of the filler routes point at another upstream (an Endpoints update; match fields unchanged); **few-routes**, 1 % of the filler routes renamed (id, path, host: the routing table is rebuilt); **all**, every filler route renamed (nothing can be taken over). Compile time is the proxy's own wall-clock figure (\`gatehouse_proxy_config_compile_seconds\`: routing table, catalog, upstreams, scope rules, certificates, taking over from the previous config what is unchanged), on the proxy's config thread; compile CPU is the CPU time of that thread during the compile (on a loaded machine the wall clock also counts waiting for a core); read + parse is the file source reading, parsing and validating the JSON before that. RSS is the proxy's VmRSS after each mode's swaps (modes run in the order listed, on one process)."
   echo
-  echo "Compile at start-up: ${SWAP_START_MS:-—} ms."
+  echo "Compile at start-up: ${SWAP_START_MS:-—} ms${SWAP_START_CPU:-}."
   echo
-  echo "| mode | compile per swap ms | median | read + parse per swap ms | swaps seen | requests | non-2xx | socket errors | timeouts | p99 ms | max ms | RSS after MiB |"
-  echo "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+  echo "| mode | compile per swap ms | median | compile CPU per swap ms | read + parse per swap ms | swaps seen | requests | non-2xx | socket errors | timeouts | p99 ms | max ms | RSS after MiB |"
+  echo "|---|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
   for mode in "${SWAP_MODES[@]}"; do
-    echo "| $mode | ${SWAP_COMPILE_MS[$mode]:-—} | ${SWAP_COMPILE_MED[$mode]:-—} | ${SWAP_READ_MS[$mode]:-—} | ${SWAP_SEEN[$mode]:-0}/$SWAP_COUNT | ${SWAP_REQUESTS[$mode]:-—} | ${SWAP_STATUS[$mode]:-—} | ${SWAP_SOCK[$mode]:-—} | ${SWAP_TIMEOUTS[$mode]:-—} | ${SWAP_P99[$mode]:-—} | ${SWAP_MAX[$mode]:-—} | ${SWAP_RSS[$mode]:-—} |"
+    echo "| $mode | ${SWAP_COMPILE_MS[$mode]:-—} | ${SWAP_COMPILE_MED[$mode]:-—} | ${SWAP_CPU_MS[$mode]:-—} | ${SWAP_READ_MS[$mode]:-—} | ${SWAP_SEEN[$mode]:-0}/$SWAP_COUNT | ${SWAP_REQUESTS[$mode]:-—} | ${SWAP_STATUS[$mode]:-—} | ${SWAP_SOCK[$mode]:-—} | ${SWAP_TIMEOUTS[$mode]:-—} | ${SWAP_P99[$mode]:-—} | ${SWAP_MAX[$mode]:-—} | ${SWAP_RSS[$mode]:-—} |"
   done
   echo
   for mode in "${SWAP_MODES[@]}"; do
