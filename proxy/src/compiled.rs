@@ -10,6 +10,7 @@ use gatehouse_config::seal::LoginKey;
 use tokio::sync::watch;
 
 use crate::catalog::Catalog;
+use crate::config::Route;
 use crate::enforce::{compile_rules, Rule};
 use crate::router::Router;
 use crate::source::ConfigRx;
@@ -192,7 +193,7 @@ fn compile_upstreams(
     previous: Option<&Compiled>,
     reused: &mut usize,
 ) -> (Vec<Arc<UpstreamSet>>, bool) {
-    let fresh = |route: &crate::config::Route| {
+    let fresh = |route: &Route| {
         let (set, problems) = UpstreamSet::new(&route.upstream, &route.timeouts);
         for problem in problems {
             tracing::warn!(route.id = %route.id, %problem, "Upstream endpoint ignored");
@@ -206,7 +207,10 @@ fn compile_upstreams(
     let mut same_matching = old.len() == snapshot.routes.len();
     let mut taken = vec![false; old.len()];
     // Built on the first route that moved: id -> its index, when that id is unique.
+    // Not at all when the ids did not survive (every route renamed): indexing 100,000
+    // previous ids to find none of them cost more than the whole upstream phase.
     let mut by_id: Option<foldhash::HashMap<&str, Option<usize>>> = None;
+    let mut ids_survive: Option<bool> = None;
     let mut out = Vec::with_capacity(snapshot.routes.len());
     for (i, route) in snapshot.routes.iter().enumerate() {
         if same_matching {
@@ -214,8 +218,12 @@ fn compile_upstreams(
         }
         let same_place = old.get(i).filter(|o| o.id == route.id).map(|_| i);
         let candidate = same_place.or_else(|| {
+            if !*ids_survive.get_or_insert_with(|| ids_survived(old, &snapshot.routes)) {
+                return None;
+            }
             let ids = by_id.get_or_insert_with(|| {
-                let mut ids = foldhash::HashMap::default();
+                let mut ids =
+                    foldhash::HashMap::with_capacity_and_hasher(old.len(), Default::default());
                 for (j, o) in old.iter().enumerate() {
                     ids.entry(o.id.as_str())
                         .and_modify(|seen: &mut Option<usize>| *seen = None)
@@ -242,6 +250,26 @@ fn compile_upstreams(
         }
     }
     (out, same_matching)
+}
+
+/// Whether a sample of 64 routes spread over `new` finds at least a quarter of their
+/// ids among the previous routes at or near the same position (moved by up to 4):
+/// if not, the change renamed (nearly) everything and looking ids up is wasted.
+fn ids_survived(old: &[Route], new: &[Route]) -> bool {
+    let samples = new.len().min(64);
+    if samples == 0 {
+        return false;
+    }
+    let step = new.len() / samples;
+    let found = (0..samples)
+        .map(|s| s * step)
+        .filter(|&i| {
+            let window = i.saturating_sub(4)..(i + 5).min(old.len());
+            old.get(window)
+                .is_some_and(|w| w.iter().any(|o| o.id == new[i].id))
+        })
+        .count();
+    found * 4 >= samples
 }
 
 /// Compile what `config` holds now (so a snapshot loaded before the server started is
@@ -675,6 +703,21 @@ mod tests {
                 reused.reused.upstreams,
                 old.upstreams.len() - changed.len() - 3
             );
+        }
+
+        #[test]
+        fn renaming_every_route_takes_over_nothing() {
+            let old = Compiled::new(mk(mk_routes(), "1"));
+            let mut routes = mk_routes();
+            for route in &mut routes {
+                route.id.push_str("-renamed");
+            }
+            let snapshot = mk(routes, "2");
+            let reused = Compiled::with_previous(snapshot.clone(), Some(&old), None);
+            assert_eq!(behaviour(&reused), behaviour(&Compiled::new(snapshot)));
+            assert_eq!(reused.reused.upstreams, 0);
+            // Same match fields: the routing table is still taken over.
+            assert!(reused.reused.router);
         }
 
         #[test]
