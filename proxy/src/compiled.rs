@@ -724,7 +724,7 @@ mod tests {
         fn a_changed_match_field_rebuilds_the_router() {
             let old = Compiled::new(mk(mk_routes(), "1"));
             let edits: Vec<fn(&mut Route)> = vec![
-                |r| r.paths[0].push_str("x"),
+                |r| r.paths[0].push('x'),
                 |r| r.hosts.push("h.example".into()),
                 |r| r.path_match = crate::config::PathMatch::Exact,
                 |r| r.allow_encoded_slashes = true,
