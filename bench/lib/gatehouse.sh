@@ -3,7 +3,8 @@
 # per case (so CPU and peak RSS are attributed to one case each), and the tokens each
 # case presents. Sourced by bench/run after the nginx cases are up.
 
-BENCH_CLIENT_SECRET=bench-secret-$RANDOM$RANDOM
+# At least 32 bytes: the controller (standalone, case u) refuses shorter client secrets.
+BENCH_CLIENT_SECRET=bench-secret-$(od -An -N16 -tx1 /dev/urandom | tr -d " \n")
 # `--token-cache-ttl 0` turns the local token cache off (proxy/src/store/args.rs):
 # every enforced request then costs one Redis GET.
 GH_NO_CACHE=(--token-cache-ttl 0)
@@ -77,7 +78,7 @@ gatehouse_case() {
 }
 
 setup_gatehouse_cases() {
-  needs c d e f g h j l d10k e10k e1m f1m d100k || return 0
+  needs c d e f g h j l t d10k e10k e1m f1m d100k || return 0
   [ -x "$GATEHOUSE" ] || die "no gatehouse binary at $GATEHOUSE"
 
   local small="$RUN_DIR/snapshot-small.json" big="$RUN_DIR/snapshot-$SCALE_ROUTES.json"

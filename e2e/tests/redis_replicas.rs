@@ -8,11 +8,11 @@ use std::time::{Duration, Instant};
 
 use gatehouse_config::follow::spawn_follow;
 use gatehouse_config::publish::Publisher;
-use gatehouse_e2e::redis_server::RedisServer;
+use gatehouse_e2e::redis_server::{RedisCluster, RedisServer};
 use gatehouse_e2e::snapshots::stepon_route;
 use gatehouse_e2e::upstream::{full, TestUpstream};
 use gatehouse_proxy::config::{
-    ClientType, Consumer, OAuth2Client, RouteOAuth2, Snapshot, FORMAT_VERSION,
+    ClientType, Consumer, OAuth2Client, RateLimits, RouteOAuth2, Snapshot, FORMAT_VERSION,
 };
 use gatehouse_proxy::server::{self, ServerArgs, ServerHandle};
 use gatehouse_proxy::source::{channel, ConfigTx};
@@ -240,6 +240,28 @@ async fn two_replicas(cache_ttl: Duration) -> (RedisServer, TestUpstream, Replic
     (redis, upstream, a, b)
 }
 
+/// The same on a three-master Redis Cluster.
+async fn two_replicas_on_a_cluster(
+    cache_ttl: Duration,
+) -> (RedisCluster, TestUpstream, Replica, Replica) {
+    let cluster = RedisCluster::start(3).unwrap();
+    let upstream = start_upstream().await;
+    let args = StoreArgs {
+        redis_cluster: cluster.seeds().split(',').map(str::to_owned).collect(),
+        token_cache_ttl: cache_ttl,
+        ..Default::default()
+    };
+    // Enough flows to show the spread, faster than the default token-endpoint quota.
+    let mut snapshot = mk_snapshot(upstream.addr, "r1", "/stepon");
+    snapshot.routes[0].oauth2.as_mut().unwrap().rate_limits = RateLimits {
+        per_address: Some("off".into()),
+        per_client: Some("off".into()),
+    };
+    let a = Replica::start(&args, snapshot.clone()).await;
+    let b = Replica::start(&args, snapshot).await;
+    (cluster, upstream, a, b)
+}
+
 /// Poll `f` until it returns true, at most `limit`.
 async fn eventually<F, Fut>(limit: Duration, what: &str, mut f: F)
 where
@@ -256,13 +278,16 @@ where
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_issued_by_one_replica_works_on_the_other() {
     let (_redis, _upstream, a, b) = two_replicas(Duration::from_secs(1)).await;
+    shares_tokens(&a, &b).await;
+    a.stop().await;
+    b.stop().await;
+}
 
+async fn shares_tokens(a: &Replica, b: &Replica) {
     let (access, _) = tokens(&a.base).await;
     assert_eq!(api(&b.base, &access).await, (200, "steps for clark".into()));
     assert_eq!(api(&a.base, &access).await.0, 200);
     assert_eq!(api(&b.base, "not-a-token").await.0, 401);
-    a.stop().await;
-    b.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -270,6 +295,12 @@ async fn a_token_revoked_on_one_replica_is_rejected_by_the_other_without_waiting
     // A cache TTL far longer than the test: only the invalidation message can make
     // replica A reject the token in time.
     let (_redis, _upstream, a, b) = two_replicas(Duration::from_secs(600)).await;
+    revocation_reaches_the_other_cache(&a, &b).await;
+    a.stop().await;
+    b.stop().await;
+}
+
+async fn revocation_reaches_the_other_cache(a: &Replica, b: &Replica) {
     let (access, _) = tokens(&a.base).await;
     assert_eq!(api(&a.base, &access).await.0, 200, "A has it cached now");
 
@@ -287,13 +318,17 @@ async fn a_token_revoked_on_one_replica_is_rejected_by_the_other_without_waiting
         || async { api(&a.base, &access).await.0 == 401 },
     )
     .await;
-    a.stop().await;
-    b.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn racing_redemptions_of_one_code_on_two_replicas_give_exactly_one_token() {
     let (_redis, _upstream, a, b) = two_replicas(Duration::from_secs(1)).await;
+    racing_redemptions(&a, &b).await;
+    a.stop().await;
+    b.stop().await;
+}
+
+async fn racing_redemptions(a: &Replica, b: &Replica) {
     for _ in 0..5 {
         let code = authorize(&a.base).await;
         let mut racers = Vec::new();
@@ -319,13 +354,17 @@ async fn racing_redemptions_of_one_code_on_two_replicas_give_exactly_one_token()
         // The losers replayed the code, which revokes what the winner got.
         assert_eq!(api(&b.base, &winners[0]).await.0, 401);
     }
-    a.stop().await;
-    b.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reusing_a_rotated_refresh_token_on_another_replica_revokes_the_family() {
     let (_redis, _upstream, a, b) = two_replicas(Duration::from_secs(600)).await;
+    refresh_reuse_revokes_the_family(&a, &b).await;
+    a.stop().await;
+    b.stop().await;
+}
+
+async fn refresh_reuse_revokes_the_family(a: &Replica, b: &Replica) {
     let (access1, refresh1) = tokens(&a.base).await;
 
     let (status, body) = refresh(&a.base, &refresh1).await;
@@ -354,6 +393,27 @@ async fn reusing_a_rotated_refresh_token_on_another_replica_revokes_the_family()
         status, 400,
         "the legitimate refresh token died with its family"
     );
+}
+
+/// Every cross-replica guarantee above, on a Redis Cluster whose token families
+/// spread over its three masters (`store::slot`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_redis_cluster_replicas_share_tokens_revocations_codes_and_reuse_detection() {
+    let (cluster, _upstream, a, b) = two_replicas_on_a_cluster(Duration::from_secs(600)).await;
+    shares_tokens(&a, &b).await;
+    revocation_reaches_the_other_cache(&a, &b).await;
+    racing_redemptions(&a, &b).await;
+    refresh_reuse_revokes_the_family(&a, &b).await;
+    // The flows' families landed on more than one master.
+    for _ in 0..30 {
+        tokens(&b.base).await;
+    }
+    let holding = cluster
+        .nodes()
+        .iter()
+        .filter(|n| n.command(&["DBSIZE"]).unwrap().trim() != ":0")
+        .count();
+    assert_eq!(holding, 3, "token keys on {holding} of 3 masters");
     a.stop().await;
     b.stop().await;
 }

@@ -41,8 +41,10 @@ fn replicas(redis: &RedisServer) -> (RedisStore, RedisStore) {
 /// A fresh access+refresh pair in `family`; returns it with the raw access and
 /// refresh values' digests.
 fn mk_pair(family: &str, access_ttl: u64) -> IssuedPair {
-    let access_digest = Digest::of(gatehouse_proxy::secret::random_token().as_bytes());
-    let refresh_digest = Digest::of(gatehouse_proxy::secret::random_token().as_bytes());
+    // Tokens start with their family's slot tag, as the token endpoint mints them.
+    let token = || Digest::of(gatehouse_proxy::secret::random_token_in(family).as_bytes());
+    let access_digest = token();
+    let refresh_digest = token();
     let t = now();
     let grant = Grant {
         route_id: "default/stepon".into(),
@@ -561,22 +563,23 @@ async fn the_store_works_on_a_three_master_cluster() {
     };
     let a = args.build().await.unwrap();
     let b = args.build().await.unwrap();
-    let code = Digest::of(b"cluster-code");
-    a.put_code(code, mk_code("fam-cluster")).await.unwrap();
+    let family = gatehouse_proxy::secret::random_token();
+    let code = Digest::of(gatehouse_proxy::secret::random_token_in(&family).as_bytes());
+    a.put_code(code, mk_code(&family)).await.unwrap();
     assert!(matches!(
         b.take_code(code).await.unwrap(),
         CodeRedemption::Redeemed(_)
     ));
-    let first = mk_pair("fam-cluster", 7200);
+    let first = mk_pair(&family, 7200);
     a.issue(first.clone()).await.unwrap();
     assert!(has_access(&*b, &first).await);
-    let second = mk_pair("fam-cluster", 7200);
+    let second = mk_pair(&family, 7200);
     assert_eq!(
         b.rotate(refresh_of(&first), second.clone()).await.unwrap(),
         Rotation::Rotated
     );
     assert!(matches!(
-        a.rotate(refresh_of(&first), mk_pair("fam-cluster", 60))
+        a.rotate(refresh_of(&first), mk_pair(&family, 60))
             .await
             .unwrap(),
         Rotation::Reused { .. }
@@ -587,6 +590,93 @@ async fn the_store_works_on_a_three_master_cluster() {
     ));
     eventually_gone(&*b, second.access_digest).await;
     a.ping().await.unwrap();
+
+    // Revoking one token takes its partner, in the family's slot.
+    let third = mk_pair(&gatehouse_proxy::secret::random_token(), 7200);
+    a.issue(third.clone()).await.unwrap();
+    assert!(b.revoke(refresh_of(&third)).await.unwrap());
+    eventually_gone(&*a, third.access_digest).await;
+    assert!(!has_refresh(&*a, &third).await);
+
+    // A token that does not carry its family's tag would be written where nobody
+    // looks it up: refused. Values Gatehouse never issued are unknown without a
+    // round trip (their keys would not even share a slot).
+    let mut stray = mk_pair(&family, 60);
+    stray.access_digest = Digest::of(b"zzz-not-in-the-family");
+    assert!(matches!(a.issue(stray).await, Err(StoreError::Corrupt(_))));
+    let odd = Digest::of(b"}{ not a token");
+    assert_eq!(a.access_token(odd).await.unwrap(), None);
+    assert!(!a.revoke(odd).await.unwrap());
+    assert_eq!(
+        a.rotate(odd, mk_pair(&family, 60)).await.unwrap(),
+        Rotation::Unknown
+    );
+    assert_eq!(a.take_code(odd).await.unwrap(), CodeRedemption::Unknown);
+}
+
+/// Each master's key count (`DBSIZE`).
+fn key_counts(cluster: &RedisCluster) -> Vec<u64> {
+    cluster
+        .nodes()
+        .iter()
+        .map(|n| {
+            let reply = n.command(&["DBSIZE"]).unwrap();
+            reply.trim_start_matches(':').trim().parse().unwrap()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn token_families_spread_over_every_cluster_master_and_each_family_stays_in_one_slot() {
+    let cluster = RedisCluster::start(3).unwrap();
+    let store = StoreArgs {
+        redis_cluster: cluster.seeds().split(',').map(str::to_owned).collect(),
+        ..Default::default()
+    }
+    .build()
+    .await
+    .unwrap();
+    const FAMILIES: u64 = 300;
+    let mut pairs = Vec::new();
+    for _ in 0..FAMILIES {
+        let pair = mk_pair(&gatehouse_proxy::secret::random_token(), 7200);
+        store.issue(pair.clone()).await.unwrap();
+        pairs.push(pair);
+    }
+    // Three keys per family (access, refresh, family set), all in the family's slot.
+    let counts = key_counts(&cluster);
+    assert_eq!(counts.iter().sum::<u64>(), 3 * FAMILIES, "{counts:?}");
+    for &n in &counts {
+        // One slot for everything (the old `{gatehouse}` tag) would put all 900 on one
+        // master; an even spread is 300 each.
+        assert!((150..=450).contains(&n), "uneven spread: {counts:?}");
+        assert_eq!(n % 3, 0, "a family split across masters: {counts:?}");
+    }
+    let keys = gatehouse_proxy::store::redis::keys::Keys::new("gatehouse:", true);
+    let slot_of = |key: String| {
+        cluster.nodes()[0]
+            .command(&["CLUSTER", "KEYSLOT", &key])
+            .unwrap()
+    };
+    let mut slots = std::collections::HashSet::new();
+    for pair in &pairs {
+        assert!(has_access(&*store, pair).await);
+        assert!(has_refresh(&*store, pair).await);
+        let slot = slot_of(keys.access(&pair.access_digest));
+        assert_eq!(slot_of(keys.refresh(&refresh_of(pair))), slot);
+        assert_eq!(slot_of(keys.family(&pair.access.family)), slot);
+        slots.insert(slot);
+    }
+    assert!(
+        slots.len() > 250,
+        "families share few slots: {}",
+        slots.len()
+    );
+    // A family's revocation (code replay, refresh reuse) is one atomic script.
+    store.revoke_family(&pairs[0].access.family).await.unwrap();
+    assert!(!has_access(&*store, &pairs[0]).await);
+    assert!(!has_refresh(&*store, &pairs[0]).await);
+    assert!(has_access(&*store, &pairs[1]).await);
 }
 
 #[tokio::test]

@@ -34,8 +34,9 @@ pub struct RedisArgs {
     pub redis_ca_file: Option<PathBuf>,
 
     /// Prefix of every Redis key and channel Gatehouse uses (the controller's and the
-    /// proxies' must match). In cluster mode a prefix without a {hash tag} is wrapped
-    /// in one (`{gatehouse}:`).
+    /// proxies' must match). In cluster mode, token keys get a per-family hash tag
+    /// and the snapshot's key `{gatehouse}:config`, unless the prefix carries its own
+    /// {hash tag}, which then pins every key to that slot.
     #[arg(long, value_name = "PREFIX", default_value = "gatehouse:")]
     pub redis_prefix: String,
 

@@ -1,12 +1,13 @@
 //! The key prefix every Gatehouse key and channel starts with (default `gatehouse:`),
 //! and the names of the snapshot's own key and channel under it.
 //!
-//! Redis Cluster: the Lua scripts touch several keys at once, which Cluster allows only
-//! within one hash slot, so in cluster mode the prefix must carry a hash tag
+//! Redis Cluster: the snapshot's key and channel go under a prefix with a hash tag
 //! (`{gatehouse}:`); [`effective_prefix`] adds one when the configured prefix has none.
+//! Token keys spread over the shards by token family instead (the proxy's
+//! `store::redis::keys`).
 
-/// The prefix keys are built from. With `cluster`, a prefix without a `{hash tag}`
-/// gets one (`gatehouse:` → `{gatehouse}:`) so all keys land in one slot.
+/// The prefix of the snapshot's key and channel. With `cluster`, a prefix without a
+/// `{hash tag}` gets one (`gatehouse:` → `{gatehouse}:`).
 pub fn effective_prefix(prefix: &str, cluster: bool) -> String {
     if cluster && !has_hash_tag(prefix) {
         let name = prefix.trim_end_matches(':');
@@ -29,7 +30,7 @@ pub fn config_channel(prefix: &str) -> String {
 
 /// Redis hashes only the part between the first `{` and the next `}` when that part
 /// is non-empty.
-fn has_hash_tag(s: &str) -> bool {
+pub fn has_hash_tag(s: &str) -> bool {
     match s.find('{') {
         Some(open) => s[open + 1..].find('}').is_some_and(|close| close > 0),
         None => false,

@@ -233,6 +233,54 @@ spec:
 }
 
 #[test]
+fn other_controllers_parent_entries_are_kept_when_ours_are_written() {
+    // The route is attached to our Gateway and to another implementation's; the list
+    // is atomic, so writing ours must carry theirs along, and drop our own stale entry.
+    let out = run(r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: r, namespace: default}
+spec:
+  parentRefs: [{name: gw}, {name: theirs}]
+  rules: [{backendRefs: [{name: api, port: 80}]}]
+status:
+  parents:
+  - parentRef: {name: theirs}
+    controllerName: example.net/other-controller
+    conditions:
+    - {type: Accepted, status: "True", reason: Accepted, message: ok, observedGeneration: 1,
+       lastTransitionTime: "2026-01-01T00:00:00Z"}
+  - parentRef: {name: gone}
+    controllerName: gatehouse.dev/gateway-controller
+    conditions:
+    - {type: Accepted, status: "True", reason: Accepted, message: old, observedGeneration: 1,
+       lastTransitionTime: "2026-01-01T00:00:00Z"}
+"#);
+    let s = out
+        .statuses
+        .iter()
+        .find(|s| s.object.kind == Kind::HttpRoute && s.object.name == "r")
+        .expect("route has a status");
+    let Status::HttpRoute(st, _) = &s.status else {
+        unreachable!("HTTPRoute status")
+    };
+    let entries: Vec<(&str, &str)> = st
+        .parents
+        .iter()
+        .map(|p| (p.parent_ref.name.as_str(), p.controller_name.as_str()))
+        .collect();
+    assert_eq!(
+        entries,
+        [
+            ("gw", "gatehouse.dev/gateway-controller"),
+            ("theirs", "example.net/other-controller"),
+        ]
+    );
+    assert_eq!(st.parents[1].conditions[0].message, "ok");
+    assert_eq!(out.snapshot.routes.len(), 1);
+}
+
+#[test]
 fn a_policy_allowing_encoded_slashes_applies_it_to_every_route_it_protects() {
     let out = run(r#"
 apiVersion: gateway.networking.k8s.io/v1

@@ -370,11 +370,26 @@ fn status(ctx: &Context<'_>, item: &Item<'_>) -> ObjectStatus {
             conditions: carried(conditions, previous.map(|x| x.conditions.as_slice())),
         });
     }
+    // `parents` is an atomic list written whole: keep the entries other
+    // implementations wrote for their own Gateways (a route may attach to several
+    // controllers' Gateways), after ours and within the API's cap of 32.
+    let room = MAX_PARENTS.saturating_sub(parents.len());
+    parents.extend(
+        r.status
+            .iter()
+            .flat_map(|s| &s.parents)
+            .filter(|x| x.controller_name != CONTROLLER_NAME)
+            .take(room)
+            .cloned(),
+    );
     ObjectStatus {
         status: Status::HttpRoute(HttpRouteStatus { parents }, summary(ctx, &object, &v)),
         object,
     }
 }
+
+/// Gateway API caps `status.parents` at 32 entries.
+const MAX_PARENTS: usize = 32;
 
 /// Implementation-specific condition: some matches lost to an older object.
 pub const CONFLICTED: &str = "gatehouse.dev/Conflicted";

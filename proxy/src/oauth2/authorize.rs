@@ -17,7 +17,7 @@ use super::error::{json_response, ErrorCode, OAuthError, Result};
 use super::token::{mint, RefreshPlan};
 use super::{check_provision_key, client_allows, pkce, scope, Ctx, OAuthResponse};
 use crate::config::{GrantType, OAuth2Client, Route, RouteOAuth2};
-use crate::secret::random_token;
+use crate::secret::{random_token, random_token_in};
 use crate::store::{AuthorizationCode, Digest, TokenStore, UnixTime};
 use http::StatusCode;
 
@@ -259,7 +259,9 @@ pub(crate) async fn store_code(
     grant: CodeGrant<'_>,
     now: UnixTime,
 ) -> Result<String> {
-    let code = random_token();
+    // The code carries its family's slot tag: redeeming it touches the family's keys.
+    let family = random_token();
+    let code = random_token_in(&family);
     let record = AuthorizationCode {
         route_id: route.id.clone(),
         global: oauth.global_credentials,
@@ -271,7 +273,7 @@ pub(crate) async fn store_code(
         redirect_uri_sent: grant.redirect_uri_sent,
         code_challenge: grant.code_challenge,
         expires_at: now.saturating_add(oauth.code_ttl),
-        family: random_token(),
+        family,
         resources: grant.resources,
     };
     store.put_code(Digest::of(code.as_bytes()), record).await?;

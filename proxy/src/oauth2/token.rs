@@ -16,7 +16,7 @@ use super::error::{json_response, OAuthError, Result};
 use super::{check_provision_key, client_allows, pkce, scope, valid_on_route, Ctx, OAuthResponse};
 use crate::audit::Event;
 use crate::config::{ClientType, GrantType, OAuth2Client};
-use crate::secret::random_token;
+use crate::secret::{random_token, random_token_in};
 use crate::store::{
     AccessToken, CodeRedemption, Digest, Grant, IssuedPair, RefreshToken, Rotation,
 };
@@ -60,7 +60,7 @@ pub(crate) fn mint(
     // Kong: a token that never expires never gets a refresh token.
     let plan = if ttl == 0 { RefreshPlan::None } else { plan };
     let expires_at = (ttl > 0).then(|| now.saturating_add(ttl));
-    let access = random_token();
+    let access = random_token_in(&family);
     let access_digest = Digest::of(access.as_bytes());
     let refresh_ttl = ctx
         .oauth
@@ -69,7 +69,7 @@ pub(crate) fn mint(
     let (refresh_raw, refresh) = match plan {
         RefreshPlan::None => (None, None),
         RefreshPlan::New { scopes } => {
-            let raw = random_token();
+            let raw = random_token_in(&family);
             let d = Digest::of(raw.as_bytes());
             (Some(raw), Some((d, scopes)))
         }

@@ -17,21 +17,57 @@ pub mod login_records;
 pub mod memory;
 pub mod metered;
 pub mod redis;
+pub mod slot;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 pub use crate::ratelimit::{Decision, Quota};
+pub use slot::Slot;
 
-/// SHA-256 of a secret value (token, code, client secret, provision key).
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Digest(pub [u8; 32]);
+/// SHA-256 of a secret value (token, code, client secret, provision key), with the
+/// [`Slot`] the raw value named. Two digests are equal when their SHA-256 is: the
+/// slot only tells a sharded store where to look.
+#[derive(Clone, Copy)]
+pub struct Digest(pub [u8; 32], Slot);
+
+impl PartialEq for Digest {
+    fn eq(&self, other: &Self) -> bool {
+        self.0 == other.0
+    }
+}
+
+impl Eq for Digest {}
+
+impl std::hash::Hash for Digest {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.hash(state)
+    }
+}
+
+impl PartialOrd for Digest {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Digest {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.cmp(&other.0)
+    }
+}
 
 impl Digest {
     /// Hash a raw secret.
     pub fn of(raw: &[u8]) -> Self {
-        Digest(Sha256::digest(raw).into())
+        Digest(Sha256::digest(raw).into(), Slot::of(raw))
+    }
+
+    /// The slot tag the raw value started with ([`Slot::NONE`] for a digest read
+    /// back from hex).
+    pub fn slot(&self) -> Slot {
+        self.1
     }
 
     /// Lowercase hex, the form used in snapshots and store keys.
@@ -43,7 +79,7 @@ impl Digest {
     pub fn from_hex(s: &str) -> Option<Self> {
         let mut out = [0u8; 32];
         hex::decode_to_slice(s, &mut out).ok()?;
-        Some(Digest(out))
+        Some(Digest(out, Slot::NONE))
     }
 
     /// Constant-time equality: secrets are compared as digests without leaking how

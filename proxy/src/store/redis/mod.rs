@@ -63,6 +63,30 @@ impl RedisStore {
         &self.keys
     }
 
+    /// A family script's invocation: the family prefix and the channel come first.
+    fn family_script<'a>(
+        &self,
+        script: &'a ::redis::Script,
+        slot: Slot,
+    ) -> ::redis::ScriptInvocation<'a> {
+        let mut inv = script.prepare_invoke();
+        inv.arg(self.keys.family_prefix(slot))
+            .arg(self.keys.invalidate_channel());
+        inv
+    }
+
+    /// On a sharded store a new record must be written in its family's slot: where
+    /// it will be looked up by the tag its raw value starts with.
+    fn check_slot(&self, what: &str, digest: &Digest, family: &str) -> Result<Slot> {
+        let slot = Slot::of(family.as_bytes());
+        if self.keys.is_sharded() && (slot == Slot::NONE || digest.slot() != slot) {
+            return Err(StoreError::Corrupt(format!(
+                "{what} does not carry its family's slot tag"
+            )));
+        }
+        Ok(slot)
+    }
+
     async fn run(&self, inv: ::redis::ScriptInvocation<'_>) -> Result<Vec<String>> {
         self.conn
             .invoke::<Vec<String>>(&inv)
@@ -103,9 +127,9 @@ impl TokenStore for RedisStore {
     async fn put_code(&self, code: Digest, record: AuthorizationCode) -> Result<()> {
         let json = serde_json::to_string(&record).map_err(corrupt)?;
         let life = ttl_ms(Some(record.expires_at)).max(1);
-        let mut inv = self.scripts.put_code.prepare_invoke();
+        let slot = self.check_slot("code", &code, &record.family)?;
+        let mut inv = self.family_script(&self.scripts.put_code, slot);
         inv.key(self.keys.code(&code))
-            .arg(self.keys.prefix())
             .arg(json)
             .arg(&record.family)
             .arg(life);
@@ -113,10 +137,12 @@ impl TokenStore for RedisStore {
     }
 
     async fn take_code(&self, code: Digest) -> Result<CodeRedemption> {
-        let mut inv = self.scripts.take_code.prepare_invoke();
+        if self.keys.unroutable(code.slot()) {
+            return Ok(CodeRedemption::Unknown);
+        }
+        let mut inv = self.family_script(&self.scripts.take_code, code.slot());
         inv.key(self.keys.code(&code))
-            .key(self.keys.code_used(&code))
-            .arg(self.keys.prefix());
+            .key(self.keys.code_used(&code));
         let reply = self.run(inv).await?;
         match reply.first().map(String::as_str) {
             Some("redeemed") => {
@@ -141,9 +167,13 @@ impl TokenStore for RedisStore {
     }
 
     async fn issue(&self, pair: IssuedPair) -> Result<()> {
-        let mut inv = self.scripts.issue.prepare_invoke();
-        inv.key(self.keys.access(&pair.access_digest))
-            .arg(self.keys.prefix());
+        let family = &pair.access.family;
+        let slot = self.check_slot("access token", &pair.access_digest, family)?;
+        if let Some((refresh, _)) = &pair.refresh {
+            self.check_slot("refresh token", refresh, family)?;
+        }
+        let mut inv = self.family_script(&self.scripts.issue, slot);
+        inv.key(self.keys.family(family));
         Self::pair_args(&mut inv, &pair)?;
         let reply = self.run(inv).await?;
         match reply.first().map(String::as_str) {
@@ -155,6 +185,9 @@ impl TokenStore for RedisStore {
     }
 
     async fn access_token(&self, token: Digest) -> Result<Option<AccessToken>> {
+        if self.keys.unroutable(token.slot()) {
+            return Ok(None);
+        }
         let raw: Option<String> = self
             .conn
             .query(::redis::cmd("GET").arg(self.keys.access(&token)))
@@ -166,6 +199,9 @@ impl TokenStore for RedisStore {
     }
 
     async fn refresh_token(&self, token: Digest) -> Result<Option<RefreshToken>> {
+        if self.keys.unroutable(token.slot()) {
+            return Ok(None);
+        }
         let raw: Option<String> = self
             .conn
             .query(::redis::cmd("GET").arg(self.keys.refresh(&token)))
@@ -177,10 +213,14 @@ impl TokenStore for RedisStore {
     }
 
     async fn rotate(&self, old: Digest, new: IssuedPair) -> Result<Rotation> {
-        let mut inv = self.scripts.rotate.prepare_invoke();
+        if self.keys.unroutable(old.slot()) {
+            return Ok(Rotation::Unknown);
+        }
+        // Only a live `old` lets the script write `new`, in `old`'s family: the
+        // family prefix is `old`'s, and a real rotation's pair carries the same tag.
+        let mut inv = self.family_script(&self.scripts.rotate, old.slot());
         inv.key(self.keys.refresh(&old))
             .key(self.keys.rotated(&old))
-            .arg(self.keys.prefix())
             .arg(old.to_hex())
             .arg(NEVER_EXPIRING_TOMBSTONE_MS);
         Self::pair_args(&mut inv, &new)?;
@@ -203,10 +243,12 @@ impl TokenStore for RedisStore {
     }
 
     async fn revoke(&self, token: Digest) -> Result<bool> {
-        let mut inv = self.scripts.revoke.prepare_invoke();
+        if self.keys.unroutable(token.slot()) {
+            return Ok(false);
+        }
+        let mut inv = self.family_script(&self.scripts.revoke, token.slot());
         inv.key(self.keys.access(&token))
             .key(self.keys.refresh(&token))
-            .arg(self.keys.prefix())
             .arg(token.to_hex());
         let reply = self.run(inv).await?;
         match reply.first().map(String::as_str) {
@@ -220,10 +262,12 @@ impl TokenStore for RedisStore {
     }
 
     async fn revoke_family(&self, family: &str) -> Result<()> {
-        let mut inv = self.scripts.revoke_family.prepare_invoke();
-        inv.key(self.keys.family(family))
-            .arg(self.keys.prefix())
-            .arg(family);
+        let slot = Slot::of(family.as_bytes());
+        if self.keys.unroutable(slot) {
+            return Ok(());
+        }
+        let mut inv = self.family_script(&self.scripts.revoke_family, slot);
+        inv.key(self.keys.family(family)).arg(family);
         let reply = self.run(inv).await?;
         match reply.first().map(String::as_str) {
             Some("revoked") => {

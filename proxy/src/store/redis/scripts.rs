@@ -1,16 +1,20 @@
 //! The Lua scripts that make every multi-key change atomic on the Redis server: code
 //! redemption, refresh rotation with reuse detection, revocation and issuance.
 //!
-//! Every script gets the key prefix as `ARGV[1]` and returns an array whose first
-//! element is a status word; scripts that kill access tokens also return their
-//! digests (so the caller can drop them from its local cache at once) and PUBLISH them
-//! on `<prefix>invalidate` for the other replicas, in the same atomic step.
+//! Every script but the rate limit works on one token family. It gets the family's key
+//! prefix (`<f>` in [`super::keys`]) as `ARGV[1]` and the invalidation channel as
+//! `ARGV[2]`, and returns an array whose first element is a status word; scripts that
+//! kill access tokens also return their digests (so the caller can drop them from its
+//! local cache at once) and PUBLISH them on the channel for the other replicas, in the
+//! same atomic step. Every key a script touches is under `ARGV[1]`, so on Redis
+//! Cluster all of them are in the slot of the declared `KEYS`.
 
 use redis::Script;
 
 /// Shared Lua helpers, prepended to each script.
 const PRELUDE: &str = r#"
 local P = ARGV[1]
+local CHANNEL = ARGV[2]
 -- A revoked family refuses new members for this long: covers a token request that
 -- races the replay of its own code, or a rotation racing a reuse detection.
 local REVOKED_MARKER_MS = 600000
@@ -36,7 +40,7 @@ end
 
 local function announce(removed)
   if #removed > 0 then
-    redis.call('PUBLISH', P .. 'invalidate', table.concat(removed, ' '))
+    redis.call('PUBLISH', CHANNEL, table.concat(removed, ' '))
   end
 end
 
@@ -101,14 +105,14 @@ redis.call('SET', KEYS[1], string.format('%d', new), 'PX', new - now)
 return {'allowed'}
 "#;
 
-/// KEYS: code. ARGV: prefix, record JSON, family, lifetime ms.
+/// KEYS: code. ARGV: prefix, channel, record JSON, family, lifetime ms.
 const PUT_CODE: &str = r#"
-redis.call('HSET', KEYS[1], 'rec', ARGV[2], 'fam', ARGV[3], 'life', ARGV[4])
-redis.call('PEXPIRE', KEYS[1], ARGV[4])
+redis.call('HSET', KEYS[1], 'rec', ARGV[3], 'fam', ARGV[4], 'life', ARGV[5])
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
 return {'stored'}
 "#;
 
-/// KEYS: code, code-used. ARGV: prefix.
+/// KEYS: code, code-used. ARGV: prefix, channel.
 const TAKE_CODE: &str = r#"
 local h = redis.call('HMGET', KEYS[1], 'rec', 'fam', 'life')
 if h[1] then
@@ -125,17 +129,18 @@ end
 return {'unknown'}
 "#;
 
-/// KEYS: new access token. ARGV: prefix, then the pair (see `issue_pair`).
+/// KEYS: the family set. ARGV: prefix, channel, then the pair (see `issue_pair`).
 const ISSUE: &str = r#"
-if redis.call('EXISTS', P .. 'fam-revoked:' .. ARGV[2]) == 1 then
+if redis.call('EXISTS', P .. 'fam-revoked:' .. ARGV[3]) == 1 then
   return {'refused'}
 end
-issue_pair(2)
+issue_pair(3)
 return {'issued'}
 "#;
 
-/// KEYS: old refresh, its rotated tombstone. ARGV: prefix, old refresh hex, tombstone
-/// lifetime for never-expiring tokens (ms), then the new pair (see `issue_pair`).
+/// KEYS: old refresh, its rotated tombstone. ARGV: prefix, channel, old refresh hex,
+/// tombstone lifetime for never-expiring tokens (ms), then the new pair (see
+/// `issue_pair`).
 const ROTATE: &str = r#"
 local rec = redis.call('GET', KEYS[1])
 if not rec then
@@ -150,11 +155,11 @@ end
 local old = cjson.decode(rec)
 local fam = old['family']
 local left = redis.call('PTTL', KEYS[1])
-if left < 0 then left = tonumber(ARGV[3]) end
+if left < 0 then left = tonumber(ARGV[4]) end
 redis.call('DEL', KEYS[1])
 redis.call('SET', KEYS[2], fam, 'PX', left)
 local fkey = family_key(fam)
-redis.call('SREM', fkey, 'r:' .. ARGV[2])
+redis.call('SREM', fkey, 'r:' .. ARGV[3])
 local removed = {}
 local access = old['access']
 if type(access) == 'string' then
@@ -162,16 +167,16 @@ if type(access) == 'string' then
   redis.call('SREM', fkey, 'a:' .. access)
   removed[1] = access
 end
-if redis.call('EXISTS', P .. 'fam-revoked:' .. ARGV[4]) == 0 then
-  issue_pair(4)
+if redis.call('EXISTS', P .. 'fam-revoked:' .. ARGV[5]) == 0 then
+  issue_pair(5)
 end
 announce(removed)
 return with_removed({'rotated', fam}, removed)
 "#;
 
-/// KEYS: access key, refresh key of the same digest. ARGV: prefix, digest hex.
+/// KEYS: access key, refresh key of the same digest. ARGV: prefix, channel, digest hex.
 const REVOKE: &str = r#"
-local hex = ARGV[2]
+local hex = ARGV[3]
 local a = redis.call('GET', KEYS[1])
 if a then
   local rec = cjson.decode(a)
@@ -201,11 +206,11 @@ end
 return {'unknown'}
 "#;
 
-/// KEYS: family set. ARGV: prefix, family.
+/// KEYS: family set. ARGV: prefix, channel, family.
 const REVOKE_FAMILY: &str = r#"
-local removed = revoke_family(ARGV[2])
+local removed = revoke_family(ARGV[3])
 announce(removed)
-return with_removed({'revoked', ARGV[2]}, removed)
+return with_removed({'revoked', ARGV[3]}, removed)
 "#;
 
 /// All scripts, hashed once.
