@@ -34,6 +34,8 @@ pub struct Keys {
     prefix: String,
     /// Redis Cluster with a prefix without hash tag: family keys carry their slot tag.
     sharded: bool,
+    /// `<prefix>invalidate`, named in every family script.
+    invalidate: String,
 }
 
 impl Keys {
@@ -42,6 +44,7 @@ impl Keys {
         Keys {
             prefix: prefix.to_owned(),
             sharded: cluster && !prefix::has_hash_tag(prefix),
+            invalidate: format!("{prefix}invalidate"),
         }
     }
 
@@ -52,10 +55,14 @@ impl Keys {
 
     /// The prefix of every key of the family with `slot` (`<f>` above).
     pub fn family_prefix(&self, slot: Slot) -> String {
-        match (self.sharded, slot.as_str()) {
-            (true, Some(tag)) => format!("{}{{{tag}}}", self.prefix),
-            _ => self.prefix.clone(),
-        }
+        format!("{}{}", self.prefix, self.hash_tag(slot))
+    }
+
+    /// `{tag}` where family keys carry one, else nothing: formatted straight into a
+    /// key, so a key (built once per token check on Redis) needs no prefix string of
+    /// its own first.
+    fn hash_tag(&self, slot: Slot) -> HashTag {
+        HashTag(if self.sharded { slot } else { Slot::NONE })
     }
 
     /// Family keys carry their slot tag (Redis Cluster, prefix without hash tag).
@@ -69,29 +76,33 @@ impl Keys {
         self.is_sharded() && slot == Slot::NONE
     }
 
+    /// A family key: `<f><kind>:<id>`.
+    fn family_key(&self, slot: Slot, kind: &str, id: impl std::fmt::Display) -> String {
+        format!("{}{}{kind}:{id}", self.prefix, self.hash_tag(slot))
+    }
+
     pub fn access(&self, d: &Digest) -> String {
-        format!("{}at:{}", self.family_prefix(d.slot()), d.to_hex())
+        self.family_key(d.slot(), "at", d.to_hex())
     }
 
     pub fn refresh(&self, d: &Digest) -> String {
-        format!("{}rt:{}", self.family_prefix(d.slot()), d.to_hex())
+        self.family_key(d.slot(), "rt", d.to_hex())
     }
 
     pub fn rotated(&self, d: &Digest) -> String {
-        format!("{}rt-used:{}", self.family_prefix(d.slot()), d.to_hex())
+        self.family_key(d.slot(), "rt-used", d.to_hex())
     }
 
     pub fn code(&self, d: &Digest) -> String {
-        format!("{}code:{}", self.family_prefix(d.slot()), d.to_hex())
+        self.family_key(d.slot(), "code", d.to_hex())
     }
 
     pub fn code_used(&self, d: &Digest) -> String {
-        format!("{}code-used:{}", self.family_prefix(d.slot()), d.to_hex())
+        self.family_key(d.slot(), "code-used", d.to_hex())
     }
 
     pub fn family(&self, family: &str) -> String {
-        let slot = Slot::of(family.as_bytes());
-        format!("{}fam:{family}", self.family_prefix(slot))
+        self.family_key(Slot::of(family.as_bytes()), "fam", family)
     }
 
     /// A rate-limit budget (see [`crate::ratelimit`]).
@@ -105,8 +116,20 @@ impl Keys {
     }
 
     /// Channel announcing access tokens that died (revoked, rotated, family revoked).
-    pub fn invalidate_channel(&self) -> String {
-        format!("{}invalidate", self.prefix)
+    pub fn invalidate_channel(&self) -> &str {
+        &self.invalidate
+    }
+}
+
+/// A slot tag as a Redis hash tag (`{AbC}`), or nothing for [`Slot::NONE`].
+struct HashTag(Slot);
+
+impl std::fmt::Display for HashTag {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0.as_str() {
+            Some(tag) => write!(f, "{{{tag}}}"),
+            None => Ok(()),
+        }
     }
 }
 

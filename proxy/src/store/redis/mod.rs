@@ -358,7 +358,7 @@ impl TokenStore for RedisStore {
 /// Every (re)subscription clears the whole cache: messages may have been missed
 /// while the subscription was down. Runs until aborted.
 pub async fn follow_invalidations(target: Target, keys: Keys, cache: Arc<TokenCache>) {
-    let channel = keys.invalidate_channel();
+    let channel = keys.invalidate_channel().to_owned();
     conn::subscribe_forever(target, channel, move |event| match event {
         SubscriptionEvent::Connected => cache.invalidate_all(),
         SubscriptionEvent::Message(payload) => cache.invalidate_announced(payload),
