@@ -26,29 +26,39 @@ use crate::translate::Input;
 
 /// Every ConfigMap the input names as a CA bundle.
 pub fn referenced(input: &Input) -> BTreeSet<Key> {
+    ca_bundles(input, CaSourceKind::ConfigMap).collect()
+}
+
+/// The CA bundles of `kind` the input names: BackendTLSPolicy `caCertificateRefs`
+/// (core group) and ProtectedRoute `backend.tls.caCertificateRef`. The Secret side
+/// ([`super::referenced`]) and the ConfigMap side share it.
+pub fn ca_bundles(input: &Input, kind: CaSourceKind) -> impl Iterator<Item = Key> + '_ {
+    let kind_name = match kind {
+        CaSourceKind::ConfigMap => "ConfigMap",
+        CaSourceKind::Secret => "Secret",
+    };
     let ns = |meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
         meta.namespace.clone().unwrap_or_default()
     };
-    let mut out = BTreeSet::new();
-    for p in &input.backend_tls_policies {
-        for r in &p.spec.validation.ca_certificate_refs {
-            if r.group.is_empty() && r.kind == "ConfigMap" {
-                out.insert((ns(&p.metadata), r.name.clone()));
-            }
-        }
-    }
-    for r in &input.routes {
+    let policies = input.backend_tls_policies.iter().flat_map(move |p| {
+        p.spec
+            .validation
+            .ca_certificate_refs
+            .iter()
+            .filter(move |r| r.group.is_empty() && r.kind == kind_name)
+            .map(move |r| (ns(&p.metadata), r.name.clone()))
+    });
+    let routes = input.routes.iter().filter_map(move |r| {
         let ca = r
             .spec
             .backend
             .as_ref()
             .and_then(|b| b.tls.as_ref())
-            .and_then(|t| t.ca_certificate_ref.as_ref());
-        if let Some(ca) = ca.filter(|c| c.kind == CaSourceKind::ConfigMap) {
-            out.insert((ns(&r.metadata), ca.name.clone()));
-        }
-    }
-    out
+            .and_then(|t| t.ca_certificate_ref.as_ref())
+            .filter(|c| c.kind == kind)?;
+        Some((ns(&r.metadata), ca.name.clone()))
+    });
+    policies.chain(routes)
 }
 
 struct Watched {

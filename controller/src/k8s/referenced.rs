@@ -46,23 +46,11 @@ pub fn referenced(input: &Input) -> BTreeSet<Key> {
         if let Some(login) = &r.spec.oauth2.login {
             out.insert((ns(&r.metadata), login.oidc.client_secret_ref.name.clone()));
         }
-        let ca = r
-            .spec
-            .backend
-            .as_ref()
-            .and_then(|b| b.tls.as_ref())
-            .and_then(|t| t.ca_certificate_ref.as_ref());
-        if let Some(ca) = ca.filter(|c| c.kind == gatehouse_crds::CaSourceKind::Secret) {
-            out.insert((ns(&r.metadata), ca.name.clone()));
-        }
     }
-    for p in &input.backend_tls_policies {
-        for r in &p.spec.validation.ca_certificate_refs {
-            if r.group.is_empty() && r.kind == "Secret" {
-                out.insert((ns(&p.metadata), r.name.clone()));
-            }
-        }
-    }
+    out.extend(super::configmaps::ca_bundles(
+        input,
+        gatehouse_crds::CaSourceKind::Secret,
+    ));
     out
 }
 
