@@ -206,13 +206,10 @@ impl RedisCluster {
         &self.nodes
     }
 
-    /// Seed node list for `--redis-cluster`: `redis://127.0.0.1:p1,redis://...`.
-    pub fn seeds(&self) -> String {
-        self.nodes
-            .iter()
-            .map(RedisServer::url)
-            .collect::<Vec<_>>()
-            .join(",")
+    /// Seed nodes for `--redis-cluster` / `StoreArgs::redis_cluster`:
+    /// `redis://127.0.0.1:p1`, ...
+    pub fn seed_urls(&self) -> Vec<String> {
+        self.nodes.iter().map(RedisServer::url).collect()
     }
 }
 

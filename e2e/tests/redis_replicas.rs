@@ -247,7 +247,7 @@ async fn two_replicas_on_a_cluster(
     let cluster = RedisCluster::start(3).unwrap();
     let upstream = start_upstream().await;
     let args = StoreArgs {
-        redis_cluster: cluster.seeds().split(',').map(str::to_owned).collect(),
+        redis_cluster: cluster.seed_urls(),
         token_cache_ttl: cache_ttl,
         ..Default::default()
     };

@@ -558,7 +558,7 @@ async fn eventually_gone(store: &dyn TokenStore, token: Digest) {
 async fn the_store_works_on_a_three_master_cluster() {
     let cluster = RedisCluster::start(3).unwrap();
     let args = StoreArgs {
-        redis_cluster: cluster.seeds().split(',').map(str::to_owned).collect(),
+        redis_cluster: cluster.seed_urls(),
         ..Default::default()
     };
     let a = args.build().await.unwrap();
@@ -630,7 +630,7 @@ fn key_counts(cluster: &RedisCluster) -> Vec<u64> {
 async fn token_families_spread_over_every_cluster_master_and_each_family_stays_in_one_slot() {
     let cluster = RedisCluster::start(3).unwrap();
     let store = StoreArgs {
-        redis_cluster: cluster.seeds().split(',').map(str::to_owned).collect(),
+        redis_cluster: cluster.seed_urls(),
         ..Default::default()
     }
     .build()

@@ -3,6 +3,7 @@
 
 use super::manifest_tests::{now, translate_files};
 use crate::translate::{Kind, LastGood, Options, Output, Status};
+use gatehouse_crds::gateway_api::HttpRouteStatus;
 
 const BASE: &str = r#"
 apiVersion: gateway.networking.k8s.io/v1
@@ -39,7 +40,8 @@ fn run(extra: &str) -> Output {
     )
 }
 
-fn route_conditions(out: &Output, name: &str) -> Vec<(String, String, String)> {
+/// The HTTPRoute status translate wrote for `name`.
+fn route_status<'a>(out: &'a Output, name: &str) -> &'a HttpRouteStatus {
     let s = out
         .statuses
         .iter()
@@ -48,7 +50,11 @@ fn route_conditions(out: &Output, name: &str) -> Vec<(String, String, String)> {
     let Status::HttpRoute(st, _) = &s.status else {
         unreachable!("HTTPRoute status")
     };
-    st.parents[0]
+    st
+}
+
+fn route_conditions(out: &Output, name: &str) -> Vec<(String, String, String)> {
+    route_status(out, name).parents[0]
         .conditions
         .iter()
         .map(|c| (c.type_.clone(), c.status.clone(), c.reason.clone()))
@@ -220,14 +226,7 @@ spec:
 "#);
     // The parent is no Gateway of ours: GEP-1364 leaves its status entry to whoever
     // owns it, so Gatehouse writes none and serves nothing.
-    let s = out
-        .statuses
-        .iter()
-        .find(|s| s.object.kind == Kind::HttpRoute && s.object.name == "r")
-        .expect("route has a status");
-    let Status::HttpRoute(st, _) = &s.status else {
-        unreachable!("HTTPRoute status")
-    };
+    let st = route_status(&out, "r");
     assert!(st.parents.is_empty(), "{:?}", st.parents);
     assert!(out.snapshot.routes.is_empty());
 }
@@ -256,14 +255,7 @@ status:
     - {type: Accepted, status: "True", reason: Accepted, message: old, observedGeneration: 1,
        lastTransitionTime: "2026-01-01T00:00:00Z"}
 "#);
-    let s = out
-        .statuses
-        .iter()
-        .find(|s| s.object.kind == Kind::HttpRoute && s.object.name == "r")
-        .expect("route has a status");
-    let Status::HttpRoute(st, _) = &s.status else {
-        unreachable!("HTTPRoute status")
-    };
+    let st = route_status(&out, "r");
     let entries: Vec<(&str, &str)> = st
         .parents
         .iter()
