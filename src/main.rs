@@ -6,13 +6,6 @@ use clap::{Parser, Subcommand};
 use gatehouse_controller::cli as control;
 use gatehouse_proxy::cli as proxy;
 
-/// mimalloc instead of glibc's allocator: a proxied request allocates and frees a few
-/// dozen small blocks, and glibc spends about 3,300 instructions per request on them
-/// (bench/PROFILE.md); mimalloc also hands freed pages back to the OS, so a process
-/// that compiled a 100,000-route snapshot does not keep that peak for good.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser, Debug)]
 #[command(
     name = "gatehouse",
